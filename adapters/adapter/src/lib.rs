@@ -1,0 +1,176 @@
+//! The contract between the engine and the backends.
+//!
+//! The engine knows nothing about SSH, DNS or HTTP: it hands an adapter a
+//! [`Resource`] (a kind, a stable key and the desired spec as JSON) and asks it
+//! to [`Adapter::ensure`] it exists as described, or to [`Adapter::remove`] it.
+//! Both calls must be idempotent, because the engine retries them after
+//! timeouts and crashes: running `ensure` twice with the same resource must leave
+//! the backend as running it once would, and `remove` of something already gone
+//! succeeds. Retry policy lives in the engine only; an adapter merely says
+//! whether a failure is worth retrying ([`AdapterError::Transient`]) or not
+//! ([`AdapterError::Permanent`]).
+//!
+//! Shared input hygiene lives here too ([`validate`], [`shell`]) so that every
+//! adapter that builds a remote command uses one allow-list and one quoting
+//! function.
+
+pub mod shell;
+pub mod testenv;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One thing an adapter manages for one contract, as the planner wants it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    /// Resource kind, e.g. `webspace`, `vhost`, `ftp_account`, `dns_zone`.
+    pub kind: String,
+    /// Stable key, unique per (contract, kind); e.g. the domain for a vhost.
+    pub key: String,
+    /// The contract the resource belongs to.
+    pub contract_id: String,
+    /// Desired state, adapter specific. Never contains secrets: it is journaled.
+    pub spec: serde_json::Value,
+}
+
+impl Resource {
+    /// Deserializes the spec into the adapter's own typed form; a spec that does
+    /// not fit is a permanent error (a planner/adapter mismatch, not a glitch).
+    pub fn spec<T: serde::de::DeserializeOwned>(&self) -> Result<T, AdapterError> {
+        serde_json::from_value(self.spec.clone()).map_err(|e| {
+            AdapterError::permanent(format!(
+                "{} {}: spec does not match the adapter: {e}",
+                self.kind, self.key
+            ))
+        })
+    }
+}
+
+/// Where a step call comes from, for idempotency keys and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepContext {
+    pub job_id: String,
+    pub step_id: String,
+    pub attempt: u32,
+}
+
+impl StepContext {
+    /// A key that is the same for every attempt of one step, so a backend with
+    /// idempotency keys (HTTP APIs) can recognise a retried request.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}/{}", self.job_id, self.step_id)
+    }
+}
+
+/// What a successful step leaves behind.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// Facts about the real resource (ids, addresses); recorded in the
+    /// contract's state and the journal, so never secret.
+    pub facts: serde_json::Value,
+    /// Credentials created by this step, handed back once to the contract
+    /// system and never journaled or logged.
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+impl Outcome {
+    pub fn with_facts(facts: serde_json::Value) -> Self {
+        Outcome {
+            facts,
+            secrets: BTreeMap::new(),
+        }
+    }
+}
+
+/// What an adapter sees of a resource on the backend right now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    Absent,
+    Present { facts: serde_json::Value },
+}
+
+/// A secret value whose `Debug` and `Display` never print it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The clear text: call only where it leaves for its one rightful reader.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// An adapter failure, classified for the engine's retry policy.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AdapterError {
+    /// Worth retrying: timeouts, refused connections, 5xx, 429, locks.
+    #[error("transient: {message}")]
+    Transient {
+        message: String,
+        /// A backend's own hint (HTTP Retry-After), honoured by the engine.
+        retry_after: Option<Duration>,
+    },
+    /// Retrying cannot help: bad input, auth/host key errors, quota exceeded.
+    #[error("permanent: {message}")]
+    Permanent { message: String },
+}
+
+impl AdapterError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        AdapterError::Transient {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    pub fn permanent(message: impl Into<String>) -> Self {
+        AdapterError::Permanent {
+            message: message.into(),
+        }
+    }
+    pub fn is_transient(&self) -> bool {
+        matches!(self, AdapterError::Transient { .. })
+    }
+}
+
+/// A backend driver. One implementation per crate under `adapters/`.
+#[async_trait::async_trait]
+pub trait Adapter: Send + Sync + 'static {
+    /// The name playbooks use to pick this adapter (`webhost`, `dns`, ...).
+    fn name(&self) -> &'static str;
+
+    /// The resource kinds this adapter manages; playbooks are checked against it
+    /// at start-up.
+    fn kinds(&self) -> &'static [&'static str];
+
+    /// Makes the backend match `resource.spec` (create or update, including the
+    /// suspended state a spec may carry). Idempotent.
+    async fn ensure(&self, ctx: &StepContext, resource: &Resource)
+    -> Result<Outcome, AdapterError>;
+
+    /// Removes the resource; succeeds if it is already gone. Idempotent.
+    async fn remove(&self, ctx: &StepContext, resource: &Resource)
+    -> Result<Outcome, AdapterError>;
+
+    /// Reads the resource's current state without changing anything.
+    async fn observe(&self, resource: &Resource) -> Result<Observation, AdapterError>;
+}

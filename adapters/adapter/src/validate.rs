@@ -1,0 +1,157 @@
+//! Allow-list validation for every value that can reach a backend command.
+//!
+//! Contract-supplied strings are hostile until proven otherwise. These checks
+//! accept a narrow alphabet and reject everything else, so that quoting (see
+//! [`crate::shell`]) is a second line of defence, never the only one.
+
+use thiserror::Error;
+
+/// A value that failed an allow-list check; the message names the rule.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid {what} {value:?}: {rule}")]
+pub struct Invalid {
+    pub what: &'static str,
+    pub value: String,
+    pub rule: &'static str,
+}
+
+fn invalid(what: &'static str, value: &str, rule: &'static str) -> Invalid {
+    // Keep error messages bounded even for absurd input.
+    let value: String = value.chars().take(80).collect();
+    Invalid { what, value, rule }
+}
+
+/// A Unix/FTP account name: `[a-z][a-z0-9_-]{0,31}`.
+pub fn user_name(value: &str) -> Result<&str, Invalid> {
+    const RULE: &str = "must match [a-z][a-z0-9_-]{0,31}";
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > 32 || !bytes[0].is_ascii_lowercase() {
+        return Err(invalid("user name", value, RULE));
+    }
+    if !bytes
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
+    {
+        return Err(invalid("user name", value, RULE));
+    }
+    Ok(value)
+}
+
+/// A DNS name in its ASCII (IDNA A-label) form: lower-case LDH labels of 1..=63
+/// octets, at least two labels, 253 octets at most, no trailing dot. Unicode is
+/// rejected here on purpose: conversion to A-labels happens once, in the core,
+/// so look-alike characters never reach a backend.
+pub fn domain_name(value: &str) -> Result<&str, Invalid> {
+    const RULE: &str = "must be lower-case ASCII labels [a-z0-9-] of 1-63 octets, at least two, 253 octets at most";
+    if value.is_empty() || value.len() > 253 || !value.is_ascii() {
+        return Err(invalid("domain name", value, RULE));
+    }
+    let labels: Vec<&str> = value.split('.').collect();
+    if labels.len() < 2 {
+        return Err(invalid("domain name", value, RULE));
+    }
+    for label in labels {
+        let b = label.as_bytes();
+        if b.is_empty()
+            || b.len() > 63
+            || b[0] == b'-'
+            || b[b.len() - 1] == b'-'
+            || !b
+                .iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        {
+            return Err(invalid("domain name", value, RULE));
+        }
+    }
+    Ok(value)
+}
+
+/// A relative path inside a customer's root: components of `[A-Za-z0-9._-]`,
+/// none of them `.` or `..`, no leading slash, 255 octets at most.
+pub fn relative_path(value: &str) -> Result<&str, Invalid> {
+    const RULE: &str = "must be a relative path of [A-Za-z0-9._-] components, without '.' or '..', 255 octets at most";
+    if value.is_empty() || value.len() > 255 || value.starts_with('/') {
+        return Err(invalid("path", value, RULE));
+    }
+    for comp in value.split('/') {
+        if comp.is_empty()
+            || comp == "."
+            || comp == ".."
+            || !comp
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        {
+            return Err(invalid("path", value, RULE));
+        }
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOSTILE: &[&str] = &[
+        "",
+        "a;rm -rf /",
+        "$(id)",
+        "`id`",
+        "a\nb",
+        "../etc",
+        "a b",
+        "ａｄｍｉｎ", // full-width look-alikes
+        "exаmple.jp", // Cyrillic 'а'
+        "-leading.example",
+        "x\0y",
+        "a'b",
+        "a\"b",
+        "a|b",
+        "a&b",
+        "a>b",
+    ];
+
+    #[test]
+    fn hostile_values_are_rejected_everywhere() {
+        for v in HOSTILE {
+            assert!(user_name(v).is_err(), "user_name accepted {v:?}");
+            assert!(domain_name(v).is_err(), "domain_name accepted {v:?}");
+        }
+        for v in [
+            "../x",
+            "a/../b",
+            "/etc/passwd",
+            "a b",
+            "$(id)",
+            "a;b",
+            "a\nb",
+            ".",
+        ] {
+            assert!(relative_path(v).is_err(), "relative_path accepted {v:?}");
+        }
+    }
+
+    #[test]
+    fn good_values_pass() {
+        assert!(user_name("c1001").is_ok());
+        assert!(user_name("web_c-1").is_ok());
+        assert!(domain_name("example.co.jp").is_ok());
+        assert!(domain_name("xn--eckwd4c7c.xn--zckzah").is_ok());
+        assert!(relative_path("public_html/index.html").is_ok());
+    }
+
+    #[test]
+    fn length_limits() {
+        let long_label = format!("{}.jp", "a".repeat(64));
+        assert!(domain_name(&long_label).is_err());
+        let ok_label = format!("{}.jp", "a".repeat(63));
+        assert!(domain_name(&ok_label).is_ok());
+        assert!(user_name(&"a".repeat(33)).is_err());
+        assert!(domain_name(&format!("{}a.jp", "a.".repeat(126))).is_err());
+    }
+
+    #[test]
+    fn error_names_the_rule() {
+        let e = domain_name("a;b.jp").unwrap_err();
+        assert!(e.to_string().contains("lower-case ASCII labels"), "{e}");
+    }
+}

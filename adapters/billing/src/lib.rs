@@ -1,0 +1,1 @@
+//! Placeholder: implemented under issue #4.
