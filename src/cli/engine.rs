@@ -1,0 +1,1 @@
+//! Placeholder: serve, submit, plan, jobs commands (issue #3).

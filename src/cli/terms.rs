@@ -1,0 +1,1 @@
+//! Placeholder: keys, contract and bill commands (issue #2).
