@@ -1,1 +1,792 @@
-//! Placeholder: implemented under issue #4.
+//! The Secure MX adapter: a customer's Secure MX tenant (第6条–第10条) and its
+//! mailboxes, managed through the provider's HTTP API (docs/securemx-api.md;
+//! the `securemx-mock` binary of this crate implements it for tests).
+//!
+//! Kinds:
+//! - `mx_tenant`: `PUT /v1/tenants/{id}` with the full desired tenant (create
+//!   or update, including suspension); removal is `DELETE`, 404 = gone.
+//! - `mx_mailboxes`: the full set of the tenant's mailboxes. Ensure lists what
+//!   exists (paging), deletes what the spec no longer names, then creates what
+//!   is missing, a bounded number of requests at a time. A create that answers
+//!   409 `mailbox_exists` is done.
+//!
+//! Failures are classified for the engine: 429, 5xx, connection errors and
+//! timeouts are transient (429 is first retried here a few times, honouring
+//! `Retry-After`, since the provider asks for exactly that); other 4xx answers
+//! are permanent and name the API's error code. The API key never appears in
+//! errors or logs.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt};
+use hostwright_adapter::{
+    Adapter, AdapterError, Observation, Outcome, Resource, Secret, StepContext, validate,
+};
+use reqwest::{Method, StatusCode, Url};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The `[adapters.securemx]` config section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecureMxConfig {
+    /// The API's base URL, e.g. `http://127.0.0.1:55380` (plain HTTP: this
+    /// build has no TLS).
+    pub base_url: String,
+    /// File holding the API key (first non-empty line).
+    pub api_key_file: PathBuf,
+    /// Requests in flight at once for mailbox work (default 16).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// Per-request timeout in seconds (default 10).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
+pub const DEFAULT_CONCURRENCY: usize = 16;
+pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
+/// How often one request is retried here after a 429.
+const RATE_LIMIT_RETRIES: u32 = 3;
+/// Longest `Retry-After` waited here; a longer one goes back to the engine.
+const MAX_INLINE_WAIT: Duration = Duration::from_secs(5);
+const PAGE: usize = 100;
+
+/// Why the adapter cannot be built from its config.
+#[derive(Debug, thiserror::Error)]
+pub enum SecureMxError {
+    #[error("securemx: reading the API key file {path}: {source}")]
+    ApiKeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("securemx: the API key file {path} holds no key")]
+    EmptyApiKey { path: PathBuf },
+    #[error("securemx: base_url {url:?}: {message}")]
+    BaseUrl { url: String, message: String },
+    #[error("securemx: concurrency must be at least 1")]
+    Concurrency,
+    #[error("securemx: building the HTTP client: {0}")]
+    Client(String),
+}
+
+pub struct SecureMxAdapter {
+    base: Url,
+    key: Secret,
+    http: reqwest::Client,
+    concurrency: usize,
+}
+
+impl std::fmt::Debug for SecureMxAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureMxAdapter")
+            .field("base", &self.base.as_str())
+            .field("key", &self.key)
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
+}
+
+/// `mx_tenant` spec.
+#[derive(Debug, Clone, Deserialize)]
+struct TenantSpec {
+    tenant: String,
+    domains: Vec<String>,
+    #[serde(default)]
+    ips: Vec<String>,
+    administrator: Administrator,
+    accounts_limit: u32,
+    disk_units: u32,
+    #[serde(default)]
+    options: Vec<String>,
+    #[serde(default)]
+    iij_id: Option<String>,
+    #[serde(default)]
+    dox: Option<String>,
+    #[serde(default)]
+    suspended: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Administrator {
+    name: String,
+    email: String,
+}
+
+/// `mx_mailboxes` spec.
+#[derive(Debug, Clone, Deserialize)]
+struct MailboxesSpec {
+    tenant: String,
+    domain: String,
+    #[serde(default)]
+    local_parts: Vec<String>,
+}
+
+/// An answer from the API that was neither 429 nor 5xx.
+struct Answer {
+    status: StatusCode,
+    body: Value,
+}
+
+impl Answer {
+    fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("unknown")
+    }
+
+    /// A permanent error naming the operation, status and the API's code.
+    fn permanent(&self, op: &str) -> AdapterError {
+        AdapterError::permanent(format!(
+            "securemx {op}: HTTP {} {}: {}",
+            self.status.as_u16(),
+            self.code(),
+            self.body["error"]["message"].as_str().unwrap_or("")
+        ))
+    }
+}
+
+/// Tenant ids are contract ids: `[A-Za-z0-9][A-Za-z0-9_-]{0,63}`.
+fn check_tenant(id: &str) -> Result<(), AdapterError> {
+    let b = id.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(AdapterError::permanent(format!(
+            "securemx: invalid tenant id {:?}: must match [A-Za-z0-9][A-Za-z0-9_-]{{0,63}}",
+            id.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
+/// Mailbox local parts: `[a-z0-9][a-z0-9._+-]{0,63}`, no `..`, no trailing `.`.
+fn check_local_part(lp: &str) -> Result<(), AdapterError> {
+    let b = lp.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 64
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'+' | b'-')
+        })
+        && !lp.contains("..")
+        && !lp.ends_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(AdapterError::permanent(format!(
+            "securemx: invalid mailbox local part {:?}: must match [a-z0-9][a-z0-9._+-]{{0,63}}",
+            lp.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
+fn check_domain(d: &str) -> Result<(), AdapterError> {
+    validate::domain_name(d)
+        .map(|_| ())
+        .map_err(|e| AdapterError::permanent(format!("securemx: {e}")))
+}
+
+/// The spec must belong to the contract the step runs for: a tenant is one
+/// contract's, and a spec naming another would change someone else's mail.
+fn check_owner(resource: &Resource, tenant: &str) -> Result<(), AdapterError> {
+    check_tenant(tenant)?;
+    if tenant != resource.contract_id {
+        return Err(AdapterError::permanent(format!(
+            "securemx: spec tenant {tenant:?} is not the contract {:?}",
+            resource.contract_id
+        )));
+    }
+    Ok(())
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// Combines the failures of concurrent requests: permanent wins (a retry
+/// cannot fix the step), else the transient one with the longest hint.
+fn worst(errors: Vec<AdapterError>) -> Option<AdapterError> {
+    let n = errors.len();
+    let mut permanent = None;
+    let mut transient: Option<AdapterError> = None;
+    for e in errors {
+        match &e {
+            AdapterError::Permanent { .. } => {
+                permanent.get_or_insert(e);
+            }
+            AdapterError::Transient { retry_after, .. } => {
+                let longer = match &transient {
+                    Some(AdapterError::Transient {
+                        retry_after: prev, ..
+                    }) => retry_after > prev,
+                    _ => true,
+                };
+                if longer {
+                    transient = Some(e);
+                }
+            }
+        }
+    }
+    let e = permanent.or(transient)?;
+    if n <= 1 {
+        return Some(e);
+    }
+    Some(match e {
+        AdapterError::Permanent { message } => AdapterError::Permanent {
+            message: format!("{message} (and {} more failures)", n - 1),
+        },
+        AdapterError::Transient {
+            message,
+            retry_after,
+        } => AdapterError::Transient {
+            message: format!("{message} (and {} more failures)", n - 1),
+            retry_after,
+        },
+    })
+}
+
+impl SecureMxAdapter {
+    pub fn new(cfg: SecureMxConfig) -> Result<Self, SecureMxError> {
+        let text = std::fs::read_to_string(&cfg.api_key_file).map_err(|source| {
+            SecureMxError::ApiKeyFile {
+                path: cfg.api_key_file.clone(),
+                source,
+            }
+        })?;
+        let key = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .ok_or_else(|| SecureMxError::EmptyApiKey {
+                path: cfg.api_key_file.clone(),
+            })?;
+        let base = Url::parse(&cfg.base_url).map_err(|e| SecureMxError::BaseUrl {
+            url: cfg.base_url.clone(),
+            message: e.to_string(),
+        })?;
+        if base.scheme() != "http" || base.cannot_be_a_base() {
+            return Err(SecureMxError::BaseUrl {
+                url: cfg.base_url.clone(),
+                message: "must be an http:// URL (this build has no TLS)".into(),
+            });
+        }
+        let concurrency = cfg.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        if concurrency == 0 {
+            return Err(SecureMxError::Concurrency);
+        }
+        let timeout = Duration::from_secs(cfg.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS).max(1));
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .pool_max_idle_per_host(concurrency)
+            .build()
+            .map_err(|e| SecureMxError::Client(e.to_string()))?;
+        Ok(SecureMxAdapter {
+            base,
+            key: Secret::new(key),
+            http,
+            concurrency,
+        })
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("checked in new: http URLs can be a base")
+            .pop_if_empty()
+            .extend(segments);
+        url
+    }
+
+    /// Sends one request; 429 is retried here (honouring `Retry-After`) a few
+    /// times; 429, 5xx and transport failures end as transient errors.
+    async fn call(
+        &self,
+        op: &str,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Answer, AdapterError> {
+        let mut attempt = 0;
+        loop {
+            let mut rb = self
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(self.key.expose());
+            if let Some(k) = idempotency_key {
+                rb = rb.header("idempotency-key", k);
+            }
+            if let Some(b) = body {
+                rb = rb.json(b);
+            }
+            let resp = rb.send().await.map_err(|e| {
+                AdapterError::transient(format!(
+                    "securemx {op}: {}",
+                    if e.is_timeout() {
+                        "request timed out".to_string()
+                    } else if e.is_connect() {
+                        format!("cannot connect to {}", self.base)
+                    } else {
+                        e.without_url().to_string()
+                    }
+                ))
+            })?;
+            let status = resp.status();
+            let hint = retry_after(resp.headers());
+            let text = resp.text().await.map_err(|e| {
+                AdapterError::transient(format!(
+                    "securemx {op}: reading the answer: {}",
+                    e.without_url()
+                ))
+            })?;
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let answer = Answer { status, body };
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                let wait = hint.unwrap_or(Duration::from_secs(1));
+                if attempt < RATE_LIMIT_RETRIES && wait <= MAX_INLINE_WAIT {
+                    attempt += 1;
+                    tracing::debug!(
+                        op,
+                        wait_s = wait.as_secs(),
+                        attempt,
+                        "securemx rate limited; waiting"
+                    );
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                return Err(AdapterError::Transient {
+                    message: format!("securemx {op}: rate limited (HTTP 429 {})", answer.code()),
+                    retry_after: Some(wait),
+                });
+            }
+            if status.is_server_error() {
+                return Err(AdapterError::Transient {
+                    message: format!("securemx {op}: HTTP {} {}", status.as_u16(), answer.code()),
+                    retry_after: hint,
+                });
+            }
+            return Ok(answer);
+        }
+    }
+
+    async fn ensure_tenant(&self, resource: &Resource) -> Result<Outcome, AdapterError> {
+        let spec: TenantSpec = resource.spec()?;
+        check_owner(resource, &spec.tenant)?;
+        if spec.domains.is_empty() {
+            return Err(AdapterError::permanent(
+                "securemx: a tenant needs at least one target domain (第8条)",
+            ));
+        }
+        for d in &spec.domains {
+            check_domain(d)?;
+        }
+        for ip in &spec.ips {
+            ip.parse::<IpAddr>().map_err(|_| {
+                AdapterError::permanent(format!("securemx: {ip:?} is not an IP address"))
+            })?;
+        }
+        let body = json!({
+            "domains": spec.domains,
+            "ips": spec.ips,
+            "administrator": spec.administrator,
+            "accounts_limit": spec.accounts_limit,
+            "disk_units": spec.disk_units,
+            "options": spec.options,
+            "iij_id": spec.iij_id,
+            "dox": spec.dox,
+            "suspended": spec.suspended,
+        });
+        let op = format!("put tenant {}", spec.tenant);
+        let a = self
+            .call(
+                &op,
+                Method::PUT,
+                self.url(&["v1", "tenants", &spec.tenant]),
+                Some(&body),
+                None,
+            )
+            .await?;
+        match a.status {
+            StatusCode::OK | StatusCode::CREATED => Ok(Outcome::with_facts(json!({
+                "tenant": spec.tenant,
+                "suspended": a.body["suspended"],
+                "disk_units": a.body["disk_units"],
+                "accounts_limit": a.body["accounts_limit"],
+                "options": a.body["options"],
+            }))),
+            _ => Err(a.permanent(&op)),
+        }
+    }
+
+    async fn remove_tenant(&self, resource: &Resource) -> Result<Outcome, AdapterError> {
+        let tenant = tenant_of(resource)?;
+        check_owner(resource, &tenant)?;
+        let op = format!("delete tenant {tenant}");
+        let a = self
+            .call(
+                &op,
+                Method::DELETE,
+                self.url(&["v1", "tenants", &tenant]),
+                None,
+                None,
+            )
+            .await?;
+        match a.status {
+            StatusCode::NO_CONTENT | StatusCode::OK => Ok(Outcome::with_facts(
+                json!({"tenant": tenant, "removed": true}),
+            )),
+            StatusCode::NOT_FOUND => Ok(Outcome::with_facts(
+                json!({"tenant": tenant, "removed": false}),
+            )),
+            _ => Err(a.permanent(&op)),
+        }
+    }
+
+    /// Every mailbox address of the tenant, or `None` when the tenant is absent.
+    async fn list_mailboxes(&self, tenant: &str) -> Result<Option<BTreeSet<String>>, AdapterError> {
+        let mut out = BTreeSet::new();
+        let mut cursor: Option<String> = None;
+        let op = format!("list mailboxes of {tenant}");
+        loop {
+            let mut url = self.url(&["v1", "tenants", tenant, "mailboxes"]);
+            url.query_pairs_mut()
+                .append_pair("limit", &PAGE.to_string());
+            if let Some(c) = &cursor {
+                url.query_pairs_mut().append_pair("cursor", c);
+            }
+            let a = self.call(&op, Method::GET, url, None, None).await?;
+            match a.status {
+                StatusCode::OK => {}
+                StatusCode::NOT_FOUND if a.code() == "tenant_not_found" => return Ok(None),
+                _ => return Err(a.permanent(&op)),
+            }
+            let Some(page) = a.body["mailboxes"].as_array() else {
+                return Err(AdapterError::transient(format!(
+                    "securemx {op}: answer without a mailbox list"
+                )));
+            };
+            for m in page {
+                if let Some(addr) = m["address"].as_str() {
+                    out.insert(addr.to_string());
+                }
+            }
+            match a.body["next_cursor"].as_str() {
+                Some(c) if !c.is_empty() => cursor = Some(c.to_string()),
+                _ => return Ok(Some(out)),
+            }
+        }
+    }
+
+    async fn create_mailbox(
+        &self,
+        ctx: &StepContext,
+        tenant: &str,
+        address: &str,
+    ) -> Result<(), AdapterError> {
+        let op = format!("create mailbox {address}");
+        let key = format!("{}/{address}", ctx.idempotency_key());
+        let a = self
+            .call(
+                &op,
+                Method::POST,
+                self.url(&["v1", "tenants", tenant, "mailboxes"]),
+                Some(&json!({ "address": address })),
+                Some(&key),
+            )
+            .await?;
+        match (a.status, a.code()) {
+            (StatusCode::CREATED | StatusCode::OK, _) => Ok(()),
+            (StatusCode::CONFLICT, "mailbox_exists") => Ok(()),
+            _ => Err(a.permanent(&op)),
+        }
+    }
+
+    async fn delete_mailbox(&self, tenant: &str, address: &str) -> Result<(), AdapterError> {
+        let op = format!("delete mailbox {address}");
+        let a = self
+            .call(
+                &op,
+                Method::DELETE,
+                self.url(&["v1", "tenants", tenant, "mailboxes", address]),
+                None,
+                None,
+            )
+            .await?;
+        match a.status {
+            StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(a.permanent(&op)),
+        }
+    }
+
+    /// Runs `f` over `items`, `self.concurrency` at a time, and combines failures.
+    async fn each<'a, F, Fut>(&'a self, items: Vec<String>, f: F) -> Result<(), AdapterError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<(), AdapterError>> + 'a,
+    {
+        let errors: Vec<AdapterError> = stream::iter(items.into_iter().map(f))
+            .buffer_unordered(self.concurrency)
+            .filter_map(|r| async move { r.err() })
+            .collect()
+            .await;
+        match worst(errors) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    async fn ensure_mailboxes(
+        &self,
+        ctx: &StepContext,
+        resource: &Resource,
+    ) -> Result<Outcome, AdapterError> {
+        let spec: MailboxesSpec = resource.spec()?;
+        check_owner(resource, &spec.tenant)?;
+        check_domain(&spec.domain)?;
+        let mut want = BTreeSet::new();
+        for lp in &spec.local_parts {
+            check_local_part(lp)?;
+            want.insert(format!("{lp}@{}", spec.domain));
+        }
+        let tenant = spec.tenant.as_str();
+        let Some(have) = self.list_mailboxes(tenant).await? else {
+            return Err(AdapterError::permanent(format!(
+                "securemx: tenant {tenant} does not exist; its mx_tenant step must run first"
+            )));
+        };
+        // The tenant's mailboxes are all the contract's: anything not named goes.
+        // Deletions first, so freed accounts count before new ones are created.
+        let extra: Vec<String> = have.difference(&want).cloned().collect();
+        let missing: Vec<String> = want.difference(&have).cloned().collect();
+        self.each(extra, |addr| async move {
+            self.delete_mailbox(tenant, &addr).await
+        })
+        .await?;
+        self.each(missing, |addr| async move {
+            self.create_mailbox(ctx, tenant, &addr).await
+        })
+        .await?;
+        Ok(Outcome::with_facts(json!({ "mailboxes": want.len() })))
+    }
+
+    async fn remove_mailboxes(&self, resource: &Resource) -> Result<Outcome, AdapterError> {
+        let tenant = tenant_of(resource)?;
+        check_owner(resource, &tenant)?;
+        let Some(have) = self.list_mailboxes(&tenant).await? else {
+            return Ok(Outcome::with_facts(json!({ "mailboxes": 0 })));
+        };
+        let t = tenant.as_str();
+        self.each(have.into_iter().collect(), |addr| async move {
+            self.delete_mailbox(t, &addr).await
+        })
+        .await?;
+        Ok(Outcome::with_facts(json!({ "mailboxes": 0 })))
+    }
+}
+
+/// The tenant a resource names (for removal, only the tenant is needed).
+fn tenant_of(resource: &Resource) -> Result<String, AdapterError> {
+    resource.spec["tenant"]
+        .as_str()
+        .map(String::from)
+        .ok_or_else(|| {
+            AdapterError::permanent(format!(
+                "{} {}: spec has no tenant",
+                resource.kind, resource.key
+            ))
+        })
+}
+
+fn unknown_kind(resource: &Resource) -> AdapterError {
+    AdapterError::permanent(format!(
+        "securemx: unknown resource kind {:?}",
+        resource.kind
+    ))
+}
+
+#[async_trait::async_trait]
+impl Adapter for SecureMxAdapter {
+    fn name(&self) -> &'static str {
+        "securemx"
+    }
+
+    fn kinds(&self) -> &'static [&'static str] {
+        &["mx_tenant", "mx_mailboxes"]
+    }
+
+    async fn ensure(
+        &self,
+        ctx: &StepContext,
+        resource: &Resource,
+    ) -> Result<Outcome, AdapterError> {
+        match resource.kind.as_str() {
+            "mx_tenant" => self.ensure_tenant(resource).await,
+            "mx_mailboxes" => self.ensure_mailboxes(ctx, resource).await,
+            _ => Err(unknown_kind(resource)),
+        }
+    }
+
+    async fn remove(
+        &self,
+        _ctx: &StepContext,
+        resource: &Resource,
+    ) -> Result<Outcome, AdapterError> {
+        match resource.kind.as_str() {
+            "mx_tenant" => self.remove_tenant(resource).await,
+            "mx_mailboxes" => self.remove_mailboxes(resource).await,
+            _ => Err(unknown_kind(resource)),
+        }
+    }
+
+    async fn observe(&self, resource: &Resource) -> Result<Observation, AdapterError> {
+        let tenant = tenant_of(resource)?;
+        check_owner(resource, &tenant)?;
+        match resource.kind.as_str() {
+            "mx_tenant" => {
+                let op = format!("get tenant {tenant}");
+                let a = self
+                    .call(
+                        &op,
+                        Method::GET,
+                        self.url(&["v1", "tenants", &tenant]),
+                        None,
+                        None,
+                    )
+                    .await?;
+                match a.status {
+                    StatusCode::OK => Ok(Observation::Present { facts: a.body }),
+                    StatusCode::NOT_FOUND => Ok(Observation::Absent),
+                    _ => Err(a.permanent(&op)),
+                }
+            }
+            "mx_mailboxes" => match self.list_mailboxes(&tenant).await? {
+                None => Ok(Observation::Absent),
+                Some(all) => Ok(Observation::Present {
+                    facts: json!({ "mailboxes": all.len(), "addresses": all }),
+                }),
+            },
+            _ => Err(unknown_kind(resource)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: &std::path::Path, url: &str) -> SecureMxConfig {
+        let key = dir.join("key");
+        std::fs::write(&key, "k-123\n").unwrap();
+        SecureMxConfig {
+            base_url: url.into(),
+            api_key_file: key,
+            concurrency: None,
+            timeout_secs: None,
+        }
+    }
+
+    #[test]
+    fn config_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(SecureMxAdapter::new(cfg(dir.path(), "http://127.0.0.1:1")).is_ok());
+        assert!(matches!(
+            SecureMxAdapter::new(cfg(dir.path(), "https://mx.example")),
+            Err(SecureMxError::BaseUrl { .. })
+        ));
+        assert!(matches!(
+            SecureMxAdapter::new(cfg(dir.path(), "not a url")),
+            Err(SecureMxError::BaseUrl { .. })
+        ));
+        let mut c = cfg(dir.path(), "http://127.0.0.1:1");
+        c.concurrency = Some(0);
+        assert!(matches!(
+            SecureMxAdapter::new(c),
+            Err(SecureMxError::Concurrency)
+        ));
+        let mut c = cfg(dir.path(), "http://127.0.0.1:1");
+        std::fs::write(&c.api_key_file, "\n  \n").unwrap();
+        assert!(matches!(
+            SecureMxAdapter::new(c.clone()),
+            Err(SecureMxError::EmptyApiKey { .. })
+        ));
+        c.api_key_file = dir.path().join("missing");
+        assert!(matches!(
+            SecureMxAdapter::new(c),
+            Err(SecureMxError::ApiKeyFile { .. })
+        ));
+        let toml_like: SecureMxConfig = serde_json::from_value(json!({
+            "base_url": "http://127.0.0.1:55380", "api_key_file": "/x"}))
+        .unwrap();
+        assert_eq!(toml_like.concurrency, None);
+    }
+
+    #[test]
+    fn the_key_is_not_in_debug_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = SecureMxAdapter::new(cfg(dir.path(), "http://127.0.0.1:1")).unwrap();
+        assert!(!format!("{a:?}").contains("k-123"));
+    }
+
+    #[test]
+    fn urls_escape_segments_under_a_base_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = SecureMxAdapter::new(cfg(dir.path(), "http://h:1/api/")).unwrap();
+        assert_eq!(
+            a.url(&["v1", "tenants", "C-1", "mailboxes", "a/b?c@d.jp"])
+                .as_str(),
+            "http://h:1/api/v1/tenants/C-1/mailboxes/a%2Fb%3Fc@d.jp"
+        );
+    }
+
+    #[test]
+    fn hostile_values_are_refused() {
+        for t in ["", "../x", "C 1", "a;b", "Ｃ-1"] {
+            assert!(check_tenant(t).is_err(), "{t:?}");
+        }
+        for lp in ["", "A", ".a", "a..b", "a.", "a b", "$(id)", "a/b", "a@b"] {
+            assert!(check_local_part(lp).is_err(), "{lp:?}");
+        }
+        for lp in ["info", "sales.team", "a+b", "0x"] {
+            assert!(check_local_part(lp).is_ok(), "{lp:?}");
+        }
+    }
+
+    #[test]
+    fn permanent_failures_win_over_transient_ones() {
+        let e = worst(vec![
+            AdapterError::transient("t"),
+            AdapterError::permanent("p"),
+            AdapterError::Transient {
+                message: "t2".into(),
+                retry_after: Some(Duration::from_secs(3)),
+            },
+        ])
+        .unwrap();
+        assert!(matches!(e, AdapterError::Permanent { ref message } if message.starts_with("p")));
+        let e = worst(vec![
+            AdapterError::transient("t"),
+            AdapterError::Transient {
+                message: "t2".into(),
+                retry_after: Some(Duration::from_secs(3)),
+            },
+        ])
+        .unwrap();
+        assert!(
+            matches!(e, AdapterError::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(3))
+        );
+        assert!(worst(vec![]).is_none());
+    }
+}
