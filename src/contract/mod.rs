@@ -1,1 +1,576 @@
-//! Placeholder.
+//! The contract document: the full desired state of one service contract at
+//! one revision, as the contract system sends it (JSON, see
+//! `docs/contract.schema.json` and `docs/contract-format.md`).
+//!
+//! Parsing is strict (`deny_unknown_fields` everywhere): a field we do not
+//! know is a field whose meaning we would silently ignore. Domain names are
+//! converted to their IDNA A-label form here, once, so look-alike Unicode never
+//! travels further.
+
+mod entitlements;
+
+use std::net::IpAddr;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+pub use entitlements::Entitlements;
+
+/// Largest contract document accepted anywhere.
+pub const MAX_CONTRACT_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContractError {
+    #[error("contract is larger than {MAX_CONTRACT_BYTES} bytes")]
+    TooLarge,
+    #[error("contract is not valid: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("contract is not valid: {field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+/// `^[A-Z][A-Z0-9-]{2,31}$`: short, upper case, safe in file names and, in
+/// lower case, a valid Unix user name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ContractId(String);
+
+impl ContractId {
+    pub fn parse(s: &str) -> Result<ContractId, String> {
+        let b = s.as_bytes();
+        let ok = (3..=32).contains(&b.len())
+            && b[0].is_ascii_uppercase()
+            && b[1..]
+                .iter()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'-');
+        if ok {
+            Ok(ContractId(s.to_string()))
+        } else {
+            Err(format!(
+                "contract id {:?} must match ^[A-Z][A-Z0-9-]{{2,31}}$",
+                s.chars().take(40).collect::<String>()
+            ))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ContractId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ContractId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for ContractId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The service types of 第5条.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceType {
+    Www,
+    MailSecureMx,
+    PackSecureMx,
+    MailStandard,
+    MailSecure,
+    PackStandard,
+    PackSecure,
+    MiniPack,
+}
+
+impl ServiceType {
+    pub const ALL: [ServiceType; 8] = [
+        ServiceType::Www,
+        ServiceType::MailSecureMx,
+        ServiceType::PackSecureMx,
+        ServiceType::MailStandard,
+        ServiceType::MailSecure,
+        ServiceType::PackStandard,
+        ServiceType::PackSecure,
+        ServiceType::MiniPack,
+    ];
+
+    /// The code used in contracts, the catalog and playbooks.
+    pub fn code(self) -> &'static str {
+        match self {
+            ServiceType::Www => "www",
+            ServiceType::MailSecureMx => "mail_secure_mx",
+            ServiceType::PackSecureMx => "pack_secure_mx",
+            ServiceType::MailStandard => "mail_standard",
+            ServiceType::MailSecure => "mail_secure",
+            ServiceType::PackStandard => "pack_standard",
+            ServiceType::PackSecure => "pack_secure",
+            ServiceType::MiniPack => "mini_pack",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<ServiceType> {
+        ServiceType::ALL.into_iter().find(|s| s.code() == code)
+    }
+
+    /// Includes a web site on our servers (and so web space and FTP).
+    pub fn has_web(self) -> bool {
+        matches!(
+            self,
+            ServiceType::Www
+                | ServiceType::PackSecureMx
+                | ServiceType::PackStandard
+                | ServiceType::PackSecure
+                | ServiceType::MiniPack
+        )
+    }
+
+    /// Mail is provided through IIJ Secure MX (the Mini pack continues with
+    /// Secure MX mail under the note of 第5条).
+    pub fn has_secure_mx(self) -> bool {
+        matches!(
+            self,
+            ServiceType::MailSecureMx | ServiceType::PackSecureMx | ServiceType::MiniPack
+        )
+    }
+
+    /// Mail on our own legacy servers (standard/secure), closed 2023-04-30.
+    pub fn has_legacy_mail(self) -> bool {
+        matches!(
+            self,
+            ServiceType::MailStandard
+                | ServiceType::MailSecure
+                | ServiceType::PackStandard
+                | ServiceType::PackSecure
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerKind {
+    Corporation,
+    Individual,
+}
+
+/// 第13条: who may apply alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegalCapacity {
+    Adult,
+    Minor,
+    AdultWard,
+    PersonUnderCuratorship,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Customer {
+    pub id: String,
+    pub kind: CustomerKind,
+    pub name: String,
+    #[serde(default = "adult")]
+    pub legal_capacity: LegalCapacity,
+    /// Consent of the guardian / curator where 第13条 requires one.
+    #[serde(default)]
+    pub guardian_consent: bool,
+}
+
+fn adult() -> LegalCapacity {
+    LegalCapacity::Adult
+}
+
+/// The contract's state at this revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case", from = "StrictStatus")]
+pub enum Status {
+    Active,
+    /// 第20条: service stopped; still billed as provided (第27条).
+    Suspended {
+        since: NaiveDate,
+        reason: String,
+    },
+    /// 第25条: ends at the end of `effective`'s month, notified on `notified_on`.
+    Terminated {
+        effective: NaiveDate,
+        notified_on: NaiveDate,
+    },
+}
+
+/// How `Status` is read: serde ignores `deny_unknown_fields` for the unit
+/// variant of an internally tagged enum, so `{"state": "active", "x": 1}`
+/// would pass; an empty struct variant refuses the stray field.
+#[derive(Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case", deny_unknown_fields)]
+enum StrictStatus {
+    Active {},
+    Suspended {
+        since: NaiveDate,
+        reason: String,
+    },
+    Terminated {
+        effective: NaiveDate,
+        notified_on: NaiveDate,
+    },
+}
+
+impl From<StrictStatus> for Status {
+    fn from(s: StrictStatus) -> Status {
+        match s {
+            StrictStatus::Active {} => Status::Active,
+            StrictStatus::Suspended { since, reason } => Status::Suspended { since, reason },
+            StrictStatus::Terminated {
+                effective,
+                notified_on,
+            } => Status::Terminated {
+                effective,
+                notified_on,
+            },
+        }
+    }
+}
+
+/// Every option and recurring item of 別表③ a contract can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptionItem {
+    /// SSL サーバホスティングサービス (annual + monthly).
+    SslHosting,
+    /// 追加 WWW サーバ容量, per 1 GB.
+    WwwDiskExtra,
+    /// 追加 SSL サーバ容量, per 1 GB.
+    SslDiskExtra,
+    /// 追加 FTP アカウント, per account.
+    FtpAccountExtra,
+    /// アクセスログ追加設定・集計.
+    AccessLog,
+    /// WEB ディテクト 100 (priced by its own terms: quoted).
+    WebDetect100,
+    /// WEB ディテクト 300 (priced by its own terms: quoted).
+    WebDetect300,
+    /// IPS サービス, per FQDN.
+    Ips,
+    /// メーリングリストサーバホスティング (スタンダード), legacy.
+    MailingListStandard,
+    /// メーリングリストサーバホスティング (セキュア), legacy.
+    MailingListSecure,
+    /// メールアカウント追加 (スタンダード), per 10 accounts, legacy.
+    MailAccountExtraStandard,
+    /// メールアカウント追加 (セキュア), per account, legacy.
+    MailAccountExtraSecure,
+    /// メール監査機能サービス (legacy mail), quoted initial.
+    MailAudit,
+    /// Secure MX メールアカウント追加, per account.
+    MxAccountExtra,
+    /// Secure MX ディスク容量追加, per 10 GB, never reducible.
+    MxDiskExtra,
+    /// Secure MX メーリングリストオプション (+ metered lists).
+    MxMailingList,
+    /// アドバンストアーカイブオプション (quoted, metered by accounts).
+    MxArchive,
+    /// メール監査オプション (quoted, metered by accounts).
+    MxAudit,
+    /// スペアメールオプション (quoted).
+    MxSpareMail,
+    /// サンドボックスオプション (quoted, metered by accounts).
+    MxSandbox,
+    /// プライベートリレーサーバオプション (quoted).
+    MxPrivateRelay,
+    /// IIJ ID 連携オプション (needs an IIJ ID subscription).
+    MxIijIdLink,
+    /// DOX 連携オプション (needs an IIJ DOX subscription).
+    MxDoxLink,
+    /// フレッツ・ISDN 対応接続サービス.
+    FletsIsdn,
+    /// フレッツ光対応接続サービス (its own terms: quoted).
+    FletsHikari,
+}
+
+impl OptionItem {
+    pub fn code(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptionLine {
+    pub item: OptionItem,
+    pub quantity: u32,
+    /// Date the option takes effect (第17条 notice is counted to it).
+    #[serde(default)]
+    pub effective: Option<NaiveDate>,
+    /// Agreed unit price of quoted monthly and metered fees.
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub quoted_monthly: Option<Decimal>,
+    /// Agreed amount of quoted initial and annual fees (実費, 当社が別途示す金額).
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub quoted_initial: Option<Decimal>,
+}
+
+/// The registry class of a domain, which picks its fee table in 別表③.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistryClass {
+    /// JPRS 属性型・地域型 (co.jp, or.jp, tokyo.jp ...).
+    JprsAttribute,
+    /// JPRS 汎用 (.jp).
+    JprsGeneric,
+    /// gTLD (.com, .net ...).
+    Gtld,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsOperation {
+    /// The customer runs DNS elsewhere.
+    #[default]
+    None,
+    Monthly,
+    Yearly,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Domain {
+    /// In IDNA A-label form after parsing.
+    pub name: String,
+    pub registry: RegistryClass,
+    /// ドメインお預かりサービス: we hold the registration.
+    #[serde(default)]
+    pub custody: bool,
+    #[serde(default)]
+    pub dns_operation: DnsOperation,
+    /// Month the custody renewal fee is billed in (※17); defaults to the
+    /// month the custody was requested.
+    #[serde(default)]
+    pub renewal_month: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Administrator {
+    pub name: String,
+    pub email: String,
+}
+
+/// Secure MX settings: 第8条 target domains and addresses, 第9条 administrator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecureMx {
+    pub target_domains: Vec<String>,
+    pub target_ips: Vec<IpAddr>,
+    pub administrator: Administrator,
+    /// Local parts of the mailboxes to create under the first target domain.
+    #[serde(default)]
+    pub mailboxes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct External {
+    /// IIJ ID サービス subscription the customer holds.
+    #[serde(default)]
+    pub iij_id: Option<String>,
+    /// IIJ ドキュメントエクステンジサービス (DOX) subscription.
+    #[serde(default)]
+    pub dox: Option<String>,
+}
+
+/// One-time fees of 別表②2 and 別表③: change fees and domain operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OneTimeItem {
+    ServiceTypeChange,
+    SpamScanSetting,
+    DomainRegistration,
+    DomainNameChange,
+    DomainAdminTransfer,
+    DomainRegistrarTransfer,
+    DomainTransferExpedited,
+    DomainTransferNormal,
+    DomainAbolishAtRenewal,
+    DomainAbolishEarly,
+    RegistrationChange,
+    RegistrationRenewal,
+    HostName,
+    DnsForwardChange,
+    DnsReverseChange,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OneTime {
+    pub item: OneTimeItem,
+    pub date: NaiveDate,
+    #[serde(default = "one")]
+    pub quantity: u32,
+    /// The domain a domain operation is for (picks the registry's table).
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// For host-name operations: primary and secondary count twice (別表③ gTLD).
+    #[serde(default)]
+    pub primary_and_secondary: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A metered option's maximum count in a month (※13, ※14, ※15).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Usage {
+    /// `YYYY-MM`.
+    pub month: String,
+    pub item: OptionItem,
+    pub max_count: u32,
+}
+
+/// An outage claimed under 第37条.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outage {
+    /// When we learned of the outage.
+    pub started: NaiveDate,
+    /// Consecutive hours the service was entirely unusable.
+    pub hours: u32,
+    pub claimed_on: NaiveDate,
+}
+
+/// One service contract at one revision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contract {
+    pub contract_id: ContractId,
+    /// Strictly increasing per contract.
+    pub revision: u32,
+    /// The date the request behind this revision was made.
+    pub requested_on: NaiveDate,
+    pub customer: Customer,
+    pub service: ServiceType,
+    /// 第12条, 第30条: the service start date (requested, or as provisioned).
+    pub service_start: NaiveDate,
+    pub status: Status,
+    #[serde(default)]
+    pub options: Vec<OptionLine>,
+    #[serde(default)]
+    pub domains: Vec<Domain>,
+    #[serde(default)]
+    pub secure_mx: Option<SecureMx>,
+    #[serde(default)]
+    pub external: External,
+    #[serde(default)]
+    pub one_time: Vec<OneTime>,
+    #[serde(default)]
+    pub usage: Vec<Usage>,
+    #[serde(default)]
+    pub outages: Vec<Outage>,
+}
+
+/// Converts a domain to its A-label form, or says why it cannot be one.
+pub fn normalize_domain(name: &str) -> Result<String, String> {
+    let ascii = idna::domain_to_ascii_strict(name.trim_end_matches('.'))
+        .map_err(|_| format!("{name:?} is not a valid internationalized domain name"))?;
+    hostwright_adapter::validate::domain_name(&ascii)
+        .map(str::to_string)
+        .map_err(|e| e.to_string())
+}
+
+impl Contract {
+    /// Parses and normalises a contract document.
+    pub fn from_json(bytes: &[u8]) -> Result<Contract, ContractError> {
+        if bytes.len() > MAX_CONTRACT_BYTES {
+            return Err(ContractError::TooLarge);
+        }
+        let mut c: Contract = serde_json::from_slice(bytes)?;
+        c.normalize()?;
+        Ok(c)
+    }
+
+    fn normalize(&mut self) -> Result<(), ContractError> {
+        let invalid = |field: String, message: String| ContractError::Invalid { field, message };
+        if self.revision == 0 {
+            return Err(invalid("/revision".into(), "revisions start at 1".into()));
+        }
+        if self.customer.id.trim().is_empty() {
+            return Err(invalid("/customer/id".into(), "must not be empty".into()));
+        }
+        for (i, d) in self.domains.iter_mut().enumerate() {
+            d.name =
+                normalize_domain(&d.name).map_err(|m| invalid(format!("/domains/{i}/name"), m))?;
+        }
+        if let Some(mx) = self.secure_mx.as_mut() {
+            for (i, d) in mx.target_domains.iter_mut().enumerate() {
+                *d = normalize_domain(d)
+                    .map_err(|m| invalid(format!("/secure_mx/target_domains/{i}"), m))?;
+            }
+            for (i, lp) in mx.mailboxes.iter().enumerate() {
+                let ok = !lp.is_empty()
+                    && lp.len() <= 64
+                    && lp.bytes().all(|b| {
+                        b.is_ascii_lowercase()
+                            || b.is_ascii_digit()
+                            || matches!(b, b'.' | b'_' | b'-' | b'+')
+                    })
+                    && !lp.starts_with('.')
+                    && !lp.ends_with('.');
+                if !ok {
+                    return Err(invalid(
+                        format!("/secure_mx/mailboxes/{i}"),
+                        format!(
+                            "{lp:?} must be a lower-case mailbox local part [a-z0-9._+-], 1-64 characters"
+                        ),
+                    ));
+                }
+            }
+            let email_ok = mx
+                .administrator
+                .email
+                .split_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && normalize_domain(d).is_ok());
+            if !email_ok {
+                return Err(invalid(
+                    "/secure_mx/administrator/email".into(),
+                    "must be an e-mail address".into(),
+                ));
+            }
+        }
+        for (i, o) in self.one_time.iter_mut().enumerate() {
+            if let Some(d) = o.domain.as_mut() {
+                *d =
+                    normalize_domain(d).map_err(|m| invalid(format!("/one_time/{i}/domain"), m))?;
+            }
+        }
+        for (i, u) in self.usage.iter().enumerate() {
+            if crate::calendar::YearMonth::parse(&u.month).is_none() {
+                return Err(invalid(
+                    format!("/usage/{i}/month"),
+                    "must be YYYY-MM".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Quantity of an option (0 when absent).
+    pub fn quantity(&self, item: OptionItem) -> u32 {
+        self.options
+            .iter()
+            .filter(|o| o.item == item)
+            .map(|o| o.quantity)
+            .sum()
+    }
+
+    pub fn has_option(&self, item: OptionItem) -> bool {
+        self.quantity(item) > 0
+    }
+}
+
+#[cfg(test)]
+mod tests;

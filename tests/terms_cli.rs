@@ -1,0 +1,571 @@
+//! The terms commands of the built binary on the shipped examples: `contract
+//! check` accepts every good example and refuses the rejected one with named
+//! rules, `--json` output parses, `contract verify` refuses a tampered file and
+//! `bill` prints the statements worked out in docs/billing.md.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const GOOD: [&str; 7] = [
+    "www-ssl",
+    "www-ssl-more-ftp",
+    "securemx",
+    "pack-dns",
+    "pack-dns-suspend",
+    "pack-dns-resume",
+    "pack-dns-terminate",
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn signed(name: &str) -> PathBuf {
+    root().join("examples/signed").join(format!("{name}.json"))
+}
+
+fn plain(name: &str) -> PathBuf {
+    root()
+        .join("examples/contracts")
+        .join(format!("{name}.json"))
+}
+
+fn keys() -> PathBuf {
+    root().join("examples/keys/trusted-keys.toml")
+}
+
+fn hostwright(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hostwright"))
+        .args(args)
+        .output()
+        .expect("the hostwright binary runs")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn check_accepts_every_good_example() {
+    for name in GOOD {
+        let o = hostwright(&[
+            "contract",
+            "check",
+            s(&signed(name)),
+            "--trusted-keys",
+            s(&keys()),
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{name}: {}{}",
+            stdout(&o),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            stdout(&o).contains(": ok (contract C-"),
+            "{name}: {}",
+            stdout(&o)
+        );
+    }
+}
+
+#[test]
+fn check_accepts_the_revisions_in_sequence() {
+    for (name, previous) in [
+        ("www-ssl-more-ftp", "www-ssl"),
+        ("pack-dns-suspend", "pack-dns"),
+        ("pack-dns-resume", "pack-dns-suspend"),
+        ("pack-dns-terminate", "pack-dns-resume"),
+    ] {
+        let o = hostwright(&[
+            "contract",
+            "check",
+            s(&signed(name)),
+            "--trusted-keys",
+            s(&keys()),
+            "--previous",
+            s(&plain(previous)),
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{name} after {previous}: {}",
+            stdout(&o)
+        );
+    }
+    // Out of order: revision 2 after revision 4 is refused.
+    let o = hostwright(&[
+        "contract",
+        "check",
+        s(&signed("pack-dns-suspend")),
+        "--trusted-keys",
+        s(&keys()),
+        "--previous",
+        s(&signed("pack-dns-terminate")),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("[revision-increasing]") && out.contains("[terminated-is-final] 第25条"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_refuses_the_rejected_example_with_named_rules() {
+    let o = hostwright(&[
+        "contract",
+        "check",
+        s(&signed("rejected-securemx-ssl")),
+        "--trusted-keys",
+        s(&keys()),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains("3 finding(s)"), "{out}");
+    for needle in [
+        "[option-service-type] 第6条2項, 別表③1 at /options/3",
+        "[securemx-option-prerequisite] 第6条3項(4) at /options/4",
+        "[securemx-administrator] 第9条1項 at /secure_mx/administrator/name",
+    ] {
+        assert!(out.contains(needle), "missing `{needle}` in\n{out}");
+    }
+}
+
+#[test]
+fn check_json_output_parses() {
+    let o = hostwright(&[
+        "contract",
+        "check",
+        s(&signed("rejected-securemx-ssl")),
+        "--trusted-keys",
+        s(&keys()),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("--json prints JSON");
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["contract_id"], "C-9001");
+    assert_eq!(v["revision"], 1);
+    let rules: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "option-service-type",
+            "securemx-option-prerequisite",
+            "securemx-administrator"
+        ]
+    );
+    for f in v["findings"].as_array().unwrap() {
+        for field in ["rule", "article", "path", "message"] {
+            assert!(f[field].as_str().is_some_and(|x| !x.is_empty()), "{f}");
+        }
+    }
+    let o = hostwright(&[
+        "contract",
+        "check",
+        s(&signed("securemx")),
+        "--trusted-keys",
+        s(&keys()),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["findings"], serde_json::json!([]));
+}
+
+/// A copy of a signed example with one byte of its contract changed.
+fn tampered(dir: &Path) -> PathBuf {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut env: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(signed("www-ssl")).unwrap()).unwrap();
+    let payload = b64.decode(env["payload"].as_str().unwrap()).unwrap();
+    let text = String::from_utf8(payload).unwrap();
+    let changed = text.replacen("\"quantity\": 2", "\"quantity\": 9", 1);
+    assert_ne!(changed, text, "test setup: the payload must change");
+    env["payload"] = serde_json::json!(b64.encode(changed));
+    let path = dir.join("tampered.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&env).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn verify_accepts_the_examples_and_rejects_a_tampered_file() {
+    for name in GOOD {
+        let o = hostwright(&[
+            "contract",
+            "verify",
+            s(&signed(name)),
+            "--trusted-keys",
+            s(&keys()),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stdout(&o));
+        assert!(
+            stdout(&o).contains("signed by `example-only-2026`"),
+            "{}",
+            stdout(&o)
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bad = tampered(dir.path());
+    let o = hostwright(&["contract", "verify", s(&bad), "--trusted-keys", s(&keys())]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("signature does not verify with key `example-only-2026`"),
+        "{}",
+        stdout(&o)
+    );
+    // check refuses it too, before any rule.
+    let o = hostwright(&[
+        "contract",
+        "check",
+        s(&bad),
+        "--trusted-keys",
+        s(&keys()),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("signature does not verify"),
+        "{v}"
+    );
+    // A plain (unsigned) contract is not an envelope.
+    let o = hostwright(&[
+        "contract",
+        "verify",
+        s(&plain("www-ssl")),
+        "--trusted-keys",
+        s(&keys()),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn sign_then_verify_with_a_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let tk = dir.path().join("trusted.toml");
+    let o = hostwright(&[
+        "keys",
+        "generate",
+        "--id",
+        "test-key",
+        "--out-dir",
+        s(dir.path()),
+        "--trusted-keys",
+        s(&tk),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = dir.path().join("signed.json");
+    let o = hostwright(&[
+        "contract",
+        "sign",
+        s(&plain("securemx")),
+        "--key",
+        s(&dir.path().join("test-key.key")),
+        "--key-id",
+        "test-key",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = hostwright(&["contract", "verify", s(&out), "--trusted-keys", s(&tk)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    // Not trusted by the example keys file.
+    let o = hostwright(&["contract", "verify", s(&out), "--trusted-keys", s(&keys())]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("unknown signing key `test-key`"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+fn bill_json(files: &[PathBuf], month: &str) -> serde_json::Value {
+    let mut args = vec!["bill".to_string()];
+    args.extend(files.iter().map(|f| s(f).to_string()));
+    args.extend(["--month".into(), month.into(), "--json".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = hostwright(&args);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("bill --json prints JSON")
+}
+
+#[test]
+fn bill_prints_the_worked_examples() {
+    // Worked out by hand in docs/billing.md.
+    let www = [signed("www-ssl"), signed("www-ssl-more-ftp")];
+    for (month, total) in [
+        ("2026-12", "93500"),
+        ("2027-01", "26400"),
+        ("2027-02", "26400"),
+        ("2027-03", "27500"),
+    ] {
+        let v = bill_json(&www, month);
+        assert_eq!(v["total"], total, "www {month}: {v}");
+    }
+    let mx = [plain("securemx")];
+    for (month, total) in [
+        ("2026-12", "38500"),
+        ("2027-01", "8580"),
+        ("2027-02", "8140"),
+    ] {
+        assert_eq!(bill_json(&mx, month)["total"], total, "securemx {month}");
+    }
+    let pack: Vec<PathBuf> = [
+        "pack-dns-terminate",
+        "pack-dns",
+        "pack-dns-resume",
+        "pack-dns-suspend",
+    ]
+    .map(plain)
+    .to_vec();
+    for (month, total) in [
+        ("2026-12", "33000"),
+        ("2027-01", "16500"),
+        ("2027-03", "16500"),
+        ("2027-04", "0"),
+    ] {
+        assert_eq!(bill_json(&pack, month)["total"], total, "pack {month}");
+    }
+    // The human form has the same total.
+    let o = hostwright(&["bill", s(&plain("securemx")), "--month", "2027-01"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("¥8,580"), "{}", stdout(&o));
+    // A bad month is an error (exit 2).
+    let o = hostwright(&["bill", s(&plain("securemx")), "--month", "2027-1"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+// --- docs/contract.schema.json -------------------------------------------------------------
+//
+// The `jsonschema` crate cannot be added here (the crate's Cargo.toml belongs to
+// the lead), so this checks the examples against the schema with a small
+// validator of exactly the keywords the schema uses: $ref/$defs, type,
+// properties, required, additionalProperties: false, enum, const, items,
+// oneOf, pattern (anchored, only the patterns listed below), minimum.
+
+fn schema() -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(root().join("docs/contract.schema.json")).unwrap())
+        .expect("the schema is JSON")
+}
+
+fn resolve<'a>(root: &'a serde_json::Value, s: &'a serde_json::Value) -> &'a serde_json::Value {
+    match s.get("$ref").and_then(|r| r.as_str()) {
+        Some(r) => root
+            .pointer(r.trim_start_matches('#'))
+            .unwrap_or_else(|| panic!("unresolved {r}")),
+        None => s,
+    }
+}
+
+fn type_ok(t: &str, v: &serde_json::Value) -> bool {
+    match t {
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "string" => v.is_string(),
+        "integer" => v.is_u64() || v.is_i64(),
+        "boolean" => v.is_boolean(),
+        "null" => v.is_null(),
+        other => panic!("type {other} not handled"),
+    }
+}
+
+fn pattern_ok(p: &str, s: &str) -> bool {
+    match p {
+        "^[A-Z][A-Z0-9-]{2,31}$" => {
+            let b = s.as_bytes();
+            (3..=32).contains(&b.len())
+                && b[0].is_ascii_uppercase()
+                && b[1..]
+                    .iter()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'-')
+        }
+        "^[0-9]{4}-(0[1-9]|1[0-2])$" => {
+            s.len() == 7
+                && s.as_bytes()[4] == b'-'
+                && s[..4].bytes().all(|c| c.is_ascii_digit())
+                && matches!(s[5..].parse::<u32>(), Ok(1..=12))
+        }
+        "^-?[0-9]+(\\.[0-9]+)?$" => {
+            let t = s.strip_prefix('-').unwrap_or(s);
+            let (int, frac) = t.split_once('.').unwrap_or((t, "0"));
+            [int, frac]
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
+        }
+        other => panic!("pattern {other} not handled by this test's validator"),
+    }
+}
+
+fn validate(
+    root: &serde_json::Value,
+    schema: &serde_json::Value,
+    v: &serde_json::Value,
+    at: &str,
+    errors: &mut Vec<String>,
+) {
+    let schema = resolve(root, schema);
+    if let Some(one_of) = schema.get("oneOf").and_then(|o| o.as_array()) {
+        let ok = one_of
+            .iter()
+            .filter(|s| {
+                let mut e = Vec::new();
+                validate(root, s, v, at, &mut e);
+                e.is_empty()
+            })
+            .count();
+        if ok != 1 {
+            errors.push(format!("{at}: matches {ok} of oneOf"));
+        }
+    }
+    if let Some(t) = schema.get("type") {
+        let ok = match t {
+            serde_json::Value::String(t) => type_ok(t, v),
+            serde_json::Value::Array(ts) => ts.iter().any(|t| type_ok(t.as_str().unwrap(), v)),
+            _ => panic!("bad type"),
+        };
+        if !ok {
+            errors.push(format!("{at}: not of type {t}"));
+            return;
+        }
+    }
+    if let Some(e) = schema.get("enum").and_then(|e| e.as_array())
+        && !e.contains(v)
+    {
+        errors.push(format!("{at}: {v} not in enum"));
+    }
+    if let Some(c) = schema.get("const")
+        && c != v
+    {
+        errors.push(format!("{at}: {v} is not {c}"));
+    }
+    if let (Some(p), Some(s)) = (schema.get("pattern").and_then(|p| p.as_str()), v.as_str())
+        && !pattern_ok(p, s)
+    {
+        errors.push(format!("{at}: {s:?} does not match {p}"));
+    }
+    if let (Some(m), Some(n)) = (schema.get("minimum").and_then(|m| m.as_i64()), v.as_i64())
+        && n < m
+    {
+        errors.push(format!("{at}: {n} < {m}"));
+    }
+    if let Some(obj) = v.as_object() {
+        let props = schema.get("properties").and_then(|p| p.as_object());
+        for r in schema
+            .get("required")
+            .and_then(|r| r.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if !obj.contains_key(r.as_str().unwrap()) {
+                errors.push(format!("{at}: missing {r}"));
+            }
+        }
+        for (k, val) in obj {
+            match props.and_then(|p| p.get(k)) {
+                Some(ps) => validate(root, ps, val, &format!("{at}/{k}"), errors),
+                None if schema.get("additionalProperties")
+                    == Some(&serde_json::Value::Bool(false)) =>
+                {
+                    errors.push(format!("{at}: unknown property {k}"))
+                }
+                None => {}
+            }
+        }
+    }
+    if let (Some(items), Some(arr)) = (schema.get("items"), v.as_array()) {
+        for (i, x) in arr.iter().enumerate() {
+            validate(root, items, x, &format!("{at}/{i}"), errors);
+        }
+    }
+}
+
+fn schema_errors(v: &serde_json::Value) -> Vec<String> {
+    let root = schema();
+    let mut errors = Vec::new();
+    validate(&root, &root, v, "", &mut errors);
+    errors
+}
+
+#[test]
+fn every_example_contract_validates_against_the_schema() {
+    let root = schema();
+    assert_eq!(
+        root["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    for name in GOOD.iter().chain(&["rejected-securemx-ssl"]) {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(plain(name)).unwrap()).unwrap();
+        let errors = schema_errors(&v);
+        assert!(errors.is_empty(), "{name}: {errors:#?}");
+    }
+}
+
+#[test]
+fn the_schema_refuses_what_the_parser_refuses() {
+    let base: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(plain("securemx")).unwrap()).unwrap();
+    let cases: Vec<(&str, serde_json::Value)> = vec![
+        ("/discount", serde_json::json!(1)),
+        ("/service", serde_json::json!("WWW")),
+        ("/contract_id", serde_json::json!("c-1")),
+        ("/status", serde_json::json!({"state": "active", "note": 1})),
+        (
+            "/status",
+            serde_json::json!({"state": "suspended", "since": "2027-01-01"}),
+        ),
+        ("/options/0/item", serde_json::json!("mx_account")),
+        ("/options/0/quoted_monthly", serde_json::json!(100)),
+        ("/customer/email", serde_json::json!("x@y.jp")),
+        ("/usage/0/month", serde_json::json!("2027-13")),
+        ("/revision", serde_json::json!(0)),
+    ];
+    for (pointer, value) in cases {
+        let mut v = base.clone();
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        v.pointer_mut(if parent.is_empty() { "" } else { parent })
+            .unwrap()[key] = value.clone();
+        assert!(
+            !schema_errors(&v).is_empty(),
+            "the schema should refuse {pointer} = {value}"
+        );
+        let bytes = serde_json::to_vec(&v).unwrap();
+        assert!(
+            hostwright::contract::Contract::from_json(&bytes).is_err(),
+            "the parser should refuse {pointer} = {value}"
+        );
+    }
+}
