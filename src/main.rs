@@ -1,8 +1,123 @@
-//! The `hostwright` binary: a thin layer that parses the command line and maps
-//! outcomes to exit codes.
+//! The `hostwright` binary: a thin layer that parses the command line, runs
+//! the command and maps its outcome to an exit code (0 ok, 1 the command's
+//! own "no", 2 an error).
 
 mod cli;
 
-fn main() -> anyhow::Result<()> {
-    Ok(())
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hostwright",
+    version,
+    about = "Hosting provisioning orchestrator"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP API, the workers and the billing reporter.
+    Serve {
+        #[arg(
+            long,
+            short,
+            env = "HOSTWRIGHT_CONFIG",
+            default_value = "hostwright.toml"
+        )]
+        config: PathBuf,
+    },
+    /// Post signed contracts to a running engine (the approval webhook).
+    Submit {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        api: cli::engine::ApiArgs,
+    },
+    /// Print the steps a signed contract would take now, applying nothing.
+    Plan {
+        file: PathBuf,
+        #[arg(
+            long,
+            short,
+            env = "HOSTWRIGHT_CONFIG",
+            default_value = "hostwright.toml"
+        )]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Watch, rerun and cancel jobs.
+    #[command(subcommand)]
+    Jobs(cli::engine::JobsCmd),
+    /// Contract-signing keys.
+    #[command(subcommand)]
+    Keys(cli::terms::KeysCmd),
+    /// Sign, verify and check contracts against the terms.
+    #[command(subcommand)]
+    Contract(cli::terms::ContractCmd),
+    /// A month's statement for a contract (and its revisions).
+    Bill(cli::terms::BillArgs),
+}
+
+/// Logs go to stderr, human-readable or JSON, filtered by `RUST_LOG`.
+pub(crate) fn init_logging(format: hostwright::engine::config::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        hostwright::engine::config::LogFormat::Json => builder.json().init(),
+        hostwright::engine::config::LogFormat::Human => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The terms commands are pure and need no runtime.
+    let result = match cli.command {
+        Command::Keys(cmd) => cli::terms::keys(cmd),
+        Command::Contract(cmd) => cli::terms::contract(cmd),
+        Command::Bill(args) => cli::terms::bill(args),
+        other => return run_async(other),
+    };
+    finish(result)
+}
+
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_async(command: Command) -> ExitCode {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = rt.block_on(async move {
+        match command {
+            Command::Serve { config } => cli::engine::serve(config).await,
+            Command::Submit { files, api } => cli::engine::submit(files, api).await,
+            Command::Plan { file, config, json } => cli::engine::plan(file, config, json).await,
+            Command::Jobs(cmd) => cli::engine::jobs(cmd).await,
+            Command::Keys(_) | Command::Contract(_) | Command::Bill(_) => {
+                unreachable!("synchronous commands run before the runtime starts")
+            }
+        }
+    });
+    finish(result)
 }

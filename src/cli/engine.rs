@@ -1,1 +1,450 @@
-//! Placeholder: serve, submit, plan, jobs commands (issue #3).
+//! `hostwright serve | submit | plan | jobs ...`: the engine's commands. All
+//! but `serve` and `plan` talk to a running engine over its HTTP API, so ops
+//! use the same paths as any other client.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use hostwright::engine::config::Config;
+use hostwright::engine::store::{JobDetail, JobSummary};
+
+/// Where the API is and how to authenticate as ops.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// Base URL of a running `hostwright serve`.
+    #[arg(long, env = "HOSTWRIGHT_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// File holding the ops bearer token.
+    #[arg(long, env = "HOSTWRIGHT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Print JSON for scripts instead of tables for people.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCmd {
+    /// List jobs, newest first.
+    List {
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        contract: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show one job: plan, steps, attempts, errors, timings, ops log.
+    Show {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Put a failed job back in the queue (finished steps are not redone);
+    /// `--failed` reruns every failed job.
+    Rerun {
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        failed: bool,
+        /// Wait until the jobs end, showing progress.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Cancel a queued, failed or running job.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Hand back (once) the credentials a job created.
+    Secrets {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    token: Option<String>,
+}
+
+impl Client {
+    fn new(api: &ApiArgs) -> anyhow::Result<Client> {
+        let token = match &api.token_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("reading the ops token from {}", p.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        Ok(Client {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            url: api.url.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut r = self
+            .http
+            .request(method, format!("{}{}", self.url, path))
+            .header("x-hostwright-actor", actor());
+        if let Some(t) = &self.token {
+            r = r.bearer_auth(t);
+        }
+        r
+    }
+
+    async fn json(&self, r: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let resp = r
+            .send()
+            .await
+            .with_context(|| format!("calling {}", self.url))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!(
+                "{status}: {}",
+                body.get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&body.to_string())
+            );
+        }
+        Ok(body)
+    }
+}
+
+/// `user@host` of whoever runs the command, for the ops log.
+fn actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    format!("{user}@{host} (cli)")
+}
+
+pub async fn serve(config: PathBuf) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(&config)?;
+    crate::init_logging(cfg.log.format);
+    hostwright::engine::server::serve(cfg).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Posts signed contracts; exit 1 if any was refused.
+pub async fn submit(files: Vec<PathBuf>, api: ApiArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&api)?;
+    let mut refused = 0;
+    for f in files {
+        let body = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+        let resp = client
+            .req(reqwest::Method::POST, "/v1/contracts")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("posting {}", f.display()))?;
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        if api.json {
+            println!(
+                "{}",
+                serde_json::json!({"file": f, "status": status.as_u16(), "response": v})
+            );
+        } else {
+            match v.get("outcome").and_then(Value::as_str) {
+                Some("accepted") | Some("existing") => println!(
+                    "{}: {} job {} ({} rev {})",
+                    f.display(),
+                    v["outcome"].as_str().unwrap_or_default(),
+                    v["job_id"].as_str().unwrap_or_default(),
+                    v["contract_id"].as_str().unwrap_or_default(),
+                    v["revision"]
+                ),
+                Some("rejected") => {
+                    println!("{}: rejected ({status})", f.display());
+                    for fd in v["findings"].as_array().into_iter().flatten() {
+                        println!(
+                            "  [{}] {} {}: {}",
+                            fd["rule"].as_str().unwrap_or_default(),
+                            fd["article"].as_str().unwrap_or_default(),
+                            fd["path"].as_str().unwrap_or_default(),
+                            fd["message"].as_str().unwrap_or_default()
+                        );
+                    }
+                }
+                _ => println!("{}: {status} {}", f.display(), v),
+            }
+        }
+        if !status.is_success() {
+            refused += 1;
+        }
+    }
+    Ok(if refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Prints the steps a signed contract would take now, applying nothing.
+pub async fn plan(file: PathBuf, config: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(&config)?;
+    let engine = hostwright::engine::server::build(&cfg).await?;
+    let body = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let verified = hostwright::signing::verify(&body, &engine.trusted_keys, chrono::Utc::now())?;
+    let steps = engine.plan_contract(&verified.contract).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&steps)?);
+    } else if steps.is_empty() {
+        println!(
+            "{} rev {}: nothing to do (the backends already match)",
+            verified.contract.contract_id.as_str(),
+            verified.contract.revision
+        );
+    } else {
+        println!(
+            "{} rev {}: {} step(s)",
+            verified.contract.contract_id.as_str(),
+            verified.contract.revision,
+            steps.len()
+        );
+        for (i, s) in steps.iter().enumerate() {
+            println!(
+                "{:>3}. {:<8} {:<13} {:<32} via {}",
+                i + 1,
+                s.action.as_str(),
+                s.resource.kind,
+                s.resource.key,
+                s.adapter
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn jobs(cmd: JobsCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        JobsCmd::List {
+            state,
+            contract,
+            limit,
+            api,
+        } => {
+            let c = Client::new(&api)?;
+            let mut q = vec![("limit", limit.to_string())];
+            if let Some(s) = state {
+                q.push(("state", s));
+            }
+            if let Some(ct) = contract {
+                q.push(("contract", ct));
+            }
+            let v = c
+                .json(c.req(reqwest::Method::GET, "/v1/jobs").query(&q))
+                .await?;
+            if api.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let jobs: Vec<JobSummary> = serde_json::from_value(v)?;
+                print_jobs(&jobs);
+            }
+        }
+        JobsCmd::Show { id, api } => {
+            let c = Client::new(&api)?;
+            let v = c
+                .json(c.req(reqwest::Method::GET, &format!("/v1/jobs/{id}")))
+                .await?;
+            if api.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_job(&serde_json::from_value(v)?);
+            }
+        }
+        JobsCmd::Rerun {
+            id,
+            failed,
+            wait,
+            api,
+        } => {
+            let c = Client::new(&api)?;
+            let path = match (&id, failed) {
+                (Some(id), false) => format!("/v1/jobs/{id}/rerun"),
+                (None, true) => "/v1/jobs/rerun-failed".to_string(),
+                _ => bail!("give a job id or --failed"),
+            };
+            let v = c.json(c.req(reqwest::Method::POST, &path)).await?;
+            let ids: Vec<String> = serde_json::from_value(v["rerun"].clone())?;
+            if api.json && !wait {
+                println!("{}", serde_json::json!({"rerun": ids}));
+            } else if !api.json {
+                println!("rerun: {} job(s) queued {}", ids.len(), ids.join(" "));
+            }
+            if wait {
+                return wait_jobs(&c, &ids, api.json).await;
+            }
+        }
+        JobsCmd::Cancel { id, api } => {
+            let c = Client::new(&api)?;
+            let v = c
+                .json(c.req(reqwest::Method::POST, &format!("/v1/jobs/{id}/cancel")))
+                .await?;
+            if api.json {
+                println!("{v}");
+            } else {
+                println!("cancelled {id}");
+            }
+        }
+        JobsCmd::Secrets { id, api } => {
+            let c = Client::new(&api)?;
+            let v = c
+                .json(c.req(reqwest::Method::POST, &format!("/v1/jobs/{id}/secrets")))
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Polls until every job ended; exit 1 if any did not succeed.
+async fn wait_jobs(c: &Client, ids: &[String], json: bool) -> anyhow::Result<ExitCode> {
+    let mut last = String::new();
+    loop {
+        let mut details = Vec::new();
+        for id in ids {
+            let v = c
+                .json(c.req(reqwest::Method::GET, &format!("/v1/jobs/{id}")))
+                .await?;
+            details.push(serde_json::from_value::<JobDetail>(v)?);
+        }
+        let done = details
+            .iter()
+            .filter(|d| d.summary.state.is_final())
+            .count();
+        let steps: u32 = details.iter().map(|d| d.summary.steps_done).sum();
+        let total: u32 = details.iter().map(|d| d.summary.steps_total).sum();
+        let line = format!(
+            "{done}/{} jobs ended, {steps}/{total} steps done",
+            ids.len()
+        );
+        if !json && line != last {
+            eprintln!("{line}");
+            last = line;
+        }
+        if done == ids.len() {
+            let jobs: Vec<JobSummary> = details.into_iter().map(|d| d.summary).collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&jobs)?);
+            } else {
+                print_jobs(&jobs);
+            }
+            let ok = jobs
+                .iter()
+                .all(|j| j.state == hostwright::engine::store::JobState::Succeeded);
+            return Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn print_jobs(jobs: &[JobSummary]) {
+    println!(
+        "{:<36}  {:<14} {:>4}  {:<10} {:>7}  {:<20}  ERROR",
+        "JOB", "CONTRACT", "REV", "STATE", "STEPS", "UPDATED"
+    );
+    for j in jobs {
+        println!(
+            "{:<36}  {:<14} {:>4}  {:<10} {:>3}/{:<3}  {:<20}  {}",
+            j.job_id,
+            j.contract_id,
+            j.revision,
+            j.state.as_str(),
+            j.steps_done,
+            j.steps_total,
+            j.updated_at.format("%Y-%m-%d %H:%M:%S"),
+            j.error.as_deref().unwrap_or("")
+        );
+    }
+}
+
+fn print_job(d: &JobDetail) {
+    let s = &d.summary;
+    println!("job       {}", s.job_id);
+    println!("contract  {} rev {}", s.contract_id, s.revision);
+    println!("state     {}", s.state.as_str());
+    println!("created   {}", s.created_at);
+    println!("updated   {}", s.updated_at);
+    if let Some(w) = &d.lease_owner {
+        println!("worker    {w}");
+    }
+    if let Some(e) = &s.error {
+        println!("error     {e}");
+    }
+    println!("steps");
+    for st in &d.steps {
+        println!(
+            "  {:>2}. {:<9} {:<8} {:<13} {:<30} attempts {}{}",
+            st.index + 1,
+            st.state.as_str(),
+            st.step.action.as_str(),
+            st.step.resource.kind,
+            st.step.resource.key,
+            st.attempts,
+            st.last_error
+                .as_ref()
+                .map(|e| format!("  last error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    println!("attempts");
+    for a in &d.attempts {
+        let outcome = match &a.outcome {
+            None => "running/abandoned".to_string(),
+            Some(o) => serde_json::to_value(o)
+                .ok()
+                .and_then(|v| {
+                    v.as_str().map(str::to_string).or_else(|| {
+                        v.as_object().and_then(|m| {
+                            m.iter()
+                                .next()
+                                .map(|(k, v)| format!("{k}: {}", v["error"].as_str().unwrap_or("")))
+                        })
+                    })
+                })
+                .unwrap_or_default(),
+        };
+        println!(
+            "  step {:>2} #{:<2} {}  {:>6} ms  {:<28} {}",
+            a.step_index + 1,
+            a.attempt,
+            a.started_at.format("%H:%M:%S%.3f"),
+            a.duration_ms
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "-".into()),
+            a.worker,
+            outcome
+        );
+    }
+    if !d.ops.is_empty() {
+        println!("ops");
+        for o in &d.ops {
+            println!("  {} {} by {}", o.at, o.action, o.actor);
+        }
+    }
+}

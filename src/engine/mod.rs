@@ -1,1 +1,137 @@
-//! Placeholder.
+//! The orchestration engine: intake, plans, durable jobs, workers, ops.
+//!
+//! Flow: `intake` verifies a signed contract and checks it against the terms,
+//! then records the revision and queues a job in the `store`. A `worker`
+//! claims the job, asks the `plan`ner for steps (desired resources from the
+//! service type's `playbook`, diffed against recorded state), drives the
+//! adapters of the `registry` with the `retry` policy, and ends the job with
+//! its billable-state report in the outbox, which the `outbox` reporter
+//! delivers to billing. `api` serves all of it over HTTP.
+
+pub mod adapters;
+pub mod api;
+pub mod config;
+pub mod intake;
+pub mod metrics;
+pub mod outbox;
+pub mod plan;
+pub mod playbook;
+pub mod registry;
+pub mod retry;
+pub mod scripted;
+pub mod server;
+pub mod store;
+pub mod worker;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::Notify;
+
+use crate::catalog::Catalog;
+use crate::contract::Contract;
+use crate::signing::TrustedKeys;
+use config::{ProvisioningConfig, WorkerSettings};
+use metrics::Metrics;
+use playbook::Playbooks;
+use registry::Registry;
+use store::{ClaimedJob, NewOutboxItem, PlannedStep, Store};
+
+/// Everything a running engine shares between its API, workers and reporter.
+pub struct Engine {
+    pub store: Arc<dyn Store>,
+    pub adapters: Registry,
+    pub playbooks: Playbooks,
+    pub catalog: Arc<Catalog>,
+    pub trusted_keys: TrustedKeys,
+    pub settings: WorkerSettings,
+    pub provisioning: ProvisioningConfig,
+    pub metrics: Metrics,
+    pub max_body_bytes: usize,
+    /// Wakes idle workers when intake queued a job or ops reran one.
+    pub wake: Notify,
+    /// Wakes the outbox reporter when a job ended with a report.
+    pub report_wake: Notify,
+}
+
+/// Why a job could not be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum JobPlanError {
+    #[error("stored contract does not parse: {0}")]
+    Contract(String),
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+impl Engine {
+    pub fn wake_workers(&self) {
+        self.wake.notify_waiters();
+    }
+
+    pub fn wake_reporter(&self) {
+        self.report_wake.notify_one();
+    }
+
+    /// Plans a contract revision against what is recorded for it now.
+    pub async fn plan_contract(
+        &self,
+        contract: &Contract,
+    ) -> Result<Vec<PlannedStep>, JobPlanError> {
+        let service = contract.service.code();
+        let playbook = self
+            .playbooks
+            .for_service(service)
+            .ok_or_else(|| plan::PlanError::NoPlaybook(service.to_string()))?;
+        let recorded = self.store.resources(contract.contract_id.as_str()).await?;
+        // A terminated contract removes everything recorded, whatever the
+        // playbook of its (possibly changed) service type lists.
+        let desired = plan::desired(contract, &self.catalog, playbook, &self.provisioning)?;
+        Ok(plan::diff(
+            contract.contract_id.as_str(),
+            playbook,
+            &desired,
+            &recorded,
+        ))
+    }
+
+    pub(crate) async fn plan_claimed(
+        &self,
+        job: &ClaimedJob,
+    ) -> Result<Vec<PlannedStep>, JobPlanError> {
+        let contract =
+            Contract::from_json(&job.payload).map_err(|e| JobPlanError::Contract(e.to_string()))?;
+        self.plan_contract(&contract).await
+    }
+
+    /// The job's result summary and its billable-state report for billing.
+    pub(crate) async fn success_report(
+        &self,
+        job: &ClaimedJob,
+    ) -> Result<(serde_json::Value, NewOutboxItem), JobPlanError> {
+        let contract =
+            Contract::from_json(&job.payload).map_err(|e| JobPlanError::Contract(e.to_string()))?;
+        let resources = self.store.resources(contract.contract_id.as_str()).await?;
+        let today = Utc::now().date_naive();
+        let report =
+            outbox::billable_report(&contract, &self.catalog, &job.job_id, &resources, today);
+        let body = serde_json::to_vec(&report).expect("report serializes");
+        let result = serde_json::json!({
+            "resources": resources.iter().map(|r| format!("{}/{}", r.kind, r.key)).collect::<Vec<_>>(),
+        });
+        Ok((
+            result,
+            NewOutboxItem {
+                idempotency_key: format!(
+                    "{}:{}:{}",
+                    contract.contract_id.as_str(),
+                    contract.revision,
+                    job.job_id
+                ),
+                contract_id: contract.contract_id.as_str().to_string(),
+                body,
+            },
+        ))
+    }
+}

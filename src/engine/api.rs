@@ -1,0 +1,263 @@
+//! The HTTP API: the approval webhook (`POST /v1/contracts`, authenticated by
+//! the contract's signature), the ops endpoints (bearer token), metrics and
+//! health.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Engine;
+use super::intake::IntakeResult;
+use super::store::{JobFilter, JobState, StoreError};
+
+#[derive(Clone)]
+struct AppState {
+    engine: Arc<Engine>,
+    ops_token: Option<Arc<str>>,
+}
+
+/// Builds the router. `ops_token` of `None` leaves the ops endpoints closed
+/// (they answer 401), never open.
+pub fn router(engine: Arc<Engine>, ops_token: Option<String>) -> Router {
+    let limit = engine.max_body_bytes;
+    let state = AppState {
+        engine,
+        ops_token: ops_token.map(Into::into),
+    };
+    let ops = Router::new()
+        .route("/v1/jobs", get(list_jobs))
+        .route("/v1/jobs/rerun-failed", post(rerun_failed))
+        .route("/v1/jobs/{id}", get(show_job))
+        .route("/v1/jobs/{id}/rerun", post(rerun))
+        .route("/v1/jobs/{id}/cancel", post(cancel))
+        .route("/v1/jobs/{id}/secrets", post(take_secrets))
+        .route("/v1/rejections", get(rejections))
+        .route("/v1/plan", post(plan))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/v1/contracts", post(submit))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .merge(ops)
+        // Read one byte more than allowed so intake itself can answer 413
+        // with its reason (and record the refusal).
+        .layer(DefaultBodyLimit::max(limit + 1))
+        .with_state(state)
+}
+
+async fn require_token(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    req: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match (&st.ops_token, given) {
+        (Some(want), Some(got)) if constant_time_eq(want.as_bytes(), got.as_bytes()) => {
+            next.run(req).await
+        }
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "ops endpoints need `Authorization: Bearer <ops token>`"})),
+        )
+            .into_response(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Who asked, for the ops log: `X-Hostwright-Actor`, else `api`.
+fn actor(headers: &HeaderMap) -> String {
+    headers
+        .get("x-hostwright-actor")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().filter(|c| !c.is_control()).take(100).collect())
+        .filter(|s: &String| !s.is_empty())
+        .unwrap_or_else(|| "api".to_string())
+}
+
+fn store_error(e: StoreError) -> Response {
+    let status = match &e {
+        StoreError::JobNotFound(_) => StatusCode::NOT_FOUND,
+        StoreError::InvalidTransition { .. } => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, axum::Json(json!({"error": e.to_string()}))).into_response()
+}
+
+async fn submit(State(st): State<AppState>, body: Bytes) -> Response {
+    let res = match st.engine.intake(&body, chrono::Utc::now()).await {
+        Ok(r) => r,
+        Err(super::intake::IntakeError::Store(e)) => return store_error(e),
+    };
+    let status = match &res {
+        IntakeResult::Accepted { .. } => StatusCode::ACCEPTED,
+        IntakeResult::Existing { .. } => StatusCode::OK,
+        IntakeResult::Stale { .. } => StatusCode::CONFLICT,
+        IntakeResult::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        IntakeResult::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+        IntakeResult::Malformed { .. } => StatusCode::BAD_REQUEST,
+        IntakeResult::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+    };
+    (status, axum::Json(res)).into_response()
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+    contract: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_jobs(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+    let state = match q.state.as_deref().map(|s| (s, JobState::parse(s))) {
+        Some((s, None)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": format!("unknown state `{s}` (queued, running, succeeded, failed, cancelled)")})),
+            )
+                .into_response();
+        }
+        Some((_, st)) => st,
+        None => None,
+    };
+    let filter = JobFilter {
+        state,
+        contract_id: q.contract,
+        limit: q.limit,
+    };
+    match st.engine.store.list_jobs(&filter).await {
+        Ok(jobs) => axum::Json(jobs).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn show_job(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    match st.engine.store.job(&id).await {
+        Ok(Some(j)) => axum::Json(j).into_response(),
+        Ok(None) => store_error(StoreError::JobNotFound(id)),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn rerun(State(st): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    match st.engine.store.rerun(&id, &actor(&headers)).await {
+        Ok(()) => {
+            st.engine.wake_workers();
+            axum::Json(json!({"rerun": [id]})).into_response()
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+async fn rerun_failed(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    match st.engine.store.rerun_failed(&actor(&headers)).await {
+        Ok(ids) => {
+            st.engine.wake_workers();
+            axum::Json(json!({"rerun": ids})).into_response()
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+async fn cancel(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    match st.engine.store.cancel(&id, &actor(&headers)).await {
+        Ok(()) => axum::Json(json!({"cancelled": id})).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// Read-once: the credentials a job created (FTP passwords, mailbox initial
+/// passwords), for the contract system. A second call returns nothing.
+async fn take_secrets(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    match st.engine.store.take_secrets(&id).await {
+        Ok(s) => axum::Json(s).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn rejections(State(st): State<AppState>) -> Response {
+    match st.engine.store.rejections(100).await {
+        Ok(r) => axum::Json(
+            r.into_iter()
+                .map(|r| {
+                    json!({
+                        "contract_id": r.contract_id,
+                        "revision": r.revision,
+                        "kind": r.kind,
+                        "reasons": r.reasons,
+                        "received_at": r.received_at,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// Plans a signed contract against the recorded state without applying it.
+async fn plan(State(st): State<AppState>, body: Bytes) -> Response {
+    let verified = match crate::signing::verify(&body, &st.engine.trusted_keys, chrono::Utc::now())
+    {
+        Ok(v) => v,
+        Err(e) => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"error": e.to_string()})),
+            )
+                .into_response();
+        }
+    };
+    match st.engine.plan_contract(&verified.contract).await {
+        Ok(steps) => axum::Json(steps).into_response(),
+        Err(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    match st.engine.store.stats().await {
+        Ok(stats) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            st.engine.metrics.render(&stats),
+        )
+            .into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn ready(State(st): State<AppState>) -> Response {
+    match st.engine.store.stats().await {
+        Ok(_) => "ready".into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unavailable: {e}"),
+        )
+            .into_response(),
+    }
+}

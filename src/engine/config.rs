@@ -1,0 +1,340 @@
+//! The engine's configuration file (`hostwright.toml`): parsed into typed
+//! settings once at start, with every path resolved against the file's folder.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::retry::RetryPolicy;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the SQLite store and other local state live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Folder of the playbooks.
+    #[serde(default = "default_playbooks")]
+    pub playbooks: PathBuf,
+    /// Catalog file; the built-in catalog (revision 2024-03-01) when absent.
+    pub catalog: Option<PathBuf>,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+    pub intake: IntakeConfig,
+    #[serde(default)]
+    pub workers: WorkerSettings,
+    pub provisioning: ProvisioningConfig,
+    /// Per-adapter settings, handed as TOML to each adapter's own config type.
+    #[serde(default)]
+    pub adapters: BTreeMap<String, toml::Value>,
+    pub billing: Option<BillingConfig>,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".hostwright/data")
+}
+fn default_playbooks() -> PathBuf {
+    PathBuf::from("playbooks")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite:PATH` (relative to data_dir) or `postgres://...`.
+    pub url: String,
+    #[serde(default = "default_pg_conns")]
+    pub max_connections: u32,
+}
+
+fn default_pg_conns() -> u32 {
+    16
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "sqlite:jobs.db".into(),
+            max_connections: default_pg_conns(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    /// File holding the bearer token for the ops endpoints.
+    pub ops_token_file: Option<PathBuf>,
+    /// Largest accepted request body (intake answers 413 above it).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:8080".parse().expect("literal address"),
+            ops_token_file: None,
+            max_body_bytes: default_max_body(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeConfig {
+    /// Trusted contract-signing keys (TOML, see `docs/contract-format.md`).
+    pub trusted_keys: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// Jobs run concurrently by this process (jobs of one contract never run
+    /// concurrently, whatever this says).
+    pub concurrency: usize,
+    pub lease_seconds: u64,
+    pub poll_interval_ms: u64,
+    pub step_timeout_seconds: u64,
+    pub shutdown_grace_seconds: u64,
+    pub retry: RetryPolicy,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            concurrency: 8,
+            lease_seconds: 30,
+            poll_interval_ms: 250,
+            step_timeout_seconds: 120,
+            shutdown_grace_seconds: 20,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl WorkerSettings {
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_seconds.max(1))
+    }
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms.max(10))
+    }
+    pub fn step_timeout(&self) -> Duration {
+        Duration::from_secs(self.step_timeout_seconds.max(1))
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
+    }
+}
+
+/// Facts about our own platform that the planner writes into specs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisioningConfig {
+    /// Address the customers' web sites answer on (DNS A records).
+    pub web_ipv4: std::net::Ipv4Addr,
+    /// MX targets of the Secure MX service, `preference host.` each.
+    #[serde(default = "default_mx")]
+    pub mx: Vec<String>,
+    /// SPF record published for domains whose mail we host.
+    #[serde(default = "default_spf")]
+    pub spf: String,
+    #[serde(default = "default_ttl")]
+    pub ttl: u32,
+}
+
+fn default_mx() -> Vec<String> {
+    vec![
+        "10 mx1.securemx.example.".into(),
+        "20 mx2.securemx.example.".into(),
+    ]
+}
+fn default_spf() -> String {
+    "v=spf1 include:spf.securemx.example ~all".into()
+}
+fn default_ttl() -> u32 {
+    3600
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingConfig {
+    /// Billing's endpoint for billable-state reports.
+    pub endpoint: String,
+    /// File holding the shared HMAC secret for report signatures.
+    pub secret_file: PathBuf,
+    #[serde(default = "default_billing_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_billing_timeout() -> u64 {
+    10
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `human` (default) or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+impl Config {
+    /// Reads a config file; relative paths inside it are taken relative to
+    /// the file's folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve(base);
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut self.data_dir);
+        abs(&mut self.playbooks);
+        if let Some(c) = self.catalog.as_mut() {
+            abs(c);
+        }
+        abs(&mut self.intake.trusted_keys);
+        if let Some(t) = self.api.ops_token_file.as_mut() {
+            abs(t);
+        }
+        if let Some(b) = self.billing.as_mut() {
+            abs(&mut b.secret_file);
+        }
+        // Files that live on hostwright's side, inside the adapters' own
+        // sections (paths on a backend host stay as written).
+        for (adapter, keys) in super::adapters::LOCAL_PATH_KEYS {
+            let Some(toml::Value::Table(t)) = self.adapters.get_mut(*adapter) else {
+                continue;
+            };
+            for key in *keys {
+                if let Some(toml::Value::String(s)) = t.get_mut(*key) {
+                    let mut p = PathBuf::from(&*s);
+                    abs(&mut p);
+                    *s = p.display().to_string();
+                }
+            }
+        }
+        if let Some(rest) = self.store.url.strip_prefix("sqlite:") {
+            let p = Path::new(rest.trim_start_matches("//"));
+            if p.is_relative() {
+                self.store.url = format!("sqlite:{}", self.data_dir.join(p).display());
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres://")) {
+            return Err(format!(
+                "store.url must start with sqlite: or postgres:// (got {:?})",
+                self.store.url.split(':').next().unwrap_or("")
+            ));
+        }
+        if self.workers.concurrency == 0 {
+            return Err("workers.concurrency must be at least 1".into());
+        }
+        if self.workers.retry.max_attempts == 0 {
+            return Err("workers.retry.max_attempts must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hostwright.toml");
+        std::fs::write(
+            &path,
+            r#"
+data_dir = "data"
+playbooks = "playbooks"
+[store]
+url = "sqlite:jobs.db"
+[intake]
+trusted_keys = "keys.toml"
+[provisioning]
+web_ipv4 = "192.0.2.10"
+[adapters.scripted]
+log = "calls.jsonl"
+[adapters.dns]
+tsig_secret_file = "keys/update.key"
+zone_file_dir = "zones"
+"#,
+        )
+        .unwrap();
+        let cfg = Config::load(&path).unwrap();
+        let base = dir.path();
+        assert_eq!(cfg.data_dir, base.join("data"));
+        assert_eq!(cfg.intake.trusted_keys, base.join("keys.toml"));
+        assert_eq!(
+            cfg.store.url,
+            format!("sqlite:{}", base.join("data/jobs.db").display())
+        );
+        let s = |a: &str, k: &str| cfg.adapters[a][k].as_str().unwrap().to_string();
+        assert_eq!(
+            s("scripted", "log"),
+            base.join("calls.jsonl").display().to_string()
+        );
+        assert_eq!(
+            s("dns", "tsig_secret_file"),
+            base.join("keys/update.key").display().to_string()
+        );
+        // A path on the BIND host is not ours to resolve.
+        assert_eq!(s("dns", "zone_file_dir"), "zones");
+    }
+}

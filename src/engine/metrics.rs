@@ -1,0 +1,110 @@
+//! Prometheus metrics (`/metrics`): jobs by state (read from the store at
+//! scrape time, so every worker process reports the same truth), step duration
+//! histogram, retries, outbox backlog.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::store::StoreStats;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    pub adapter: String,
+    pub action: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdapterLabels {
+    pub adapter: String,
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub step_seconds: Family<StepLabels, Histogram>,
+    pub retries: Family<AdapterLabels, Counter>,
+    pub jobs: Family<StateLabels, Gauge>,
+    pub outbox_backlog: Gauge,
+    pub reports_delivered: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("hostwright");
+        let step_seconds = Family::<StepLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
+        let retries = Family::<AdapterLabels, Counter>::default();
+        let jobs = Family::<StateLabels, Gauge>::default();
+        let outbox_backlog = Gauge::default();
+        let reports_delivered = Counter::default();
+        registry.register(
+            "step_duration_seconds",
+            "Duration of step attempts",
+            step_seconds.clone(),
+        );
+        registry.register(
+            "step_retries",
+            "Step attempts that failed transiently and were retried",
+            retries.clone(),
+        );
+        registry.register("jobs", "Jobs by state", jobs.clone());
+        registry.register(
+            "outbox_backlog",
+            "Billing reports not yet acknowledged",
+            outbox_backlog.clone(),
+        );
+        registry.register(
+            "billing_reports_delivered",
+            "Billing reports acknowledged by billing",
+            reports_delivered.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            step_seconds,
+            retries,
+            jobs,
+            outbox_backlog,
+            reports_delivered,
+        }
+    }
+
+    /// Refreshes the store-derived gauges and renders the text exposition.
+    pub fn render(&self, stats: &StoreStats) -> String {
+        for state in super::store::JobState::ALL {
+            let n = stats
+                .jobs_by_state
+                .get(state.as_str())
+                .copied()
+                .unwrap_or(0);
+            self.jobs
+                .get_or_create(&StateLabels {
+                    state: state.as_str().to_string(),
+                })
+                .set(n as i64);
+        }
+        self.outbox_backlog.set(stats.outbox_backlog as i64);
+        let mut out = String::new();
+        let registry = self.registry.lock().expect("metrics registry poisoned");
+        encode(&mut out, &registry).expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,154 @@
+//! Billable state back to billing: the report a successful job leaves in the
+//! outbox (written in the same transaction as the job's end) and the reporter
+//! that delivers it, retrying until billing acknowledges. Each report carries
+//! an idempotency key, so a report delivered twice (acknowledgement lost) is
+//! recorded once by billing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::Engine;
+use super::store::RecordedResource;
+use crate::catalog::Catalog;
+use crate::contract::Contract;
+
+/// What billing receives after a job succeeded.
+#[derive(Debug, Serialize)]
+pub struct BillableReport<'a> {
+    pub contract_id: &'a str,
+    pub revision: u32,
+    pub job_id: &'a str,
+    pub customer_id: &'a str,
+    pub service: &'a str,
+    /// Service start as actually provisioned.
+    pub service_start: NaiveDate,
+    pub status: &'a crate::contract::Status,
+    pub provisioned: Vec<String>,
+    pub billable: crate::billing::BillableState,
+}
+
+pub fn billable_report(
+    contract: &Contract,
+    catalog: &Catalog,
+    job_id: &str,
+    resources: &[RecordedResource],
+    today: NaiveDate,
+) -> serde_json::Value {
+    let report = BillableReport {
+        contract_id: contract.contract_id.as_str(),
+        revision: contract.revision,
+        job_id,
+        customer_id: &contract.customer.id,
+        service: contract.service.code(),
+        service_start: contract.service_start,
+        status: &contract.status,
+        provisioned: resources
+            .iter()
+            .map(|r| format!("{}/{}", r.kind, r.key))
+            .collect(),
+        billable: crate::billing::billable_state(contract, catalog, today),
+    };
+    serde_json::to_value(report).expect("report serializes")
+}
+
+/// A delivery failure, classified like adapter errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    pub transient: bool,
+    pub message: String,
+}
+
+/// Where reports go (billing's HTTP endpoint in production).
+#[async_trait::async_trait]
+pub trait ReportSink: Send + Sync + 'static {
+    async fn deliver(&self, idempotency_key: &str, body: &[u8]) -> Result<(), SinkError>;
+}
+
+#[async_trait::async_trait]
+impl ReportSink for hostwright_billing::Reporter {
+    async fn deliver(&self, idempotency_key: &str, body: &[u8]) -> Result<(), SinkError> {
+        hostwright_billing::Reporter::deliver(self, idempotency_key, body)
+            .await
+            .map(|_| ())
+            .map_err(|e| SinkError {
+                transient: e.is_transient(),
+                message: e.to_string(),
+            })
+    }
+}
+
+/// Backoff between delivery attempts of one report: 1 s doubling to 5 min.
+/// Permanent refusals are retried too (slowly): a report must never be
+/// dropped, and a refused one shows in the backlog metric until ops act.
+fn backoff(attempts: u32, transient: bool) -> Duration {
+    let secs = 1u64 << attempts.min(9);
+    Duration::from_secs(if transient { secs.min(300) } else { 300 })
+}
+
+/// Delivers due reports until `shutdown`.
+pub async fn run_reporter(
+    engine: Arc<Engine>,
+    sink: Arc<dyn ReportSink>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let due = match engine.store.outbox_due(64).await {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "reading the outbox failed");
+                Vec::new()
+            }
+        };
+        for item in &due {
+            match sink.deliver(&item.idempotency_key, &item.body).await {
+                Ok(()) => {
+                    engine.metrics.reports_delivered.inc();
+                    info!(contract_id = %item.contract_id, key = %item.idempotency_key, "billable state delivered");
+                    if let Err(e) = engine.store.outbox_delivered(item.id).await {
+                        warn!(error = %e, "recording a delivery failed; it will be sent again (idempotent)");
+                    }
+                }
+                Err(e) => {
+                    let after = backoff(item.attempts, e.transient);
+                    warn!(contract_id = %item.contract_id, error = %e, retry_in_s = after.as_secs(), "billing delivery failed");
+                    if let Err(e) = engine
+                        .store
+                        .outbox_retry_later(item.id, &e.to_string(), after)
+                        .await
+                    {
+                        warn!(error = %e, "recording a delivery failure failed");
+                    }
+                }
+            }
+        }
+        if due.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = engine.report_wake.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(0, true), Duration::from_secs(1));
+        assert_eq!(backoff(3, true), Duration::from_secs(8));
+        assert_eq!(backoff(20, true), Duration::from_secs(300));
+        assert_eq!(backoff(0, false), Duration::from_secs(300));
+    }
+}

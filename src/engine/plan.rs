@@ -1,0 +1,272 @@
+//! The planner: from a contract revision to the ordered steps that make the
+//! backends match it.
+//!
+//! Two pure functions. [`desired`] turns a contract into the resources it
+//! needs (kind, key, spec) following its service type's playbook; [`diff`]
+//! compares them with the resources recorded for the contract and emits
+//! create / update / suspend / resume / delete steps: deletions first (reverse
+//! dependency order), then the rest in dependency order. A revision that changes
+//! nothing plans nothing.
+
+use std::collections::BTreeMap;
+
+use hostwright_adapter::Resource;
+use serde_json::{Value, json};
+
+use super::config::ProvisioningConfig;
+use super::playbook::Playbook;
+use super::store::{Action, PlannedStep, RecordedResource};
+use crate::catalog::Catalog;
+use crate::contract::{Contract, Status};
+
+/// A resource the contract needs, before it becomes a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub kind: String,
+    pub key: String,
+    pub adapter: String,
+    pub spec: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("no playbook for service type `{0}`")]
+    NoPlaybook(String),
+    #[error("the playbook {playbook} lists `{kind}`, which the planner cannot derive")]
+    UnknownKind { playbook: String, kind: String },
+    #[error("contract {contract}: {message}")]
+    Contract { contract: String, message: String },
+}
+
+/// The Unix user (and FTP owner) of a contract: its id in lower case, which
+/// the contract id's own pattern keeps inside the user-name allow-list.
+pub fn unix_user(contract: &Contract) -> String {
+    contract.contract_id.as_str().to_ascii_lowercase()
+}
+
+/// The resources `contract` needs under `playbook`, in playbook order.
+pub fn desired(
+    contract: &Contract,
+    catalog: &Catalog,
+    playbook: &Playbook,
+    prov: &ProvisioningConfig,
+) -> Result<Vec<Desired>, PlanError> {
+    if matches!(contract.status, Status::Terminated { .. }) {
+        return Ok(Vec::new());
+    }
+    let suspended = matches!(contract.status, Status::Suspended { .. });
+    let ent = contract.entitlements(catalog);
+    let user = unix_user(contract);
+    let cid = contract.contract_id.as_str().to_string();
+    let web_domains: Vec<String> = if contract.service.has_web() {
+        contract.domains.iter().map(|d| d.name.clone()).collect()
+    } else {
+        Vec::new()
+    };
+    let mail_domains: Vec<String> = contract
+        .secure_mx
+        .as_ref()
+        .map(|m| m.target_domains.clone())
+        .unwrap_or_default();
+
+    let mut out = Vec::new();
+    for rule in &playbook.resources {
+        let mut push = |key: String, mut spec: Value| {
+            if rule.suspend {
+                spec["suspended"] = json!(suspended);
+            }
+            out.push(Desired {
+                kind: rule.kind.clone(),
+                key,
+                adapter: rule.adapter.clone(),
+                spec,
+            });
+        };
+        match rule.kind.as_str() {
+            "webspace" => push(
+                user.clone(),
+                json!({ "user": user, "quota_mb": ent.web_disk_mb }),
+            ),
+            "vhost" => {
+                for d in &web_domains {
+                    push(
+                        d.clone(),
+                        json!({
+                            "user": user,
+                            "domain": d,
+                            "aliases": [format!("www.{d}")],
+                            "tls": ent.tls,
+                        }),
+                    );
+                }
+            }
+            "ftp_account" => {
+                for n in 1..=ent.ftp_accounts {
+                    let login = if n == 1 {
+                        user.clone()
+                    } else {
+                        format!("{user}-{n}")
+                    };
+                    push(
+                        login.clone(),
+                        json!({ "login": login, "user": user, "quota_mb": ent.web_disk_mb }),
+                    );
+                }
+            }
+            "dns_zone" => {
+                for zone in &ent.dns_zones {
+                    let mut records = Vec::new();
+                    if web_domains.contains(zone) {
+                        for name in ["@", "www"] {
+                            records.push(json!({"name": name, "type": "A", "ttl": prov.ttl,
+                                "data": prov.web_ipv4.to_string()}));
+                        }
+                    }
+                    if mail_domains.contains(zone) {
+                        for mx in &prov.mx {
+                            records.push(
+                                json!({"name": "@", "type": "MX", "ttl": prov.ttl, "data": mx}),
+                            );
+                        }
+                        records.push(
+                            json!({"name": "@", "type": "TXT", "ttl": prov.ttl, "data": prov.spf}),
+                        );
+                    }
+                    push(zone.clone(), json!({ "zone": zone, "records": records }));
+                }
+            }
+            "mx_tenant" => {
+                let Some(mx) = contract.secure_mx.as_ref() else {
+                    return Err(PlanError::Contract {
+                        contract: cid,
+                        message: "the service needs a secure_mx section (第8条, 第9条)".into(),
+                    });
+                };
+                push(
+                    cid.clone(),
+                    json!({
+                        "tenant": cid,
+                        "domains": mx.target_domains,
+                        "ips": mx.target_ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
+                        "administrator": { "name": mx.administrator.name, "email": mx.administrator.email },
+                        "accounts_limit": ent.mail_accounts_limit,
+                        "disk_units": ent.mx_disk_units,
+                        "options": ent.mx_options,
+                        "iij_id": contract.external.iij_id,
+                        "dox": contract.external.dox,
+                    }),
+                );
+            }
+            "mx_mailboxes" => {
+                let Some(mx) = contract.secure_mx.as_ref() else {
+                    return Err(PlanError::Contract {
+                        contract: cid,
+                        message: "the service needs a secure_mx section (第8条, 第9条)".into(),
+                    });
+                };
+                let Some(domain) = mx.target_domains.first() else {
+                    return Err(PlanError::Contract {
+                        contract: cid,
+                        message: "secure_mx.target_domains is empty (第8条)".into(),
+                    });
+                };
+                let mut local_parts = mx.mailboxes.clone();
+                local_parts.sort();
+                push(
+                    cid.clone(),
+                    json!({ "tenant": cid, "domain": domain, "local_parts": local_parts }),
+                );
+            }
+            other => {
+                return Err(PlanError::UnknownKind {
+                    playbook: playbook.file.display().to_string(),
+                    kind: other.to_string(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The steps that take the recorded resources to the desired ones.
+pub fn diff(
+    contract_id: &str,
+    playbook: &Playbook,
+    desired: &[Desired],
+    recorded: &[RecordedResource],
+) -> Vec<PlannedStep> {
+    let rec: BTreeMap<(&str, &str), &RecordedResource> = recorded
+        .iter()
+        .map(|r| ((r.kind.as_str(), r.key.as_str()), r))
+        .collect();
+    let want: BTreeMap<(&str, &str), &Desired> = desired
+        .iter()
+        .map(|d| ((d.kind.as_str(), d.key.as_str()), d))
+        .collect();
+    let resource = |kind: &str, key: &str, spec: &Value| Resource {
+        kind: kind.to_string(),
+        key: key.to_string(),
+        contract_id: contract_id.to_string(),
+        spec: spec.clone(),
+    };
+    let step = |action: Action, adapter: &str, res: Resource| PlannedStep {
+        id: format!("{}:{}:{}", action.as_str(), res.kind, res.key),
+        adapter: adapter.to_string(),
+        action,
+        resource: res,
+    };
+
+    // Deletions: resources recorded but no longer wanted, dependents first.
+    let mut deletions: Vec<&RecordedResource> = recorded
+        .iter()
+        .filter(|r| !want.contains_key(&(r.kind.as_str(), r.key.as_str())))
+        .collect();
+    deletions.sort_by(|a, b| {
+        playbook
+            .order(&b.kind)
+            .cmp(&playbook.order(&a.kind))
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    let mut steps: Vec<PlannedStep> = deletions
+        .into_iter()
+        .map(|r| {
+            step(
+                Action::Delete,
+                &r.adapter,
+                resource(&r.kind, &r.key, &r.spec),
+            )
+        })
+        .collect();
+
+    // Creations and changes, in dependency order (desired is in playbook order).
+    for d in desired {
+        let action = match rec.get(&(d.kind.as_str(), d.key.as_str())) {
+            None => Some(Action::Create),
+            Some(r) if r.spec == d.spec => None,
+            Some(r) => Some(change_action(&r.spec, &d.spec)),
+        };
+        if let Some(action) = action {
+            steps.push(step(action, &d.adapter, resource(&d.kind, &d.key, &d.spec)));
+        }
+    }
+    steps
+}
+
+/// Suspend/resume when only the `suspended` flag differs, update otherwise.
+fn change_action(old: &Value, new: &Value) -> Action {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("suspended");
+        }
+        v
+    };
+    if strip(old) == strip(new) {
+        match new.get("suspended").and_then(Value::as_bool) {
+            Some(true) => Action::Suspend,
+            _ => Action::Resume,
+        }
+    } else {
+        Action::Update
+    }
+}

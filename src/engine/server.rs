@@ -1,0 +1,225 @@
+//! Assembling and running an engine: store, adapters, playbooks, catalog and
+//! keys from the config; then the API, the workers and the billing reporter in
+//! one process until SIGTERM/SIGINT.
+//!
+//! Shutdown: the first signal stops claiming new jobs and lets running steps
+//! finish for `workers.shutdown_grace_seconds`; a job between steps is released
+//! at once; a step still running after the grace period is abandoned and its
+//! job released, to be resumed by another worker.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, watch};
+use tracing::{error, info, warn};
+
+use super::config::Config;
+use super::metrics::Metrics;
+use super::playbook::{Known, Playbooks};
+use super::registry::Registry;
+use super::scripted::{Script, ScriptedAdapter, ScriptedConfig};
+use super::store::Store;
+use super::store::sql::SqlStore;
+use super::{Engine, api, outbox, worker};
+use crate::catalog::Catalog;
+use crate::signing::TrustedKeys;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("store: {0}")]
+    Store(#[from] super::store::StoreError),
+    #[error("adapter `{name}`: {message}")]
+    Adapter { name: String, message: String },
+    #[error("playbook {0}")]
+    Playbook(#[from] super::playbook::PlaybookError),
+    #[error("catalog: {0}")]
+    Catalog(String),
+    #[error("trusted keys: {0}")]
+    Keys(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn read_secret_file(path: &Path) -> Result<String, StartError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|source| StartError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// Opens the job store named by a URL (`sqlite:PATH` or `postgres://...`).
+pub async fn open_store(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StartError> {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let path = Path::new(path.trim_start_matches("//"));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StartError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        Ok(Arc::new(SqlStore::open_sqlite(path).await?))
+    } else {
+        Ok(Arc::new(
+            SqlStore::connect_postgres(url, max_connections).await?,
+        ))
+    }
+}
+
+/// The adapters named in `[adapters.*]`. `[adapters.scripted]` replaces every
+/// real adapter with a scripted stand-in (tests, the no-op benchmark).
+pub async fn build_registry(cfg: &Config) -> Result<(Registry, Option<Script>), StartError> {
+    let mut reg = Registry::new();
+    if let Some(v) = cfg.adapters.get("scripted") {
+        let sc: ScriptedConfig = super::adapters::config("scripted", v)?;
+        let script = Script::with_files(sc.log, sc.control_file);
+        for a in ScriptedAdapter::all(&script) {
+            reg.register(a);
+        }
+        return Ok((reg, Some(script)));
+    }
+    for (name, value) in &cfg.adapters {
+        super::adapters::register(&mut reg, name, value)?;
+    }
+    Ok((reg, None))
+}
+
+/// Builds an engine from a config file's settings.
+pub async fn build(cfg: &Config) -> Result<Arc<Engine>, StartError> {
+    let store = open_store(&cfg.store.url, cfg.store.max_connections).await?;
+    let (adapters, _) = build_registry(cfg).await?;
+    let catalog = match &cfg.catalog {
+        Some(p) => Catalog::load(p).map_err(|e| StartError::Catalog(e.to_string()))?,
+        None => Catalog::builtin().map_err(|e| StartError::Catalog(e.to_string()))?,
+    };
+    let playbooks = load_playbooks(&cfg.playbooks, &adapters, &catalog)?;
+    let trusted_keys =
+        TrustedKeys::load(&cfg.intake.trusted_keys).map_err(|e| StartError::Keys(e.to_string()))?;
+    Ok(Arc::new(Engine {
+        store,
+        adapters,
+        playbooks,
+        catalog: Arc::new(catalog),
+        trusted_keys,
+        settings: cfg.workers,
+        provisioning: cfg.provisioning.clone(),
+        metrics: Metrics::new(),
+        max_body_bytes: cfg.api.max_body_bytes,
+        wake: Notify::new(),
+        report_wake: Notify::new(),
+    }))
+}
+
+/// Loads and validates the playbooks against the registered adapters and the
+/// catalog's service types.
+pub fn load_playbooks(
+    dir: &Path,
+    adapters: &Registry,
+    catalog: &Catalog,
+) -> Result<Playbooks, StartError> {
+    let kinds = adapters.kinds();
+    let services = catalog.service_codes();
+    Ok(Playbooks::load_dir(
+        dir,
+        &Known {
+            adapters: &kinds,
+            services: &services,
+        },
+    )?)
+}
+
+/// Runs API, workers and reporter until a termination signal.
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let engine = build(&cfg).await?;
+    let ops_token = match &cfg.api.ops_token_file {
+        Some(p) => Some(read_secret_file(p)?),
+        None => {
+            warn!("no api.ops_token_file: the ops endpoints are closed");
+            None
+        }
+    };
+    let sink: Option<Arc<dyn outbox::ReportSink>> = match &cfg.billing {
+        Some(b) => Some(Arc::new(hostwright_billing::Reporter::new(
+            b.endpoint.clone(),
+            hostwright_adapter::Secret::new(read_secret_file(&b.secret_file)?),
+            std::time::Duration::from_secs(b.timeout_seconds),
+        ))),
+        None => {
+            warn!("no [billing] section: billable-state reports stay in the outbox");
+            None
+        }
+    };
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (hard_tx, hard_rx) = watch::channel(false);
+    let worker_name = format!("{}-{}", hostname(), std::process::id());
+    let mut tasks = Vec::new();
+    for i in 0..engine.settings.concurrency {
+        tasks.push(tokio::spawn(worker::run(
+            engine.clone(),
+            format!("{worker_name}-{i}"),
+            shutdown_rx.clone(),
+            hard_rx.clone(),
+        )));
+    }
+    let reporter =
+        sink.map(|s| tokio::spawn(outbox::run_reporter(engine.clone(), s, shutdown_rx.clone())));
+
+    let listener = tokio::net::TcpListener::bind(cfg.api.listen).await?;
+    info!(listen = %cfg.api.listen, store = engine.store.backend(), workers = engine.settings.concurrency, "hostwright serving");
+    let app = api::router(engine.clone(), ops_token);
+    let mut api_shutdown = shutdown_rx.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = api_shutdown.wait_for(|v| *v).await;
+            })
+            .await
+    });
+
+    wait_for_signal().await;
+    info!(
+        grace_s = engine.settings.shutdown_grace().as_secs(),
+        "shutting down: no new jobs; running steps may finish"
+    );
+    let _ = shutdown_tx.send(true);
+    engine.wake_workers();
+    let deadline = tokio::time::Instant::now() + engine.settings.shutdown_grace();
+    for t in tasks.iter_mut() {
+        if tokio::time::timeout_at(deadline, &mut *t).await.is_err() {
+            if !*hard_tx.borrow() {
+                warn!("grace period over: abandoning running steps and releasing their jobs");
+                let _ = hard_tx.send(true);
+            }
+            let _ = t.await;
+        }
+    }
+    if let Some(r) = reporter {
+        let _ = r.await;
+    }
+    if let Err(e) = http.await {
+        error!(error = %e, "http server task failed");
+    }
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "worker".into())
+}

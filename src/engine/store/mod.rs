@@ -1,0 +1,478 @@
+//! The durable job store: one trait, two back ends (SQLite, PostgreSQL).
+//!
+//! Everything the engine must not lose lives here: accepted and rejected
+//! contract revisions, jobs with their plans, every step attempt (the
+//! journal), the recorded state of each contract's resources, secrets waiting
+//! to be handed back once, the ops log, and the billing outbox.
+//!
+//! Architecture invariants:
+//! - A job's end and its outbox entry are written in one transaction.
+//! - A step's success and the resource state it produced are written in one
+//!   transaction, so a crash never leaves a recorded step without its state.
+//! - A job is run by at most one worker at a time: claims take a lease that the
+//!   worker renews; an expired lease makes the job claimable again, and a worker
+//!   that lost its lease cannot record anything for that job.
+//! - Jobs of one contract run one at a time in revision order: a job is only
+//!   claimable when no job of the same contract with a lower revision is
+//!   queued, running or failed (a failed job blocks its successors until it is
+//!   rerun to success or cancelled).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub mod sql;
+
+/// Errors of the store. Database errors are kept as text: the caller can only
+/// retry or report them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("job {0} not found")]
+    JobNotFound(String),
+    #[error("job {job} is {state}, so it cannot be {action}")]
+    InvalidTransition {
+        job: String,
+        state: JobState,
+        action: &'static str,
+    },
+    #[error("lease on job {0} was lost")]
+    LeaseLost(String),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// State of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+    pub fn parse(s: &str) -> Option<JobState> {
+        Some(match s {
+            "queued" => JobState::Queued,
+            "running" => JobState::Running,
+            "succeeded" => JobState::Succeeded,
+            "failed" => JobState::Failed,
+            "cancelled" => JobState::Cancelled,
+            _ => return None,
+        })
+    }
+    /// Whether the job has ended (ops may still rerun a failed one).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+    pub const ALL: [JobState; 5] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// State of one step of a job's plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl StepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Running => "running",
+            StepState::Succeeded => "succeeded",
+            StepState::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<StepState> {
+        Some(match s {
+            "pending" => StepState::Pending,
+            "running" => StepState::Running,
+            "succeeded" => StepState::Succeeded,
+            "failed" => StepState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// What a step does to its resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update,
+    Suspend,
+    Resume,
+    Delete,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Suspend => "suspend",
+            Action::Resume => "resume",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// One step of a plan, as stored with the job. `resource.spec` is the desired
+/// spec for create/update/suspend/resume and the last recorded spec for delete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    /// Stable id within the job, e.g. `create:vhost:example.jp`.
+    pub id: String,
+    pub adapter: String,
+    pub action: Action,
+    pub resource: hostwright_adapter::Resource,
+}
+
+/// A signed contract revision that passed verification and the rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRevision {
+    pub contract_id: String,
+    pub revision: u32,
+    pub customer_id: String,
+    pub service: String,
+    /// Whether the contract is still in force after this revision (not terminated).
+    pub active: bool,
+    /// The signed envelope exactly as received.
+    pub envelope: Vec<u8>,
+    /// The verified contract JSON (the envelope's payload).
+    pub payload: Vec<u8>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// What intake of a revision did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntakeOutcome {
+    /// New revision recorded and a job queued for it.
+    Created { job_id: String },
+    /// This (contract, revision) was already recorded: the existing job.
+    Existing { job_id: String },
+    /// An older (or equal but different) revision than the latest recorded.
+    Stale { latest: u32 },
+}
+
+/// A contract revision refused at intake, kept with its reasons.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub contract_id: Option<String>,
+    pub revision: Option<u32>,
+    /// Machine-readable reason kind, e.g. `signature`, `rules`, `stale`.
+    pub kind: String,
+    /// Findings or error details as JSON.
+    pub reasons: serde_json::Value,
+    /// At most the first 64 KiB of what was received.
+    pub received: Vec<u8>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// A recorded revision of a contract.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRevision {
+    pub contract_id: String,
+    pub revision: u32,
+    pub payload: Vec<u8>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Another contract of the same customer, for 第11条 checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerContract {
+    pub contract_id: String,
+    pub service: String,
+    pub active: bool,
+}
+
+/// A job handed to a worker by [`Store::claim`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedJob {
+    pub job_id: String,
+    pub contract_id: String,
+    pub revision: u32,
+    /// The verified contract JSON of this job's revision.
+    pub payload: Vec<u8>,
+    /// `None` until the worker stored a plan with [`Store::set_plan`].
+    pub plan: Option<Vec<StepRecord>>,
+}
+
+/// A step of a stored plan with its progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub index: u32,
+    pub step: PlannedStep,
+    pub state: StepState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// Facts recorded when the step succeeded.
+    pub facts: Option<serde_json::Value>,
+}
+
+/// How one attempt of a step ended (the journal).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Succeeded,
+    Transient {
+        error: String,
+    },
+    Permanent {
+        error: String,
+    },
+    /// The worker gave the step up (timeout, shutdown) without an answer.
+    Abandoned {
+        error: String,
+    },
+}
+
+/// One journaled attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub step_index: u32,
+    pub attempt: u32,
+    pub worker: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `None` while running (or when the worker died mid-attempt).
+    pub outcome: Option<AttemptOutcome>,
+    pub duration_ms: Option<u64>,
+}
+
+/// The recorded state of a contract's resource, as the last successful step
+/// left it. The planner diffs desired resources against these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedResource {
+    pub kind: String,
+    pub key: String,
+    pub adapter: String,
+    pub spec: serde_json::Value,
+    pub facts: serde_json::Value,
+}
+
+/// What a successful step changes in the recorded resources.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResourceChange {
+    Upsert(RecordedResource),
+    Delete { kind: String, key: String },
+}
+
+/// The end of a job, written atomically with its side records.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobEnd {
+    Succeeded {
+        /// Non-secret summary for `jobs show`.
+        result: serde_json::Value,
+        /// The billable-state report to deliver to billing.
+        outbox: NewOutboxItem,
+    },
+    Failed {
+        step_index: Option<u32>,
+        error: String,
+    },
+}
+
+/// A report waiting in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOutboxItem {
+    /// Unique: a job's report is enqueued once however often the job end is retried.
+    pub idempotency_key: String,
+    pub contract_id: String,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub contract_id: String,
+    pub body: Vec<u8>,
+    pub attempts: u32,
+}
+
+/// Filter for [`Store::list_jobs`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    pub contract_id: Option<String>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub job_id: String,
+    pub contract_id: String,
+    pub revision: u32,
+    pub state: JobState,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub error: Option<String>,
+    pub steps_total: u32,
+    pub steps_done: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpsEvent {
+    pub action: String,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobDetail {
+    pub summary: JobSummary,
+    pub lease_owner: Option<String>,
+    pub steps: Vec<StepRecord>,
+    pub attempts: Vec<AttemptRecord>,
+    pub ops: Vec<OpsEvent>,
+    pub result: Option<serde_json::Value>,
+}
+
+/// Counts for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoreStats {
+    pub jobs_by_state: BTreeMap<String, u64>,
+    pub outbox_backlog: u64,
+}
+
+/// What a successful attempt leaves to record, all in one transaction.
+#[derive(Debug, Clone)]
+pub struct StepSuccess {
+    pub duration: Duration,
+    /// Facts the adapter reported (never secret).
+    pub facts: serde_json::Value,
+    pub change: ResourceChange,
+    /// `kind/key/name` -> clear text, readable once by ops.
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// The job store. Both back ends ([`sql::SqlStore`] on SQLite and on
+/// PostgreSQL) pass the same test suites (`tests/engine_suite.rs`).
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which back end this is, for logs (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+
+    // --- intake -----------------------------------------------------------
+
+    /// Records an accepted revision and queues its job, atomically and
+    /// idempotently (see [`IntakeOutcome`]).
+    async fn record_revision(&self, rev: NewRevision) -> Result<IntakeOutcome>;
+    async fn record_rejection(&self, rej: Rejection) -> Result<()>;
+    /// Latest accepted revision of a contract.
+    async fn latest_revision(&self, contract_id: &str) -> Result<Option<StoredRevision>>;
+    /// All accepted revisions of a contract, oldest first (for billing).
+    async fn revisions(&self, contract_id: &str) -> Result<Vec<StoredRevision>>;
+    /// The customer's contracts (latest revision of each).
+    async fn customer_contracts(&self, customer_id: &str) -> Result<Vec<CustomerContract>>;
+    /// Rejections, newest first.
+    async fn rejections(&self, limit: u32) -> Result<Vec<Rejection>>;
+
+    // --- workers ----------------------------------------------------------
+
+    /// Claims one runnable job for `worker` with a lease of `lease`: a queued
+    /// job, or a running one whose lease expired, respecting per-contract
+    /// revision order. Concurrent claims never hand out the same job.
+    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<ClaimedJob>>;
+    /// Renews the lease; `Err(LeaseLost)` if another worker owns the job now
+    /// or it is no longer running.
+    async fn heartbeat(&self, job_id: &str, worker: &str, lease: Duration) -> Result<()>;
+    /// Stores the plan of a claimed job (once; a second call is an error).
+    async fn set_plan(&self, job_id: &str, worker: &str, steps: &[PlannedStep]) -> Result<()>;
+    /// Journals the start of an attempt and marks the step running.
+    async fn attempt_started(
+        &self,
+        job_id: &str,
+        worker: &str,
+        step_index: u32,
+        attempt: u32,
+    ) -> Result<()>;
+    /// Journals the end of an attempt that did not succeed.
+    async fn attempt_failed(
+        &self,
+        job_id: &str,
+        worker: &str,
+        step_index: u32,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        duration: Duration,
+    ) -> Result<()>;
+    /// Records a step's success: attempt journal, step state and facts, the
+    /// resource change and any secrets, in one transaction.
+    async fn step_succeeded(
+        &self,
+        job_id: &str,
+        worker: &str,
+        step_index: u32,
+        attempt: u32,
+        success: StepSuccess,
+    ) -> Result<()>;
+    /// Ends a job (and enqueues its report on success) in one transaction.
+    async fn finish_job(&self, job_id: &str, worker: &str, end: JobEnd) -> Result<()>;
+    /// Gives a running job back (graceful shutdown): it becomes claimable at
+    /// once, keeping its plan and progress.
+    async fn release_job(&self, job_id: &str, worker: &str) -> Result<()>;
+    /// The recorded resources of a contract.
+    async fn resources(&self, contract_id: &str) -> Result<Vec<RecordedResource>>;
+
+    // --- ops ----------------------------------------------------------------
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobSummary>>;
+    async fn job(&self, job_id: &str) -> Result<Option<JobDetail>>;
+    /// Puts a failed job back in the queue; finished steps stay finished.
+    async fn rerun(&self, job_id: &str, actor: &str) -> Result<()>;
+    /// Reruns every failed job; returns their ids.
+    async fn rerun_failed(&self, actor: &str) -> Result<Vec<String>>;
+    /// Cancels a queued or failed job (a running job is cancelled by its
+    /// worker at the next step boundary).
+    async fn cancel(&self, job_id: &str, actor: &str) -> Result<()>;
+    /// Hands back a job's secrets once: returns and deletes them.
+    async fn take_secrets(&self, job_id: &str) -> Result<BTreeMap<String, String>>;
+    async fn stats(&self) -> Result<StoreStats>;
+
+    // --- outbox ---------------------------------------------------------------
+
+    /// Items due for delivery (not delivered, next attempt time passed).
+    async fn outbox_due(&self, limit: u32) -> Result<Vec<OutboxItem>>;
+    async fn outbox_delivered(&self, id: i64) -> Result<()>;
+    async fn outbox_retry_later(&self, id: i64, error: &str, after: Duration) -> Result<()>;
+}

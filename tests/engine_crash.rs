@@ -1,0 +1,216 @@
+//! Crash recovery with real processes: a `hostwright serve` worker process is
+//! killed with SIGKILL in the middle of a step, a second process takes the job
+//! over when the lease expires, and every resource ends up created exactly once.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use hostwright::engine::scripted::Call;
+
+fn write_config(dir: &Path, store_url: &str, port: u16) -> std::path::PathBuf {
+    let k = keys();
+    let trusted = dir.join("trusted-keys.toml");
+    std::fs::write(&trusted, k.trusted.to_toml()).unwrap();
+    std::fs::write(dir.join("ops-token"), "test-ops-token\n").unwrap();
+    let cfg = format!(
+        r#"
+data_dir = "{data}"
+playbooks = "{playbooks}"
+
+[store]
+url = "{store_url}"
+
+[api]
+listen = "127.0.0.1:{port}"
+ops_token_file = "ops-token"
+
+[intake]
+trusted_keys = "trusted-keys.toml"
+
+[workers]
+concurrency = 2
+lease_seconds = 2
+poll_interval_ms = 50
+step_timeout_seconds = 30
+shutdown_grace_seconds = 2
+
+[provisioning]
+web_ipv4 = "192.0.2.10"
+
+[adapters.scripted]
+log = "calls.jsonl"
+control_file = "control.json"
+"#,
+        data = dir.join("data").display(),
+        playbooks = repo().join("playbooks").display(),
+    );
+    let path = dir.join("hostwright.toml");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+/// A `hostwright serve` child that is killed when the test ends, pass or fail,
+/// so a failing run leaves no stray servers behind.
+struct Serve(Child);
+
+impl Serve {
+    /// SIGKILL, like a crashed machine: no grace, no cleanup.
+    fn kill_9(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_serve(config: &Path) -> Serve {
+    Serve(
+        Command::new(env!("CARGO_BIN_EXE_hostwright"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("hostwright serve starts"),
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_http(port: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "serve never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn calls(dir: &Path) -> Vec<Call> {
+    std::fs::read_to_string(dir.join("calls.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn kill_9_mid_step_then_another_process_finishes_the_job_exactly_once() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_store_url(backend, dir.path()).await;
+        // The first process stalls in the vhost step; we kill it there.
+        std::fs::write(
+            dir.path().join("control.json"),
+            r#"[{"kind": "vhost", "do": "hang", "ms": 60000, "times": 1}]"#,
+        )
+        .unwrap();
+        let port = free_port();
+        let config = write_config(dir.path(), &url, port);
+        let mut first = spawn_serve(&config);
+        wait_http(port).await;
+
+        let body = sign(&keys(), &www_contract("C-K001", 1));
+        let resp = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/v1/contracts"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202, "{backend:?}");
+        let job: serde_json::Value = resp.json().await.unwrap();
+        let job_id = job["job_id"].as_str().unwrap().to_string();
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !calls(dir.path())
+            .iter()
+            .any(|c| c.kind == "vhost" && c.op == "hang")
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "vhost step never started"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        first.kill_9();
+
+        let port2 = free_port();
+        let config2 = write_config(dir.path(), &url, port2);
+        let mut second = spawn_serve(&config2);
+        wait_http(port2).await;
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let detail = loop {
+            let d: serde_json::Value = client
+                .get(format!("http://127.0.0.1:{port2}/v1/jobs/{job_id}"))
+                .bearer_auth("test-ops-token")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if d["summary"]["state"] == "succeeded" {
+                break d;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{backend:?}: job did not finish: {d}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        second.kill_9();
+
+        // Steps finished before the kill were not redone; the killed step ran
+        // again; nothing was created twice (creations are per process memory,
+        // so count ensures of finished steps instead).
+        let all = calls(dir.path());
+        let count = |kind: &str| {
+            all.iter()
+                .filter(|c| c.kind == kind && c.op == "ensure")
+                .count()
+        };
+        assert_eq!(count("webspace"), 1, "{backend:?}: {all:?}");
+        assert_eq!(count("dns_zone"), 1, "{backend:?}");
+        assert_eq!(
+            count("vhost"),
+            1,
+            "{backend:?}: the killed call never completed; the rerun did, once"
+        );
+        assert_eq!(
+            count("ftp_account"),
+            3,
+            "{backend:?}: three accounts, once each"
+        );
+        let attempts = detail["attempts"].as_array().unwrap();
+        assert!(
+            attempts
+                .iter()
+                .any(|a| a["outcome"].is_null() || a["outcome"].get("abandoned").is_some()),
+            "{backend:?}: the killed attempt is journaled as abandoned: {attempts:?}"
+        );
+    }
+}
