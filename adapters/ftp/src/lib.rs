@@ -1,1 +1,542 @@
-//! Placeholder: implemented under issue #4.
+//! The FTP adapter: `ftp_account` resources as pure-ftpd virtual users on the
+//! web host, reached over SSH ([`hostwright_ssh`]).
+//!
+//! * A virtual user maps to the Unix account of its web space (uid/gid of
+//!   `spec.user`, which must be a hostwright account under `home_root`) and is
+//!   chrooted to that home; its size quota is `quota_mb`.
+//! * The password is generated here (24 random alphanumerics), hashed here as
+//!   SHA-512 crypt, and only the hash is sent: pure-pw's own argon2 hashes make
+//!   every login take seconds. The clear password is returned once, in
+//!   `Outcome.secrets["password"]`; an ensure of an existing account keeps the
+//!   hash and returns no secret.
+//! * The passwd line is written from validated values by a constant remote
+//!   script under `flock`, followed by `pure-pw mkdb`; edits are also
+//!   serialised on the hostwright side.
+//! * Suspension puts `!` in front of the hash (no password can match it) and
+//!   resumption takes it away: the customer keeps the same password.
+//!
+//! Errors: SSH trouble and lock timeouts are transient; invalid specs, a
+//! missing or foreign Unix account are permanent.
+
+use hostwright_adapter::{
+    Adapter, AdapterError, Observation, Outcome, Resource, Secret, StepContext, validate,
+};
+use hostwright_ssh::{Command, SshConfig, SshError, SshPool, excerpt};
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::Mutex;
+
+pub const KIND: &str = "ftp_account";
+/// Length of generated passwords (alphanumeric: ~143 bits).
+pub const PASSWORD_LEN: usize = 24;
+
+/// Configuration (the `[adapters.ftp]` table). Paths are on the host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FtpConfig {
+    pub ssh: SshConfig,
+    /// Customer homes: `<home_root>/<user>` (as in the webhost adapter).
+    pub home_root: String,
+    /// pure-ftpd's passwd file (`pure-pw -f`).
+    pub passwd_file: String,
+    /// The puredb file pure-ftpd reads (`pure-pw mkdb PDB`).
+    pub pdb_file: String,
+    #[serde(default = "default_pure_pw")]
+    pub pure_pw: String,
+    /// Chroot to `<home>/public_html` instead of `<home>`.
+    #[serde(default)]
+    pub chroot_public_html: bool,
+}
+
+fn default_pure_pw() -> String {
+    "pure-pw".into()
+}
+
+/// A configuration the adapter cannot start with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "ftp config: {field} {value:?} must be an absolute path of [A-Za-z0-9._/-] without '..'"
+    )]
+    Path { field: &'static str, value: String },
+}
+
+fn check_path(field: &'static str, value: &str) -> Result<(), ConfigError> {
+    let ok = value.starts_with('/')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+        && !value.split('/').any(|c| c == "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Path {
+            field,
+            value: value.to_string(),
+        })
+    }
+}
+
+/// The `ftp_account` spec.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FtpSpec {
+    pub login: String,
+    pub user: String,
+    /// Size quota; 0 means none.
+    pub quota_mb: u64,
+    #[serde(default)]
+    pub suspended: bool,
+}
+
+/// One line of the pure-ftpd passwd file, as far as hostwright cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PwLine {
+    pub login: String,
+    /// The crypt hash without the suspension mark.
+    pub hash: String,
+    pub locked: bool,
+    pub uid: u32,
+    pub gid: u32,
+    /// The chroot directory (without pure-ftpd's trailing `/./`).
+    pub dir: String,
+    pub quota_bytes: Option<u64>,
+}
+
+impl PwLine {
+    /// The 18-field line pure-pw writes: login:hash:uid:gid:gecos:home/./:
+    /// 6 empty limits, files quota, size quota, 5 empty IP/time fields.
+    pub fn render(&self) -> String {
+        format!(
+            "{}:{}{}:{}:{}::{}/./:::::::{}:::::",
+            self.login,
+            if self.locked { "!" } else { "" },
+            self.hash,
+            self.uid,
+            self.gid,
+            self.dir,
+            self.quota_bytes.map(|b| b.to_string()).unwrap_or_default()
+        )
+    }
+
+    pub fn parse(line: &str) -> Option<PwLine> {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() < 13 {
+            return None;
+        }
+        let (locked, hash) = match f[1].strip_prefix('!') {
+            Some(h) => (true, h),
+            None => (false, f[1]),
+        };
+        Some(PwLine {
+            login: f[0].to_string(),
+            hash: hash.to_string(),
+            locked,
+            uid: f[2].parse().ok()?,
+            gid: f[3].parse().ok()?,
+            dir: f[5]
+                .trim_end_matches("/./")
+                .trim_end_matches('/')
+                .to_string(),
+            quota_bytes: f[12].parse().ok(),
+        })
+    }
+}
+
+/// A fresh random password.
+pub fn generate_password() -> Secret {
+    let s: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(PASSWORD_LEN)
+        .map(char::from)
+        .collect();
+    Secret::new(s)
+}
+
+/// SHA-512 crypt (`$6$...`) of `password` with a random salt.
+pub fn hash_password(password: &Secret) -> Result<String, AdapterError> {
+    sha_crypt::sha512_simple(password.expose(), &sha_crypt::Sha512Params::default())
+        .map_err(|e| AdapterError::permanent(format!("cannot hash the password: {e:?}")))
+}
+
+/// $1 passwd file, $2 pdb, $3 login, $4 put|del, $5 pure-pw; stdin: the
+/// new line for `put`. Serialised by flock; exit 22 on lock timeout.
+const EDIT_PASSWD: &str = r#"set -eu
+passwd=$1 pdb=$2 login=$3 action=$4 purepw=$5
+exec 9>>"$passwd.lock"
+flock -w 30 9 || exit 22
+touch "$passwd"
+tmp=$(mktemp "$passwd.XXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+awk -F: -v l="$login" '$1 != l' "$passwd" >"$tmp"
+if [ "$action" = put ]; then cat >>"$tmp"; fi
+chmod 0600 "$tmp"
+mv -f -- "$tmp" "$passwd"
+trap - EXIT
+"$purepw" mkdb "$pdb" -f "$passwd"
+"#;
+
+/// $1 user: `uid:gid:gecos:home` of the Unix account; exit 3 when absent.
+const UNIX_USER: &str = r#"ent=$(getent passwd "$1") || exit 3
+printf '%s\n' "$ent" | cut -d: -f3,4,5,6"#;
+
+/// The FTP adapter.
+pub struct FtpAdapter {
+    cfg: FtpConfig,
+    pool: SshPool,
+    /// Serialises passwd-file edits from this process (read, modify, write).
+    edit: Mutex<()>,
+}
+
+impl std::fmt::Debug for FtpAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FtpAdapter")
+            .field("host", &self.cfg.ssh.host)
+            .finish()
+    }
+}
+
+fn perm(msg: impl std::fmt::Display) -> AdapterError {
+    AdapterError::permanent(msg.to_string())
+}
+
+impl FtpAdapter {
+    pub fn new(cfg: FtpConfig) -> Result<Self, ConfigError> {
+        check_path("home_root", &cfg.home_root)?;
+        check_path("passwd_file", &cfg.passwd_file)?;
+        check_path("pdb_file", &cfg.pdb_file)?;
+        Ok(FtpAdapter {
+            pool: SshPool::new(cfg.ssh.clone()),
+            cfg,
+            edit: Mutex::new(()),
+        })
+    }
+
+    /// The SSH pool (for tests).
+    pub fn pool(&self) -> &SshPool {
+        &self.pool
+    }
+
+    async fn read_lines(&self) -> Result<Vec<PwLine>, AdapterError> {
+        let bytes = self
+            .pool
+            .read_file(&self.cfg.passwd_file)
+            .await?
+            .unwrap_or_default();
+        Ok(String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(PwLine::parse)
+            .collect())
+    }
+
+    async fn edit(&self, login: &str, line: Option<&PwLine>) -> Result<(), AdapterError> {
+        let action = if line.is_some() { "put" } else { "del" };
+        let mut cmd = Command::script(
+            EDIT_PASSWD,
+            [
+                self.cfg.passwd_file.as_str(),
+                &self.cfg.pdb_file,
+                login,
+                action,
+                &self.cfg.pure_pw,
+            ],
+        );
+        if let Some(l) = line {
+            cmd = cmd.stdin(format!("{}\n", l.render()));
+        }
+        let out = self.pool.run(cmd).await?;
+        if out.success() {
+            return Ok(());
+        }
+        let e = SshError::Exit {
+            what: "editing the pure-ftpd passwd file".into(),
+            status: out.status,
+            stderr: excerpt(&out.stderr),
+        };
+        Err(if out.status == 22 {
+            AdapterError::transient(e.to_string())
+        } else {
+            perm(e)
+        })
+    }
+
+    /// uid, gid and home of the web space's Unix account.
+    async fn unix_user(&self, user: &str) -> Result<(u32, u32, String), AdapterError> {
+        let out = self.pool.run(Command::script(UNIX_USER, [user])).await?;
+        if out.status == 3 {
+            return Err(perm(format!(
+                "web space {user} does not exist (the webspace step must come first)"
+            )));
+        }
+        let out = out
+            .check("looking up the web space")
+            .map_err(AdapterError::from)?;
+        let text = out.stdout_str();
+        let f: Vec<&str> = text.trim().splitn(4, ':').collect();
+        let home = format!("{}/{}", self.cfg.home_root, user);
+        match f.as_slice() {
+            [uid, gid, gecos, h] if gecos.starts_with("hostwright") && *h == home => {
+                let uid = uid.parse().map_err(|_| perm("bad uid"))?;
+                let gid = gid.parse().map_err(|_| perm("bad gid"))?;
+                Ok((uid, gid, home))
+            }
+            _ => Err(perm(format!(
+                "account {user} is not a hostwright web space under {}",
+                self.cfg.home_root
+            ))),
+        }
+    }
+
+    fn facts(line: &PwLine, user: &str, created: bool, changed: bool) -> serde_json::Value {
+        json!({
+            "login": line.login,
+            "user": user,
+            "uid": line.uid,
+            "gid": line.gid,
+            "chroot": line.dir,
+            "quota_mb": line.quota_bytes.map(|b| b / (1024 * 1024)),
+            "suspended": line.locked,
+            "created": created,
+            "changed": changed,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Adapter for FtpAdapter {
+    fn name(&self) -> &'static str {
+        "ftp"
+    }
+
+    fn kinds(&self) -> &'static [&'static str] {
+        &[KIND]
+    }
+
+    async fn ensure(&self, _ctx: &StepContext, r: &Resource) -> Result<Outcome, AdapterError> {
+        if r.kind != KIND {
+            return Err(perm(format!("ftp does not manage {:?}", r.kind)));
+        }
+        let spec: FtpSpec = r.spec()?;
+        let login = validate::user_name(&spec.login).map_err(perm)?;
+        let user = validate::user_name(&spec.user).map_err(perm)?;
+        if r.key != login {
+            return Err(perm(format!(
+                "ftp_account key {:?} differs from spec.login {login:?}",
+                r.key
+            )));
+        }
+        let _guard = self.edit.lock().await;
+        let (uid, gid, home) = self.unix_user(user).await?;
+        let dir = if self.cfg.chroot_public_html {
+            format!("{home}/public_html")
+        } else {
+            home
+        };
+        let existing = self
+            .read_lines()
+            .await?
+            .into_iter()
+            .find(|l| l.login == login);
+        let mut secrets = std::collections::BTreeMap::new();
+        let hash = match &existing {
+            Some(l) => l.hash.clone(),
+            None => {
+                let pw = generate_password();
+                let h = hash_password(&pw)?;
+                secrets.insert("password".to_string(), pw);
+                h
+            }
+        };
+        let line = PwLine {
+            login: login.to_string(),
+            hash,
+            locked: spec.suspended,
+            uid,
+            gid,
+            dir,
+            quota_bytes: (spec.quota_mb > 0).then(|| spec.quota_mb * 1024 * 1024),
+        };
+        let changed = existing.as_ref() != Some(&line);
+        if changed {
+            self.edit(login, Some(&line)).await?;
+        }
+        Ok(Outcome {
+            facts: Self::facts(&line, user, existing.is_none(), changed),
+            secrets,
+        })
+    }
+
+    async fn remove(&self, _ctx: &StepContext, r: &Resource) -> Result<Outcome, AdapterError> {
+        let login = validate::user_name(&r.key).map_err(perm)?;
+        let _guard = self.edit.lock().await;
+        let existed = self.read_lines().await?.iter().any(|l| l.login == login);
+        if existed {
+            self.edit(login, None).await?;
+        }
+        Ok(Outcome::with_facts(
+            json!({"login": login, "removed": existed}),
+        ))
+    }
+
+    async fn observe(&self, r: &Resource) -> Result<Observation, AdapterError> {
+        let login = validate::user_name(&r.key).map_err(perm)?;
+        let found = self
+            .read_lines()
+            .await?
+            .into_iter()
+            .find(|l| l.login == login);
+        Ok(match found {
+            None => Observation::Absent,
+            Some(l) => Observation::Present {
+                facts: json!({
+                    "login": l.login,
+                    "uid": l.uid,
+                    "gid": l.gid,
+                    "chroot": l.dir,
+                    "quota_mb": l.quota_bytes.map(|b| b / (1024 * 1024)),
+                    "suspended": l.locked,
+                }),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_round_trip_in_pure_pw_format() {
+        // As written by `pure-pw useradd ... -N 1` (hash shortened).
+        let pw = "tuser:$argon2id$x:61000:61000::/tmp/h/./:::::::1048576:::::";
+        let l = PwLine::parse(pw).unwrap();
+        assert_eq!(l.uid, 61000);
+        assert_eq!(l.dir, "/tmp/h");
+        assert_eq!(l.quota_bytes, Some(1048576));
+        assert!(!l.locked);
+        assert_eq!(l.render(), pw);
+        assert_eq!(l.render().split(':').count(), 18);
+        let locked = PwLine {
+            locked: true,
+            ..l.clone()
+        };
+        assert!(locked.render().starts_with("tuser:!$argon2id$x:"));
+        assert_eq!(PwLine::parse(&locked.render()).unwrap(), locked);
+        let unlimited = PwLine {
+            quota_bytes: None,
+            ..l
+        };
+        assert_eq!(
+            PwLine::parse(&unlimited.render()).unwrap().quota_bytes,
+            None
+        );
+    }
+
+    #[test]
+    fn passwords_are_strong_and_hashes_are_sha512_crypt() {
+        let a = generate_password();
+        let b = generate_password();
+        assert_eq!(a.expose().len(), PASSWORD_LEN);
+        assert!(a.expose().chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+        assert_eq!(format!("{a:?}"), "Secret(***)");
+        let h = hash_password(&a).unwrap();
+        assert!(h.starts_with("$6$"), "{h}");
+        assert!(!h.contains(':') && !h.contains('\n'));
+        assert!(sha_crypt::sha512_check(a.expose(), &h).is_ok());
+        assert!(sha_crypt::sha512_check(b.expose(), &h).is_err());
+        // The system's crypt (openssl passwd -6) agrees with our hash.
+        let salt = h.split('$').nth(2).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(["passwd", "-6", "-salt", salt, "-stdin"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(a.expose().as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), h);
+    }
+
+    fn unreachable() -> FtpAdapter {
+        FtpAdapter::new(
+            serde_json::from_value(json!({
+                "ssh": {"host": "127.0.0.1", "port": 1, "user": "root",
+                        "private_key_file": "/k", "known_hosts_file": "/kh",
+                        "connect_timeout_secs": 1},
+                "home_root": "/srv/home",
+                "passwd_file": "/etc/pure-ftpd/pureftpd.passwd",
+                "pdb_file": "/etc/pure-ftpd/pureftpd.pdb"
+            }))
+            .unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn hostile_logins_are_rejected_before_any_command_runs() {
+        let a = unreachable();
+        let ctx = StepContext {
+            job_id: "j".into(),
+            step_id: "s".into(),
+            attempt: 1,
+        };
+        for bad in [
+            "a;id",
+            "$(id)",
+            "`id`",
+            "a\nb",
+            "..",
+            "a b",
+            "a:b",
+            "ａｄｍｉｎ",
+            "exаmple",
+            "",
+            "Root",
+            "x'y",
+        ] {
+            for spec in [
+                json!({"login": bad, "user": "c1001", "quota_mb": 1}),
+                json!({"login": "c1001-2", "user": bad, "quota_mb": 1}),
+            ] {
+                let key = spec["login"].as_str().unwrap().to_string();
+                let r = Resource {
+                    kind: KIND.into(),
+                    key,
+                    contract_id: "k".into(),
+                    spec,
+                };
+                assert!(
+                    !a.ensure(&ctx, &r).await.unwrap_err().is_transient(),
+                    "{bad:?}"
+                );
+            }
+            let r = Resource {
+                kind: KIND.into(),
+                key: bad.into(),
+                contract_id: "k".into(),
+                spec: json!({}),
+            };
+            assert!(!a.remove(&ctx, &r).await.unwrap_err().is_transient());
+            assert!(!a.observe(&r).await.unwrap_err().is_transient());
+        }
+        assert_eq!(a.pool().sessions_created(), 0);
+    }
+
+    #[test]
+    fn config_paths_are_checked() {
+        let mut cfg: FtpConfig = serde_json::from_value(json!({
+            "ssh": {"host": "h", "user": "root", "private_key_file": "/k", "known_hosts_file": "/kh"},
+            "home_root": "/srv/home",
+            "passwd_file": "/etc/pw",
+            "pdb_file": "/etc/pdb"
+        }))
+        .unwrap();
+        cfg.pdb_file = "/etc/pdb; rm -rf /".into();
+        assert!(FtpAdapter::new(cfg).is_err());
+    }
+}

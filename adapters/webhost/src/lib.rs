@@ -1,1 +1,711 @@
-//! Placeholder: implemented under issue #4.
+//! The web host adapter: `webspace` (a Unix account with a web root) and
+//! `vhost` (an nginx server block, optionally with a certificate from the
+//! internal CA) on one Linux host reached over SSH ([`hostwright_ssh`]).
+//!
+//! * Every contract value is checked with `hostwright_adapter::validate`
+//!   before anything is sent; commands are quoted words or constant scripts
+//!   with positional parameters ([`scripts`]); file contents are rendered from
+//!   validated values only ([`render`]) and travel as stdin.
+//! * Accounts carry the GECOS marker `hostwright <contract id>`; an existing
+//!   account without it is never touched (permanent error), so a contract
+//!   cannot take over `root` or a system user.
+//! * vhost files are compared before they are written; only a real change
+//!   asks the [`reload::Reloader`] for a reload, which runs one `nginx -t` +
+//!   reload per batch and moves a rejected file aside.
+//!
+//! Errors: SSH transport trouble is transient; invalid specs, refusals and
+//! nginx rejections are permanent. See `docs/webhost.md`.
+
+pub mod reload;
+pub mod render;
+pub mod scripts;
+pub mod tls;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hostwright_adapter::{
+    Adapter, AdapterError, Observation, Outcome, Resource, StepContext, validate,
+};
+use hostwright_ssh::{Command, Output, SshConfig, SshError, SshPool, excerpt};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::reload::{NginxCommands, Reloader};
+use crate::render::{Listen, SUSPENDED_FILE, SUSPENDED_PAGE, Serve, TlsFiles};
+use crate::tls::Ca;
+
+pub const KIND_WEBSPACE: &str = "webspace";
+pub const KIND_VHOST: &str = "vhost";
+
+/// Configuration (the `[adapters.webhost]` table). Paths are ON THE HOST
+/// except the CA files, which are read by hostwright.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhostConfig {
+    pub ssh: SshConfig,
+    /// Customer homes: `<home_root>/<user>`.
+    pub home_root: String,
+    /// nginx includes `<sites_dir>/*.conf`; one file per domain.
+    pub sites_dir: String,
+    /// Certificates and keys of the vhosts.
+    pub tls_dir: String,
+    /// Archives of removed web spaces.
+    pub archive_dir: String,
+    /// Directory of the suspended page.
+    pub suspended_root: String,
+    #[serde(default = "default_nginx")]
+    pub nginx_bin: String,
+    /// The nginx.conf used for `-t` and `-s reload`.
+    pub nginx_conf: String,
+    /// argv replacing `nginx -s reload -c CONF` (e.g. `systemctl reload nginx`).
+    #[serde(default)]
+    pub reload_command: Option<Vec<String>>,
+    #[serde(default = "default_http")]
+    pub http_port: u16,
+    #[serde(default = "default_https")]
+    pub https_port: u16,
+    /// Address the vhosts listen on (must match nginx's other listeners);
+    /// all addresses when absent.
+    #[serde(default)]
+    pub listen_address: Option<IpAddr>,
+    #[serde(default = "default_uid_min")]
+    pub uid_min: u32,
+    #[serde(default = "default_uid_max")]
+    pub uid_max: u32,
+    /// The internal CA that issues vhost certificates (files on the
+    /// hostwright side). Without them a `tls: true` vhost fails permanently.
+    #[serde(default)]
+    pub tls_ca_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_ca_key: Option<PathBuf>,
+    /// How long the reload coordinator waits for more changes.
+    #[serde(default = "default_coalesce")]
+    pub reload_coalesce_ms: u64,
+}
+
+fn default_nginx() -> String {
+    "nginx".into()
+}
+fn default_http() -> u16 {
+    80
+}
+fn default_https() -> u16 {
+    443
+}
+fn default_uid_min() -> u32 {
+    20000
+}
+fn default_uid_max() -> u32 {
+    29999
+}
+fn default_coalesce() -> u64 {
+    100
+}
+
+/// A configuration the adapter cannot start with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "webhost config: {field} {value:?} must be an absolute path of [A-Za-z0-9._/-] without '..'"
+    )]
+    Path { field: &'static str, value: String },
+    #[error("webhost config: uid range {min}-{max} is empty or below 1000")]
+    UidRange { min: u32, max: u32 },
+    #[error("webhost config: tls_ca_cert and tls_ca_key must be given together")]
+    CaPair,
+    #[error("webhost config: {0}")]
+    Ca(#[from] tls::TlsError),
+}
+
+/// Checks a host path from the config: it is interpolated into nginx files.
+pub fn check_path(field: &'static str, value: &str) -> Result<(), ConfigError> {
+    let ok = value.starts_with('/')
+        && value.len() <= 255
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+        && !value.split('/').any(|c| c == "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Path {
+            field,
+            value: value.to_string(),
+        })
+    }
+}
+
+/// The `webspace` spec.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebspaceSpec {
+    pub user: String,
+    pub quota_mb: u64,
+    #[serde(default)]
+    pub suspended: bool,
+}
+
+/// The `vhost` spec.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VhostSpec {
+    pub user: String,
+    #[serde(default)]
+    pub domain: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub tls: bool,
+    #[serde(default)]
+    pub suspended: bool,
+}
+
+/// The web host adapter.
+pub struct WebhostAdapter {
+    cfg: WebhostConfig,
+    pool: Arc<SshPool>,
+    reloader: Arc<Reloader>,
+    ca: Option<Ca>,
+    /// Domains whose file was written but whose reload failed: the next
+    /// ensure reloads even if the file is unchanged.
+    dirty: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for WebhostAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhostAdapter")
+            .field("host", &self.cfg.ssh.host)
+            .finish()
+    }
+}
+
+fn perm(msg: impl std::fmt::Display) -> AdapterError {
+    AdapterError::permanent(msg.to_string())
+}
+
+/// The contract id goes into GECOS and nginx comments: a narrow alphabet.
+fn contract_id(id: &str) -> Result<&str, AdapterError> {
+    validate::relative_path(id)
+        .ok()
+        .filter(|v| !v.contains('/') && v.len() <= 64)
+        .ok_or_else(|| {
+            perm(format!(
+                "invalid contract id {:?}",
+                id.chars().take(80).collect::<String>()
+            ))
+        })
+}
+
+/// Parses `key=value` lines of a script's stdout.
+fn kv(out: &Output) -> BTreeMap<String, String> {
+    out.stdout_str()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Maps a script's exit status per the convention of [`scripts`].
+fn script_result(what: &str, out: Output) -> Result<Output, AdapterError> {
+    match out.status {
+        0 => Ok(out),
+        20 | 21 => Err(perm(format!("{what}: {}", excerpt(&out.stderr)))),
+        _ => Err(AdapterError::transient(
+            SshError::Exit {
+                what: what.to_string(),
+                status: out.status,
+                stderr: excerpt(&out.stderr),
+            }
+            .to_string(),
+        )),
+    }
+}
+
+impl WebhostAdapter {
+    pub fn new(cfg: WebhostConfig) -> Result<Self, ConfigError> {
+        for (field, v) in [
+            ("home_root", &cfg.home_root),
+            ("sites_dir", &cfg.sites_dir),
+            ("tls_dir", &cfg.tls_dir),
+            ("archive_dir", &cfg.archive_dir),
+            ("suspended_root", &cfg.suspended_root),
+            ("nginx_conf", &cfg.nginx_conf),
+        ] {
+            check_path(field, v)?;
+        }
+        if cfg.uid_min < 1000 || cfg.uid_min > cfg.uid_max {
+            return Err(ConfigError::UidRange {
+                min: cfg.uid_min,
+                max: cfg.uid_max,
+            });
+        }
+        let ca = match (&cfg.tls_ca_cert, &cfg.tls_ca_key) {
+            (Some(c), Some(k)) => Some(Ca::load(&c.to_string_lossy(), &k.to_string_lossy())?),
+            (None, None) => None,
+            _ => return Err(ConfigError::CaPair),
+        };
+        let pool = Arc::new(SshPool::new(cfg.ssh.clone()));
+        let cmds = NginxCommands {
+            test: vec![
+                cfg.nginx_bin.clone(),
+                "-t".into(),
+                "-q".into(),
+                "-c".into(),
+                cfg.nginx_conf.clone(),
+            ],
+            reload: cfg.reload_command.clone().unwrap_or_else(|| {
+                vec![
+                    cfg.nginx_bin.clone(),
+                    "-s".into(),
+                    "reload".into(),
+                    "-c".into(),
+                    cfg.nginx_conf.clone(),
+                ]
+            }),
+        };
+        let reloader = Reloader::new(
+            pool.clone(),
+            cmds,
+            Duration::from_millis(cfg.reload_coalesce_ms),
+        );
+        Ok(WebhostAdapter {
+            cfg,
+            pool,
+            reloader,
+            ca,
+            dirty: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// nginx reloads done by this adapter so far.
+    pub fn reload_count(&self) -> u64 {
+        self.reloader.reloads()
+    }
+
+    /// The SSH pool (sessions opened so far, for tests).
+    pub fn pool(&self) -> &SshPool {
+        &self.pool
+    }
+
+    fn home(&self, user: &str) -> String {
+        format!("{}/{}", self.cfg.home_root, user)
+    }
+
+    fn site_file(&self, domain: &str) -> String {
+        format!("{}/{}.conf", self.cfg.sites_dir, domain)
+    }
+
+    fn tls_files(&self, domain: &str) -> (TlsFiles, String) {
+        (
+            TlsFiles {
+                cert: format!("{}/{}.crt", self.cfg.tls_dir, domain),
+                key: format!("{}/{}.key", self.cfg.tls_dir, domain),
+            },
+            format!("{}/{}.meta", self.cfg.tls_dir, domain),
+        )
+    }
+
+    // ---- webspace ---------------------------------------------------------
+
+    async fn ensure_webspace(&self, r: &Resource) -> Result<Outcome, AdapterError> {
+        let spec: WebspaceSpec = r.spec()?;
+        let user = validate::user_name(&spec.user).map_err(perm)?;
+        if r.key != user {
+            return Err(perm(format!(
+                "webspace key {:?} differs from spec.user {user:?}",
+                r.key
+            )));
+        }
+        let cid = contract_id(&r.contract_id)?;
+        let home = self.home(user);
+        let gecos = format!("hostwright {cid}");
+        let out = self
+            .pool
+            .run(
+                Command::script(
+                    scripts::ENSURE_WEBSPACE,
+                    [
+                        user,
+                        &home,
+                        &self.cfg.uid_min.to_string(),
+                        &self.cfg.uid_max.to_string(),
+                        &gecos,
+                        &self.cfg.home_root,
+                        &spec.quota_mb.to_string(),
+                        if spec.suspended { "1" } else { "0" },
+                    ],
+                )
+                .stdin(render::index_page(user)),
+            )
+            .await?;
+        let facts = kv(&script_result("ensuring the web space", out)?);
+        let num = |k: &str| facts.get(k).and_then(|v| v.parse::<u64>().ok());
+        Ok(Outcome::with_facts(json!({
+            "user": user,
+            "uid": num("uid"),
+            "gid": num("gid"),
+            "home": home,
+            "public_html": format!("{home}/public_html"),
+            "quota_mb": spec.quota_mb,
+            "quota_enforced": facts.get("quota_enforced").map(String::as_str) == Some("true"),
+            "suspended": spec.suspended,
+            "created": facts.get("created").map(String::as_str) == Some("1"),
+        })))
+    }
+
+    async fn remove_webspace(&self, r: &Resource) -> Result<Outcome, AdapterError> {
+        let user = validate::user_name(&r.key).map_err(perm)?;
+        let home = self.home(user);
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        let out = self
+            .pool
+            .run(Command::script(
+                scripts::REMOVE_WEBSPACE,
+                [
+                    user,
+                    &home,
+                    &self.cfg.home_root,
+                    &self.cfg.archive_dir,
+                    &stamp,
+                ],
+            ))
+            .await?;
+        let facts = kv(&script_result("removing the web space", out)?);
+        Ok(Outcome::with_facts(json!({
+            "user": user,
+            "removed": facts.get("removed").map(String::as_str) == Some("true"),
+            "archive": facts.get("archive"),
+        })))
+    }
+
+    async fn observe_webspace(&self, r: &Resource) -> Result<Observation, AdapterError> {
+        let user = validate::user_name(&r.key).map_err(perm)?;
+        let out = self
+            .pool
+            .run(Command::script(
+                scripts::OBSERVE_WEBSPACE,
+                [user, &self.home(user)],
+            ))
+            .await?;
+        if out.status == 3 {
+            return Ok(Observation::Absent);
+        }
+        let f = kv(&script_result("observing the web space", out)?);
+        let num = |k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok());
+        Ok(Observation::Present {
+            facts: json!({
+                "user": user,
+                "uid": num("uid"),
+                "gid": num("gid"),
+                "home": f.get("home"),
+                "managed": f.get("gecos").is_some_and(|g| g.starts_with("hostwright")),
+                "quota_mb": num("quota_mb"),
+                "locked": f.get("locked").map(String::as_str) == Some("true"),
+                "password_locked": f.get("password_locked").map(String::as_str) == Some("true"),
+                "suspended": f.get("suspended").map(String::as_str) == Some("true"),
+            }),
+        })
+    }
+
+    // ---- vhost ------------------------------------------------------------
+
+    /// Validated (domain, names, user) of a vhost resource.
+    fn vhost_names(r: &Resource, spec: &VhostSpec) -> Result<(String, Vec<String>), AdapterError> {
+        let domain = validate::domain_name(&r.key).map_err(perm)?;
+        if let Some(d) = &spec.domain
+            && d != domain
+        {
+            return Err(perm(format!(
+                "vhost key {domain:?} differs from spec.domain {:?}",
+                d.chars().take(80).collect::<String>()
+            )));
+        }
+        let mut names = vec![domain.to_string()];
+        for a in &spec.aliases {
+            let a = validate::domain_name(a).map_err(perm)?;
+            if !names.iter().any(|n| n == a) {
+                names.push(a.to_string());
+            }
+        }
+        Ok((domain.to_string(), names))
+    }
+
+    async fn ensure_vhost(&self, r: &Resource) -> Result<Outcome, AdapterError> {
+        let spec: VhostSpec = r.spec()?;
+        let (domain, names) = Self::vhost_names(r, &spec)?;
+        let user = validate::user_name(&spec.user).map_err(perm)?;
+        let cid = contract_id(&r.contract_id)?;
+        if spec.tls && self.ca.is_none() {
+            return Err(perm(
+                "vhost wants tls but no tls_ca_cert/tls_ca_key is configured",
+            ));
+        }
+        let in_flight = self.reloader.begin();
+
+        // The web space must exist, with the home we expect.
+        let home = self.home(user);
+        let out = self
+            .pool
+            .run(Command::script(scripts::USER_HOME, [user]))
+            .await?;
+        match out.status {
+            0 if out.stdout_str().trim() == home => {}
+            0 => {
+                return Err(perm(format!(
+                    "user {user} does not live under {}",
+                    self.cfg.home_root
+                )));
+            }
+            3 => {
+                return Err(perm(format!(
+                    "web space {user} does not exist (the webspace step must come first)"
+                )));
+            }
+            _ => return Err(out.check("looking up the web space").unwrap_err().into()),
+        }
+
+        let mut cert_changed = false;
+        let mut not_after = None;
+        let tls_files = if spec.tls {
+            let (files, meta_path) = self.tls_files(&domain);
+            let ca = self.ca.as_ref().expect("checked above");
+            let now = chrono::Utc::now();
+            let meta = self.pool.read_file(&meta_path).await?;
+            let current = meta
+                .as_deref()
+                .map(|m| ca.meta_is_current(&String::from_utf8_lossy(m), &names, now))
+                .unwrap_or(false);
+            if !current {
+                let issued = ca.issue(&names, now).map_err(perm)?;
+                self.pool
+                    .write_file(&files.key, issued.key_pem.as_bytes(), "0600", "root:root")
+                    .await?;
+                self.pool
+                    .write_file(&files.cert, issued.cert_pem.as_bytes(), "0644", "root:root")
+                    .await?;
+                self.pool
+                    .write_file(
+                        &meta_path,
+                        ca.meta(&names, issued.not_after).as_bytes(),
+                        "0644",
+                        "root:root",
+                    )
+                    .await?;
+                cert_changed = true;
+                not_after = Some(issued.not_after.to_rfc3339());
+            }
+            Some(files)
+        } else {
+            None
+        };
+
+        let serve = if spec.suspended {
+            let page = format!("{}/{SUSPENDED_FILE}", self.cfg.suspended_root);
+            if self.pool.read_file(&page).await?.as_deref() != Some(SUSPENDED_PAGE.as_bytes()) {
+                self.pool
+                    .write_file(&page, SUSPENDED_PAGE.as_bytes(), "0644", "root:root")
+                    .await?;
+            }
+            Serve::Suspended {
+                root: self.cfg.suspended_root.clone(),
+            }
+        } else {
+            Serve::Site {
+                root: format!("{home}/public_html"),
+            }
+        };
+        let listen = Listen {
+            address: self.cfg.listen_address.map(|a| match a {
+                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V6(v6) => format!("[{v6}]"),
+            }),
+            http_port: self.cfg.http_port,
+            https_port: self.cfg.https_port,
+        };
+        let conf = render::vhost_conf(cid, user, &names, &listen, tls_files.as_ref(), &serve);
+        let reloaded = self
+            .install_site_inner(&domain, &conf, cert_changed, Some(in_flight))
+            .await?;
+
+        if !spec.tls {
+            // TLS switched off: the old certificate goes once nginx forgot it.
+            let (files, meta) = self.tls_files(&domain);
+            self.pool
+                .run_ok(
+                    "removing an unused certificate",
+                    Command::script(scripts::REMOVE_FILES, [&files.cert, &files.key, &meta]),
+                )
+                .await?;
+        }
+
+        Ok(Outcome::with_facts(json!({
+            "domain": domain,
+            "names": names,
+            "user": user,
+            "conf": self.site_file(&domain),
+            "root": match &serve { Serve::Site { root } | Serve::Suspended { root } => root },
+            "tls": spec.tls,
+            "cert_issued": cert_changed,
+            "cert_not_after": not_after,
+            "suspended": spec.suspended,
+            "reloaded": reloaded,
+        })))
+    }
+
+    /// Puts `conf` in place as the vhost file of `domain` (validated here)
+    /// and reloads nginx through the coordinator if it changed (or `force`).
+    /// Returns whether a reload happened. `conf` must be rendered from
+    /// validated values; [`Self::ensure`] renders it with [`render`].
+    pub async fn install_site(
+        &self,
+        domain: &str,
+        conf: &str,
+        force: bool,
+    ) -> Result<bool, AdapterError> {
+        let in_flight = self.reloader.begin();
+        self.install_site_inner(domain, conf, force, Some(in_flight))
+            .await
+    }
+
+    async fn install_site_inner(
+        &self,
+        domain: &str,
+        conf: &str,
+        force: bool,
+        in_flight: Option<reload::InFlight>,
+    ) -> Result<bool, AdapterError> {
+        let domain = validate::domain_name(domain).map_err(perm)?;
+        let path = self.site_file(domain);
+        let current = self.pool.read_file(&path).await?;
+        let same = current.as_deref() == Some(conf.as_bytes());
+        let dirty = self.dirty.lock().expect("dirty set").contains(domain);
+        if same && !force && !dirty {
+            return Ok(false);
+        }
+        if !same {
+            self.pool
+                .write_file(&path, conf.as_bytes(), "0644", "root:root")
+                .await?;
+        }
+        self.dirty
+            .lock()
+            .expect("dirty set")
+            .insert(domain.to_string());
+        let res = self.reloader.request(path, in_flight).await;
+        if !matches!(res, Err(AdapterError::Transient { .. })) {
+            // Done, or moved aside (a rewrite will be tested again anyway).
+            self.dirty.lock().expect("dirty set").remove(domain);
+        }
+        res.map(|_| true)
+    }
+
+    async fn remove_vhost(&self, r: &Resource) -> Result<Outcome, AdapterError> {
+        let domain = validate::domain_name(&r.key).map_err(perm)?;
+        let in_flight = self.reloader.begin();
+        let path = self.site_file(domain);
+        let rejected = format!("{path}.rejected");
+        let out = self
+            .pool
+            .run_ok(
+                "removing the vhost file",
+                Command::script(scripts::REMOVE_FILES, [&path, &rejected]),
+            )
+            .await?;
+        let existed = kv(&out).get("existed").is_some_and(|n| n != "0");
+        let mut reloaded = false;
+        if existed || self.dirty.lock().expect("dirty set").contains(domain) {
+            self.dirty
+                .lock()
+                .expect("dirty set")
+                .insert(domain.to_string());
+            self.reloader.request(path.clone(), Some(in_flight)).await?;
+            self.dirty.lock().expect("dirty set").remove(domain);
+            reloaded = true;
+        }
+        let (files, meta) = self.tls_files(domain);
+        self.pool
+            .run_ok(
+                "removing the certificate",
+                Command::script(scripts::REMOVE_FILES, [&files.cert, &files.key, &meta]),
+            )
+            .await?;
+        Ok(Outcome::with_facts(json!({
+            "domain": domain,
+            "removed": existed,
+            "reloaded": reloaded,
+        })))
+    }
+
+    async fn observe_vhost(&self, r: &Resource) -> Result<Observation, AdapterError> {
+        let domain = validate::domain_name(&r.key).map_err(perm)?;
+        let path = self.site_file(domain);
+        match self.pool.read_file(&path).await? {
+            None => Ok(Observation::Absent),
+            Some(bytes) => {
+                let conf = String::from_utf8_lossy(&bytes);
+                let names = conf
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("server_name "))
+                    .map(|s| {
+                        s.trim_end_matches(';')
+                            .split_whitespace()
+                            .map(String::from)
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                Ok(Observation::Present {
+                    facts: json!({
+                        "domain": domain,
+                        "conf": path,
+                        "names": names,
+                        "tls": conf.contains(" ssl;"),
+                        "suspended": conf.contains("return 503;"),
+                        "managed": conf.starts_with("# managed by hostwright"),
+                    }),
+                })
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Adapter for WebhostAdapter {
+    fn name(&self) -> &'static str {
+        "webhost"
+    }
+
+    fn kinds(&self) -> &'static [&'static str] {
+        &[KIND_WEBSPACE, KIND_VHOST]
+    }
+
+    async fn ensure(&self, _ctx: &StepContext, r: &Resource) -> Result<Outcome, AdapterError> {
+        match r.kind.as_str() {
+            KIND_WEBSPACE => self.ensure_webspace(r).await,
+            KIND_VHOST => self.ensure_vhost(r).await,
+            k => Err(perm(format!("webhost does not manage {k:?}"))),
+        }
+    }
+
+    async fn remove(&self, _ctx: &StepContext, r: &Resource) -> Result<Outcome, AdapterError> {
+        match r.kind.as_str() {
+            KIND_WEBSPACE => self.remove_webspace(r).await,
+            KIND_VHOST => self.remove_vhost(r).await,
+            k => Err(perm(format!("webhost does not manage {k:?}"))),
+        }
+    }
+
+    async fn observe(&self, r: &Resource) -> Result<Observation, AdapterError> {
+        match r.kind.as_str() {
+            KIND_WEBSPACE => self.observe_webspace(r).await,
+            KIND_VHOST => self.observe_vhost(r).await,
+            k => Err(perm(format!("webhost does not manage {k:?}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

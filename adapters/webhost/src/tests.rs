@@ -1,0 +1,177 @@
+//! Unit tests: validation happens before any command is sent.
+
+use super::*;
+
+/// A config whose SSH host does not exist: any command would fail with a
+/// *transient* connect error, so a permanent error proves nothing was sent.
+fn unreachable_config() -> WebhostConfig {
+    serde_json::from_value(json!({
+        "ssh": {
+            "host": "127.0.0.1", "port": 1, "user": "root",
+            "private_key_file": "/nonexistent/key",
+            "known_hosts_file": "/nonexistent/known_hosts",
+            "connect_timeout_secs": 1
+        },
+        "home_root": "/srv/hw/home",
+        "sites_dir": "/srv/hw/sites",
+        "tls_dir": "/srv/hw/tls",
+        "archive_dir": "/srv/hw/archive",
+        "suspended_root": "/srv/hw/suspended",
+        "nginx_conf": "/etc/nginx/nginx.conf"
+    }))
+    .unwrap()
+}
+
+fn ctx() -> StepContext {
+    StepContext {
+        job_id: "j".into(),
+        step_id: "s".into(),
+        attempt: 1,
+    }
+}
+
+const HOSTILE: &[&str] = &[
+    "a;id",
+    "$(id)",
+    "`id`",
+    "a\nb",
+    "..",
+    "../etc",
+    "a b",
+    "exаmple.jp", // Cyrillic а
+    "Example.jp",
+    "ａｄｍｉｎ",
+    "x'y",
+    "",
+];
+
+#[tokio::test]
+async fn hostile_names_are_rejected_before_any_command_runs() {
+    let a = WebhostAdapter::new(unreachable_config()).unwrap();
+    let long_label = format!("{}.jp", "a".repeat(64));
+    let mut names: Vec<String> = HOSTILE.iter().map(|s| s.to_string()).collect();
+    names.push(long_label);
+    for bad in &names {
+        let cases = [
+            Resource {
+                kind: KIND_WEBSPACE.into(),
+                key: bad.clone(),
+                contract_id: "k-1".into(),
+                spec: json!({"user": bad, "quota_mb": 10}),
+            },
+            Resource {
+                kind: KIND_VHOST.into(),
+                key: bad.clone(),
+                contract_id: "k-1".into(),
+                spec: json!({"user": "c1001", "domain": bad}),
+            },
+            Resource {
+                kind: KIND_VHOST.into(),
+                key: "example.jp".into(),
+                contract_id: "k-1".into(),
+                spec: json!({"user": bad, "domain": "example.jp"}),
+            },
+            Resource {
+                kind: KIND_VHOST.into(),
+                key: "example.jp".into(),
+                contract_id: "k-1".into(),
+                spec: json!({"user": "c1001", "aliases": [bad]}),
+            },
+            Resource {
+                kind: KIND_WEBSPACE.into(),
+                key: "c1001".into(),
+                contract_id: bad.clone(),
+                spec: json!({"user": "c1001", "quota_mb": 10}),
+            },
+        ];
+        for r in cases {
+            if r.contract_id == *bad && bad == "Example.jp" {
+                continue; // upper case is fine in a contract id
+            }
+            let e = a.ensure(&ctx(), &r).await.unwrap_err();
+            assert!(!e.is_transient(), "{bad:?} in {r:?}: {e}");
+        }
+        for kind in [KIND_WEBSPACE, KIND_VHOST] {
+            let r = Resource {
+                kind: kind.into(),
+                key: bad.clone(),
+                contract_id: "k-1".into(),
+                spec: json!({}),
+            };
+            assert!(!a.remove(&ctx(), &r).await.unwrap_err().is_transient());
+            assert!(!a.observe(&r).await.unwrap_err().is_transient());
+        }
+    }
+    assert!(
+        !a.install_site("a;b.jp", "x", false)
+            .await
+            .unwrap_err()
+            .is_transient()
+    );
+    assert_eq!(a.pool().sessions_created(), 0);
+
+    // Control: a valid resource does reach the (unreachable) host.
+    let ok = Resource {
+        kind: KIND_WEBSPACE.into(),
+        key: "c1001".into(),
+        contract_id: "k-1".into(),
+        spec: json!({"user": "c1001", "quota_mb": 10}),
+    };
+    assert!(a.ensure(&ctx(), &ok).await.unwrap_err().is_transient());
+}
+
+#[tokio::test]
+async fn mismatched_keys_and_missing_ca_are_permanent() {
+    let a = WebhostAdapter::new(unreachable_config()).unwrap();
+    for r in [
+        Resource {
+            kind: KIND_WEBSPACE.into(),
+            key: "c1001".into(),
+            contract_id: "k-1".into(),
+            spec: json!({"user": "c1002", "quota_mb": 10}),
+        },
+        Resource {
+            kind: KIND_VHOST.into(),
+            key: "example.jp".into(),
+            contract_id: "k-1".into(),
+            spec: json!({"user": "c1001", "domain": "other.jp"}),
+        },
+        Resource {
+            kind: KIND_VHOST.into(),
+            key: "example.jp".into(),
+            contract_id: "k-1".into(),
+            spec: json!({"user": "c1001", "tls": true}),
+        },
+        Resource {
+            kind: "mailbox".into(),
+            key: "x".into(),
+            contract_id: "k-1".into(),
+            spec: json!({}),
+        },
+    ] {
+        assert!(!a.ensure(&ctx(), &r).await.unwrap_err().is_transient());
+    }
+    assert_eq!(a.pool().sessions_created(), 0);
+}
+
+#[test]
+fn config_paths_are_checked() {
+    let mut c = unreachable_config();
+    c.sites_dir = "/srv/hw/sites; include /etc".into();
+    assert!(matches!(
+        WebhostAdapter::new(c),
+        Err(ConfigError::Path { .. })
+    ));
+    let mut c = unreachable_config();
+    c.home_root = "relative/home".into();
+    assert!(WebhostAdapter::new(c).is_err());
+    let mut c = unreachable_config();
+    c.uid_min = 0;
+    assert!(matches!(
+        WebhostAdapter::new(c),
+        Err(ConfigError::UidRange { .. })
+    ));
+    let mut c = unreachable_config();
+    c.tls_ca_cert = Some("/x".into());
+    assert!(matches!(WebhostAdapter::new(c), Err(ConfigError::CaPair)));
+}
