@@ -103,6 +103,20 @@ impl SqlStore {
     }
 
     /// Connects to PostgreSQL.
+    /// Opens a write transaction. On SQLite it must be `BEGIN IMMEDIATE`: a
+    /// deferred transaction that reads and then writes fails at once with
+    /// SQLITE_BUSY when another writer committed in between (WAL snapshots
+    /// cannot be upgraded), and the busy timeout does not help; taking the
+    /// write lock up front makes writers queue on the busy timeout instead.
+    async fn begin(
+        &self,
+    ) -> std::result::Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
+        }
+    }
+
     pub async fn connect_postgres(url: &str, max_connections: u32) -> Result<SqlStore> {
         sqlx::any::install_default_drivers();
         let pool = AnyPoolOptions::new()
@@ -353,7 +367,7 @@ impl Store for SqlStore {
     }
 
     async fn record_revision(&self, rev: NewRevision) -> Result<IntakeOutcome> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin().await.map_err(db)?;
         if self.dialect == Dialect::Postgres {
             // Serialise intake per contract so two posts of one revision race safely.
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
@@ -507,35 +521,16 @@ impl Store for SqlStore {
     }
 
     async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<ClaimedJob>> {
-        let id = match self.dialect {
-            Dialect::Postgres => {
-                let mut tx = self.pool.begin().await.map_err(db)?;
-                let id = self.claim_inner(&mut tx, worker, lease).await?;
-                tx.commit().await.map_err(db)?;
-                id
-            }
-            Dialect::Sqlite => {
-                let _guard = self.claim_lock.lock().await;
-                let mut conn = self.pool.acquire().await.map_err(db)?;
-                sqlx::raw_sql("BEGIN IMMEDIATE")
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db)?;
-                match self.claim_inner(&mut conn, worker, lease).await {
-                    Ok(id) => {
-                        sqlx::raw_sql("COMMIT")
-                            .execute(&mut *conn)
-                            .await
-                            .map_err(db)?;
-                        id
-                    }
-                    Err(e) => {
-                        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-                        return Err(e);
-                    }
-                }
-            }
+        // SQLite has one writer at a time anyway: queue this process's
+        // claimers here rather than all of them on the database lock.
+        let guard = match self.dialect {
+            Dialect::Sqlite => Some(self.claim_lock.lock().await),
+            Dialect::Postgres => None,
         };
+        let mut tx = self.begin().await.map_err(db)?;
+        let id = self.claim_inner(&mut tx, worker, lease).await?;
+        tx.commit().await.map_err(db)?;
+        drop(guard);
         let Some(id) = id else { return Ok(None) };
         let r = sqlx::query(
             "SELECT j.contract_id, j.revision, j.planned, r.payload FROM jobs j \
@@ -579,7 +574,7 @@ impl Store for SqlStore {
     }
 
     async fn set_plan(&self, job_id: &str, worker: &str, steps: &[PlannedStep]) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin().await.map_err(db)?;
         self.check_lease(&mut *tx, job_id, worker).await?;
         let res = sqlx::query("UPDATE jobs SET planned = 1 WHERE id = $1 AND planned = 0")
             .bind(job_id)
@@ -615,7 +610,7 @@ impl Store for SqlStore {
         step_index: u32,
         attempt: u32,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin().await.map_err(db)?;
         self.check_lease(&mut *tx, job_id, worker).await?;
         let now = self.now();
         sqlx::query(safe!(
@@ -660,7 +655,7 @@ impl Store for SqlStore {
             AttemptOutcome::Permanent { .. } => "failed",
             _ => "pending",
         };
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin().await.map_err(db)?;
         self.check_lease(&mut *tx, job_id, worker).await?;
         let now = self.now();
         sqlx::query(safe!(
@@ -700,7 +695,7 @@ impl Store for SqlStore {
             change,
             secrets,
         } = success;
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin().await.map_err(db)?;
         self.check_lease(&mut *tx, job_id, worker).await?;
         let now = self.now();
         sqlx::query(safe!(
@@ -783,7 +778,7 @@ impl Store for SqlStore {
     }
 
     async fn finish_job(&self, job_id: &str, worker: &str, end: JobEnd) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin().await.map_err(db)?;
         self.check_lease(&mut *tx, job_id, worker).await?;
         let now = self.now();
         match end {
@@ -958,7 +953,7 @@ impl Store for SqlStore {
     }
 
     async fn rerun(&self, job_id: &str, actor: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin().await.map_err(db)?;
         let now = self.now();
         let res = sqlx::query(safe!(
             "UPDATE jobs SET state = 'queued', error = NULL, failed_step = NULL, updated_at = {now} WHERE id = $1 AND state = 'failed'"
@@ -1009,7 +1004,7 @@ impl Store for SqlStore {
     }
 
     async fn cancel(&self, job_id: &str, actor: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin().await.map_err(db)?;
         let now = self.now();
         let res = sqlx::query(safe!(
             "UPDATE jobs SET state = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, updated_at = {now} \
@@ -1034,7 +1029,7 @@ impl Store for SqlStore {
     }
 
     async fn take_secrets(&self, job_id: &str) -> Result<BTreeMap<String, String>> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin().await.map_err(db)?;
         let rows = sqlx::query("SELECT name, value FROM secrets WHERE job_id = $1")
             .bind(job_id)
             .fetch_all(&mut *tx)
