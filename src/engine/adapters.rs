@@ -32,18 +32,40 @@ fn failed(name: &str, e: impl std::fmt::Display) -> StartError {
 /// config loader resolves them against the config file's directory like every
 /// other path in it. (Paths on a backend host, such as BIND's zone directory,
 /// are not listed: they mean nothing here.)
+/// A dotted key names a key of a sub-table (`ssh.private_key_file`).
 pub const LOCAL_PATH_KEYS: &[(&str, &[&str])] = &[
     ("scripted", &["log", "control_file"]),
     ("dns", &["rndc_key_file", "tsig_secret_file"]),
     ("securemx", &["api_key_file"]),
+    (
+        "webhost",
+        &[
+            "ssh.private_key_file",
+            "ssh.known_hosts_file",
+            "tls_ca_cert",
+            "tls_ca_key",
+        ],
+    ),
+    ("ftp", &["ssh.private_key_file", "ssh.known_hosts_file"]),
 ];
 
 /// The adapter names a config may configure.
-pub const KNOWN: &[&str] = &["dns", "securemx"];
+pub const KNOWN: &[&str] = &["webhost", "ftp", "dns", "securemx"];
 
 /// Registers the adapter configured under `[adapters.<name>]`.
 pub fn register(reg: &mut Registry, name: &str, value: &toml::Value) -> Result<(), StartError> {
     match name {
+        "webhost" => {
+            let cfg = config::<hostwright_webhost::WebhostConfig>(name, value)?;
+            let adapter =
+                hostwright_webhost::WebhostAdapter::new(cfg).map_err(|e| failed(name, e))?;
+            reg.register(Arc::new(adapter));
+        }
+        "ftp" => {
+            let cfg = config::<hostwright_ftp::FtpConfig>(name, value)?;
+            let adapter = hostwright_ftp::FtpAdapter::new(cfg).map_err(|e| failed(name, e))?;
+            reg.register(Arc::new(adapter));
+        }
         "dns" => {
             let cfg = config::<hostwright_dns::DnsConfig>(name, value)?;
             let adapter = hostwright_dns::DnsAdapter::new(cfg).map_err(|e| failed(name, e))?;

@@ -258,7 +258,18 @@ impl Config {
                 continue;
             };
             for key in *keys {
-                if let Some(toml::Value::String(s)) = t.get_mut(*key) {
+                let (tables, leaf) = match key.rsplit_once('.') {
+                    Some((sub, leaf)) => (Some(sub), leaf),
+                    None => (None, *key),
+                };
+                let t = match tables {
+                    None => Some(&mut *t),
+                    Some(sub) => match t.get_mut(sub) {
+                        Some(toml::Value::Table(st)) => Some(st),
+                        _ => None,
+                    },
+                };
+                if let Some(toml::Value::String(s)) = t.and_then(|t| t.get_mut(leaf)) {
                     let mut p = PathBuf::from(&*s);
                     abs(&mut p);
                     *s = p.display().to_string();
@@ -314,6 +325,10 @@ log = "calls.jsonl"
 [adapters.dns]
 tsig_secret_file = "keys/update.key"
 zone_file_dir = "zones"
+[adapters.webhost]
+tls_ca_cert = "ca.crt"
+[adapters.webhost.ssh]
+private_key_file = "web.key"
 "#,
         )
         .unwrap();
@@ -333,6 +348,14 @@ zone_file_dir = "zones"
         assert_eq!(
             s("dns", "tsig_secret_file"),
             base.join("keys/update.key").display().to_string()
+        );
+        let ssh_key = cfg.adapters["webhost"]["ssh"]["private_key_file"]
+            .as_str()
+            .unwrap();
+        assert_eq!(ssh_key, base.join("web.key").display().to_string());
+        assert_eq!(
+            s("webhost", "tls_ca_cert"),
+            base.join("ca.crt").display().to_string()
         );
         // A path on the BIND host is not ours to resolve.
         assert_eq!(s("dns", "zone_file_dir"), "zones");
