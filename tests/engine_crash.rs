@@ -5,17 +5,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use hostwright::engine::scripted::Call;
 
 fn write_config(dir: &Path, store_url: &str, port: u16) -> std::path::PathBuf {
-    let k = keys();
-    let trusted = dir.join("trusted-keys.toml");
-    std::fs::write(&trusted, k.trusted.to_toml()).unwrap();
-    std::fs::write(dir.join("ops-token"), "test-ops-token\n").unwrap();
+    write_keys(dir, "test-ops-token");
     let cfg = format!(
         r#"
 data_dir = "{data}"
@@ -53,62 +49,6 @@ control_file = "control.json"
     path
 }
 
-/// A `hostwright serve` child that is killed when the test ends, pass or fail,
-/// so a failing run leaves no stray servers behind.
-struct Serve(Child);
-
-impl Serve {
-    /// SIGKILL, like a crashed machine: no grace, no cleanup.
-    fn kill_9(&mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_serve(config: &Path) -> Serve {
-    Serve(
-        Command::new(env!("CARGO_BIN_EXE_hostwright"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("hostwright serve starts"),
-    )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_http(port: u16) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "serve never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn calls(dir: &Path) -> Vec<Call> {
     std::fs::read_to_string(dir.join("calls.jsonl"))
         .unwrap_or_default()
@@ -130,8 +70,8 @@ async fn kill_9_mid_step_then_another_process_finishes_the_job_exactly_once() {
         .unwrap();
         let port = free_port();
         let config = write_config(dir.path(), &url, port);
-        let mut first = spawn_serve(&config);
-        wait_http(port).await;
+        let mut first = Serve::start(&config);
+        wait_http(port, "/healthz").await;
 
         let body = sign(&keys(), &www_contract("C-K001", 1));
         let resp = reqwest::Client::new()
@@ -159,8 +99,8 @@ async fn kill_9_mid_step_then_another_process_finishes_the_job_exactly_once() {
 
         let port2 = free_port();
         let config2 = write_config(dir.path(), &url, port2);
-        let mut second = spawn_serve(&config2);
-        wait_http(port2).await;
+        let mut second = Serve::start(&config2);
+        wait_http(port2, "/healthz").await;
         let client = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let detail = loop {

@@ -12,34 +12,15 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use hostwright_adapter::testenv::var;
 use serde_json::Value;
 
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
-    let k = keys();
-    std::fs::write(dir.join("trusted-keys.toml"), k.trusted.to_toml()).unwrap();
-    std::fs::write(dir.join("ops-token"), "full-stack-token\n").unwrap();
+    write_keys(dir, "full-stack-token");
     let root = var("HW_WEB_ROOT");
     let ssh = format!(
         r#"host = "{host}"
@@ -311,22 +292,6 @@ async fn billing_reports(contract_id: &str) -> Vec<Value> {
         .collect()
 }
 
-async fn wait_http(port: u16) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "serve never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pack_contract_lives_and_ends_on_the_real_backends() {
     let tag = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
@@ -336,16 +301,8 @@ async fn a_pack_contract_lives_and_ends_on_the_real_backends() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_config(dir.path(), port);
-    let _serve = Serve(
-        Command::new(env!("CARGO_BIN_EXE_hostwright"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_http(port).await;
+    let _serve = Serve::start(&config);
+    wait_http(port, "/readyz").await;
     let api = Api {
         base: format!("http://127.0.0.1:{port}"),
         client: reqwest::Client::new(),

@@ -4,6 +4,10 @@
 
 #![allow(dead_code)]
 
+mod process;
+#[allow(unused_imports)]
+pub use process::*;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

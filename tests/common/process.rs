@@ -1,0 +1,74 @@
+//! `hostwright serve` as a real child process, for the tests that kill it or
+//! drive it over HTTP like the contract system and ops do.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A `hostwright serve` child that is killed when the test ends, pass or
+/// fail, so a failing run leaves no stray servers behind.
+pub struct Serve(Child);
+
+impl Serve {
+    pub fn start(config: &Path) -> Serve {
+        Serve(
+            Command::new(env!("CARGO_BIN_EXE_hostwright"))
+                .args(["serve", "--config"])
+                .arg(config)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("hostwright serve starts"),
+        )
+    }
+
+    /// SIGKILL, like a crashed machine: no grace, no cleanup.
+    pub fn kill_9(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until the server on `port` answers `path` (`/healthz`, `/readyz`).
+pub async fn wait_http(port: u16, path: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}{path}")).await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "serve on port {port} never answered {path}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Writes the trusted keys of the test signing key and an ops token into
+/// `dir`, for a config that names `trusted-keys.toml` and `ops-token`.
+pub fn write_keys(dir: &Path, ops_token: &str) {
+    std::fs::write(
+        dir.join("trusted-keys.toml"),
+        super::keys().trusted.to_toml(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("ops-token"), format!("{ops_token}\n")).unwrap();
+}
