@@ -154,6 +154,10 @@ pub fn desired(
                         "options": ent.mx_options,
                         "iij_id": contract.external.iij_id,
                         "dox": contract.external.dox,
+                        // What the tenant keeps, so that a revision that lowers
+                        // the account limit and drops mailboxes can retire them
+                        // before the limit is lowered.
+                        "mailboxes": mailbox_addresses(mx),
                     }),
                 );
             }
@@ -186,6 +190,20 @@ pub fn desired(
         }
     }
     Ok(out)
+}
+
+/// The contract's mailbox addresses, on the first target domain (第8条).
+fn mailbox_addresses(mx: &crate::contract::SecureMx) -> Vec<String> {
+    let Some(domain) = mx.target_domains.first() else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = mx
+        .mailboxes
+        .iter()
+        .map(|lp| format!("{lp}@{domain}"))
+        .collect();
+    out.sort();
+    out
 }
 
 /// The steps that take the recorded resources to the desired ones.

@@ -107,6 +107,14 @@ struct TenantSpec {
     dox: Option<String>,
     #[serde(default)]
     suspended: bool,
+    /// Every mailbox address the contract keeps (`local@domain`). When
+    /// present, mailboxes outside it are deleted before the tenant is
+    /// updated, so that lowering `accounts_limit` or dropping a target domain
+    /// in the same revision that drops mailboxes is not refused by the API
+    /// (the `mx_mailboxes` step, which runs after this one, would delete them
+    /// anyway; new mailboxes are still created there).
+    #[serde(default)]
+    mailboxes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -398,6 +406,18 @@ impl SecureMxAdapter {
                 AdapterError::permanent(format!("securemx: {ip:?} is not an IP address"))
             })?;
         }
+        if let Some(keep) = &spec.mailboxes {
+            for address in keep {
+                let (lp, domain) = address.split_once('@').ok_or_else(|| {
+                    AdapterError::permanent(format!(
+                        "securemx: mailbox {address:?} is not local@domain"
+                    ))
+                })?;
+                check_local_part(lp)?;
+                check_domain(domain)?;
+            }
+            self.retire_mailboxes(&spec.tenant, keep).await?;
+        }
         let body = json!({
             "domains": spec.domains,
             "ips": spec.ips,
@@ -429,6 +449,23 @@ impl SecureMxAdapter {
             }))),
             _ => Err(a.permanent(&op)),
         }
+    }
+
+    /// Deletes the tenant's mailboxes that `keep` does not name (nothing when
+    /// the tenant does not exist yet).
+    async fn retire_mailboxes(&self, tenant: &str, keep: &[String]) -> Result<(), AdapterError> {
+        let Some(have) = self.list_mailboxes(tenant).await? else {
+            return Ok(());
+        };
+        let keep: BTreeSet<&str> = keep.iter().map(String::as_str).collect();
+        let extra: Vec<String> = have
+            .into_iter()
+            .filter(|a| !keep.contains(a.as_str()))
+            .collect();
+        self.each(extra, |addr| async move {
+            self.delete_mailbox(tenant, &addr).await
+        })
+        .await
     }
 
     async fn remove_tenant(&self, resource: &Resource) -> Result<Outcome, AdapterError> {

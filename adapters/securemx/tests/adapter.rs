@@ -407,3 +407,35 @@ async fn an_unreachable_api_is_transient() {
     let e = a.ensure(&ctx("t"), &tenant(3, 15, &[])).await.unwrap_err();
     assert!(e.is_transient(), "{e:?}");
 }
+
+/// A revision that lowers the account limit and drops mailboxes in one go:
+/// the API refuses a limit below the mailboxes that exist, so the tenant step
+/// retires the dropped mailboxes first (and creates none).
+#[tokio::test]
+async fn lowering_the_limit_with_fewer_mailboxes_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = Mock::start(dir.path(), "200/s", None).await;
+    let a = mock.adapter();
+    a.ensure(&ctx("t1"), &tenant(1, 15, &[])).await.unwrap();
+    a.ensure(&ctx("m1"), &mailboxes(names(12))).await.unwrap();
+
+    // Without the list, the API refuses: the refusal the fix is about.
+    let e = a.ensure(&ctx("t2"), &tenant(1, 10, &[])).await.unwrap_err();
+    assert!(!e.is_transient(), "{e:?}");
+
+    let keep: Vec<String> = names(8)
+        .into_iter()
+        .map(|lp| format!("{lp}@kaede-design.jp"))
+        .collect();
+    let mut lower = tenant(1, 10, &[]);
+    lower.spec["mailboxes"] = json!(keep);
+    let out = a.ensure(&ctx("t3"), &lower).await.unwrap();
+    assert_eq!(out.facts["accounts_limit"], 10);
+    let out = a.ensure(&ctx("m2"), &mailboxes(names(8))).await.unwrap();
+    assert_eq!(out.facts["mailboxes"], 8);
+
+    // A hostile address in the list is refused before any call.
+    let mut bad = tenant(1, 10, &[]);
+    bad.spec["mailboxes"] = json!(["x;rm -rf /@kaede-design.jp"]);
+    assert!(!a.ensure(&ctx("t4"), &bad).await.unwrap_err().is_transient());
+}
