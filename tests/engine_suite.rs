@@ -189,6 +189,45 @@ async fn transient_failures_are_retried_then_succeed() {
 }
 
 #[tokio::test]
+async fn a_step_out_of_retries_fails_the_job_at_that_step() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_store_url(backend, dir.path()).await;
+        let script = Script::new();
+        script.push(rule("vhost", Behavior::Transient, None));
+        let settings = fast_settings();
+        let budget = settings.retry.max_attempts;
+        let engine = engine(&url, &script, settings).await;
+        let job = accepted(&engine, &sign(&keys(), &www_contract("C-4101", 1))).await;
+        let workers = start_workers(&engine, "w", 1);
+        assert_eq!(
+            wait_final(&engine, &job, 20).await,
+            JobState::Failed,
+            "{backend:?}"
+        );
+        let d = engine.store.job(&job).await.unwrap().unwrap();
+        let vhost = d
+            .steps
+            .iter()
+            .find(|s| s.step.resource.kind == "vhost")
+            .unwrap();
+        assert_eq!(vhost.state, StepState::Failed, "{backend:?}");
+        assert_eq!(
+            vhost.attempts, budget,
+            "{backend:?}: the whole budget, no more"
+        );
+        let error = d.summary.error.unwrap_or_default();
+        assert!(error.contains("gave up after"), "{backend:?}: {error}");
+        let later = d.steps.iter().filter(|s| s.index > vhost.index);
+        assert!(
+            later.clone().all(|s| s.state == StepState::Pending),
+            "{backend:?}: nothing after the failed step ran"
+        );
+        workers.stop(Duration::from_secs(2)).await;
+    }
+}
+
+#[tokio::test]
 async fn permanent_failure_then_rerun_resumes_without_redoing_finished_steps() {
     for backend in BACKENDS {
         let dir = tempfile::tempdir().unwrap();

@@ -811,6 +811,16 @@ impl Store for SqlStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
+                // A step that ran out of its retry budget ends failed, not
+                // pending: it is where a rerun will resume.
+                if let Some(idx) = step_index {
+                    sqlx::query("UPDATE steps SET state = 'failed' WHERE job_id = $1 AND idx = $2")
+                        .bind(job_id)
+                        .bind(i64::from(idx))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                }
             }
         }
         tx.commit().await.map_err(db)?;
