@@ -130,7 +130,20 @@ impl Client {
 
 /// `user@host` of whoever runs the command, for the ops log.
 fn actor() -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    // USER/LOGNAME are unset under cron and some sudo setups: fall back to
+    // the numeric uid, which still says who asked.
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("Uid:"))
+                        .and_then(|l| l.split_whitespace().next().map(|u| format!("uid{u}")))
+                })
+                .unwrap_or_else(|| "unknown".into())
+        });
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
