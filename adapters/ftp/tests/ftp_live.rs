@@ -206,7 +206,17 @@ async fn ftp_accounts_lifecycle_with_a_real_client() {
         &["-T", big.to_str().unwrap()],
     );
     assert_ne!(code, 0, "an upload over the 1 MB quota was accepted");
-    assert!(!std::path::Path::new(&format!("{home}/public_html/big.bin")).exists());
+    // pure-ftpd deletes the partial file once the aborted transfer is torn
+    // down, which can be a moment after the client saw the refusal.
+    let partial = format!("{home}/public_html/big.bin");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::path::Path::new(&partial).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        !std::path::Path::new(&partial).exists(),
+        "the partial upload over quota was left on disk"
+    );
 
     // --- idempotent ensure: same password, no secret -----------------------
     let again = ftp
