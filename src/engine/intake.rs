@@ -121,21 +121,10 @@ impl Engine {
                     let message = format!(
                         "revision {rev} of {cid} was already recorded with different content; revisions are immutable"
                     );
-                    self.reject(
-                        Some(&cid),
-                        Some(rev),
-                        "conflict",
-                        serde_json::json!({"error": message}),
-                        body,
-                        now,
-                    )
-                    .await?;
-                    return Ok(IntakeResult::Stale {
-                        contract_id: cid,
-                        revision: rev,
-                        latest: l.revision,
-                        message,
-                    });
+                    return self
+                        .refuse_stale("conflict", cid, rev, l.revision, message, body, now)
+                        .await
+                        .map_err(Into::into);
                 }
                 // Same bytes again: answer with the existing job.
                 return self.record(&contract, verified.payload, body, now).await;
@@ -145,21 +134,10 @@ impl Engine {
                     "revision {rev} is older than the latest recorded revision {} (revisions strictly increase)",
                     l.revision
                 );
-                self.reject(
-                    Some(&cid),
-                    Some(rev),
-                    "stale",
-                    serde_json::json!({"error": message}),
-                    body,
-                    now,
-                )
-                .await?;
-                return Ok(IntakeResult::Stale {
-                    contract_id: cid,
-                    revision: rev,
-                    latest: l.revision,
-                    message,
-                });
+                return self
+                    .refuse_stale("stale", cid, rev, l.revision, message, body, now)
+                    .await
+                    .map_err(Into::into);
             }
             Some(l) => Some(Contract::from_json(&l.payload).map_err(|e| {
                 StoreError::Corrupt(format!("recorded revision {} of {cid}: {e}", l.revision))
@@ -249,6 +227,36 @@ impl Engine {
                     message,
                 }
             }
+        })
+    }
+
+    /// Records and answers a revision that cannot be applied over the
+    /// recorded ones (older, or the same number with other content).
+    #[allow(clippy::too_many_arguments)]
+    async fn refuse_stale(
+        &self,
+        kind: &str,
+        contract_id: String,
+        revision: u32,
+        latest: u32,
+        message: String,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<IntakeResult, StoreError> {
+        self.reject(
+            Some(&contract_id),
+            Some(revision),
+            kind,
+            serde_json::json!({"error": message}),
+            body,
+            now,
+        )
+        .await?;
+        Ok(IntakeResult::Stale {
+            contract_id,
+            revision,
+            latest,
+            message,
         })
     }
 

@@ -227,16 +227,27 @@ impl SqlStore {
         }
     }
 
+    /// The rows `sql` selects for one key (its only parameter, `$1`), each
+    /// made a record by `record`: the shape of most of the store's reads.
+    async fn records_by<T>(
+        &self,
+        sql: &'static str,
+        key: &str,
+        record: impl Fn(&AnyRow) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let rows = sqlx::query(sql)
+            .bind(key)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(record).collect()
+    }
+
     async fn steps_of(&self, job_id: &str) -> Result<Vec<StepRecord>> {
-        let rows = sqlx::query(
+        self.records_by(
             "SELECT idx, step, state, attempts, last_error, facts FROM steps WHERE job_id = $1 ORDER BY idx",
-        )
-        .bind(job_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|r| {
+            job_id,
+            |r| {
                 Ok(StepRecord {
                     index: r.get::<i64, _>(0) as u32,
                     step: parse_json("step", &r.get::<String, _>(1))?,
@@ -249,8 +260,9 @@ impl SqlStore {
                         .map(|f| parse_json("facts", &f))
                         .transpose()?,
                 })
-            })
-            .collect()
+            },
+        )
+        .await
     }
 
     fn summary(r: &AnyRow) -> Result<JobSummary> {
@@ -460,42 +472,36 @@ impl Store for SqlStore {
     }
 
     async fn revisions(&self, contract_id: &str) -> Result<Vec<StoredRevision>> {
-        let rows = sqlx::query(
+        self.records_by(
             "SELECT contract_id, revision, payload, received_at FROM revisions WHERE contract_id = $1 ORDER BY revision",
+            contract_id,
+            |r| {
+                Ok(StoredRevision {
+                    contract_id: r.get(0),
+                    revision: r.get::<i64, _>(1) as u32,
+                    payload: r.get(2),
+                    received_at: ms_to_time(r.get(3)),
+                })
+            },
         )
-        .bind(contract_id)
-        .fetch_all(&self.pool)
         .await
-        .map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|r| StoredRevision {
-                contract_id: r.get(0),
-                revision: r.get::<i64, _>(1) as u32,
-                payload: r.get(2),
-                received_at: ms_to_time(r.get(3)),
-            })
-            .collect())
     }
 
     async fn customer_contracts(&self, customer_id: &str) -> Result<Vec<CustomerContract>> {
-        let rows = sqlx::query(
+        self.records_by(
             "SELECT r.contract_id, r.service, r.active FROM revisions r \
              WHERE r.customer_id = $1 AND r.revision = (SELECT MAX(x.revision) FROM revisions x WHERE x.contract_id = r.contract_id) \
              ORDER BY r.contract_id",
+            customer_id,
+            |r| {
+                Ok(CustomerContract {
+                    contract_id: r.get(0),
+                    service: r.get(1),
+                    active: r.get::<i64, _>(2) != 0,
+                })
+            },
         )
-        .bind(customer_id)
-        .fetch_all(&self.pool)
         .await
-        .map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|r| CustomerContract {
-                contract_id: r.get(0),
-                service: r.get(1),
-                active: r.get::<i64, _>(2) != 0,
-            })
-            .collect())
     }
 
     async fn rejections(&self, limit: u32) -> Result<Vec<Rejection>> {
@@ -853,15 +859,10 @@ impl Store for SqlStore {
     }
 
     async fn resources(&self, contract_id: &str) -> Result<Vec<RecordedResource>> {
-        let rows = sqlx::query(
+        self.records_by(
             "SELECT kind, key, adapter, spec, facts FROM resources WHERE contract_id = $1 ORDER BY kind, key",
-        )
-        .bind(contract_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|r| {
+            contract_id,
+            |r| {
                 Ok(RecordedResource {
                     kind: r.get(0),
                     key: r.get(1),
@@ -869,8 +870,9 @@ impl Store for SqlStore {
                     spec: parse_json("spec", &r.get::<String, _>(3))?,
                     facts: parse_json("facts", &r.get::<String, _>(4))?,
                 })
-            })
-            .collect()
+            },
+        )
+        .await
     }
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobSummary>> {
@@ -912,16 +914,12 @@ impl Store for SqlStore {
             .await
             .map_err(db)?;
         let steps = self.steps_of(job_id).await?;
-        let attempts = sqlx::query(
-            "SELECT idx, attempt, worker, started_at, finished_at, outcome, duration_ms FROM attempts \
-             WHERE job_id = $1 ORDER BY started_at, idx, attempt",
-        )
-        .bind(job_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(|a| {
+        let attempts = self
+            .records_by(
+                "SELECT idx, attempt, worker, started_at, finished_at, outcome, duration_ms FROM attempts \
+                 WHERE job_id = $1 ORDER BY started_at, idx, attempt",
+                job_id,
+                |a| {
             Ok(AttemptRecord {
                 step_index: a.get::<i64, _>(0) as u32,
                 attempt: a.get::<i64, _>(1) as u32,
@@ -934,21 +932,22 @@ impl Store for SqlStore {
                     .transpose()?,
                 duration_ms: a.get::<Option<i64>, _>(6).map(|d| d as u64),
             })
-        })
-        .collect::<Result<Vec<_>>>()?;
-        let ops =
-            sqlx::query("SELECT action, actor, at FROM ops_log WHERE job_id = $1 ORDER BY id")
-                .bind(job_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?
-                .iter()
-                .map(|o| OpsEvent {
-                    action: o.get(0),
-                    actor: o.get(1),
-                    at: ms_to_time(o.get(2)),
-                })
-                .collect();
+                },
+            )
+            .await?;
+        let ops = self
+            .records_by(
+                "SELECT action, actor, at FROM ops_log WHERE job_id = $1 ORDER BY id",
+                job_id,
+                |o| {
+                    Ok(OpsEvent {
+                        action: o.get(0),
+                        actor: o.get(1),
+                        at: ms_to_time(o.get(2)),
+                    })
+                },
+            )
+            .await?;
         Ok(Some(JobDetail {
             summary,
             lease_owner: extra.get(0),
