@@ -504,6 +504,14 @@ impl Contract {
         for (i, d) in self.domains.iter_mut().enumerate() {
             d.name =
                 normalize_domain(&d.name).map_err(|m| invalid(format!("/domains/{i}/name"), m))?;
+            // A month that never comes would silently never bill the ※17
+            // renewal fee.
+            if d.renewal_month.is_some_and(|m| !(1..=12).contains(&m)) {
+                return Err(invalid(
+                    format!("/domains/{i}/renewal_month"),
+                    "must be a month, 1-12 (別表③ ※17)".into(),
+                ));
+            }
         }
         if let Some(mx) = self.secure_mx.as_mut() {
             for (i, d) in mx.target_domains.iter_mut().enumerate() {

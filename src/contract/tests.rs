@@ -404,6 +404,24 @@ fn usage_months() {
 }
 
 #[test]
+fn renewal_month_is_a_month() {
+    for (month, ok) in [(0, false), (1, true), (12, true), (13, false)] {
+        let mut v = base();
+        v["domains"][0]["renewal_month"] = json!(month);
+        let r = parse(&v);
+        if ok {
+            assert!(r.is_ok(), "{month}: {r:?}");
+        } else {
+            let e = r.unwrap_err();
+            assert!(
+                matches!(&e, ContractError::Invalid { field, .. } if field == "/domains/0/renewal_month"),
+                "{month}: {e}"
+            );
+        }
+    }
+}
+
+#[test]
 fn size_limit() {
     let mut v = base();
     v["customer"]["name"] = json!("x".repeat(MAX_CONTRACT_BYTES));
