@@ -17,6 +17,10 @@ PACKAGES=(
   libssl-dev pkg-config libsqlite3-dev
   quota
   procps iproute2 psmisc
+  python3 python3-venv
+  # the compose stack (scripts/compose-up.sh, scripts/quickstart.sh): Compose
+  # v1 is bookworm's only Compose; the Docker engine itself comes with the machine
+  docker-compose jq
 )
 
 missing=()
