@@ -232,7 +232,7 @@ fn monthly_items(
     {
         let t = catalog.domain_fees(d.registry);
         out.push((
-            format!("dns_operation_monthly:{:?}", d.registry).to_lowercase(),
+            format!("dns_operation_monthly:{}", d.registry.billing_code()),
             t.table.clone(),
             format!("DNS 運用サービス (月額) {}", d.name),
             1,
@@ -357,7 +357,7 @@ pub fn statement(
             let t = catalog.domain_fees(d.registry);
             if d.dns_operation == DnsOperation::Yearly && start.months_until(month) % 12 == 0 {
                 lines.push(line(
-                    format!("dns_operation_yearly:{:?}", d.registry).to_lowercase(),
+                    format!("dns_operation_yearly:{}", d.registry.billing_code()),
                     t.table.clone(),
                     format!("DNS 運用サービス (年額) {}", d.name),
                     1,
@@ -370,7 +370,7 @@ pub fn statement(
                 let renewal_month = d.renewal_month.unwrap_or(start.month);
                 if month.month == renewal_month {
                     lines.push(line(
-                        format!("domain_renewal:{:?}", d.registry).to_lowercase(),
+                        format!("domain_renewal:{}", d.registry.billing_code()),
                         format!("{} ※17", t.table),
                         format!("登録更新 {}", d.name),
                         1,
@@ -403,8 +403,9 @@ pub fn statement(
             .map(|d| d.registry);
         let Some(registry) = registry else {
             notes.push(format!(
-                "one-time {:?} on {} names no domain of the contract; not billed",
-                t.item, t.date
+                "one-time {} on {} names no domain of the contract; not billed",
+                t.item.code(),
+                t.date
             ));
             continue;
         };
@@ -417,16 +418,17 @@ pub fn statement(
                     t.quantity
                 };
                 lines.push(line(
-                    format!("{:?}:{:?}", t.item, registry).to_lowercase(),
+                    format!("{}:{}", t.item.code(), registry.billing_code()),
                     table.table.clone(),
-                    format!("{:?} {}", t.item, t.domain.as_deref().unwrap_or("")),
+                    format!("{} {}", t.item.name_ja(), t.domain.as_deref().unwrap_or("")),
                     q,
                     unit,
                 ));
             }
             None => notes.push(format!(
-                "{:?} is not offered for {}; not billed",
-                t.item, table.table
+                "{} is not offered for {}; not billed",
+                t.item.code(),
+                table.table
             )),
         }
     }
@@ -589,7 +591,7 @@ pub fn billable_state(c: &Contract, catalog: &Catalog, today: NaiveDate) -> Bill
         match d.dns_operation {
             DnsOperation::None => {}
             DnsOperation::Monthly => items.push(BillableItem {
-                row: format!("dns_operation_monthly:{:?}", d.registry).to_lowercase(),
+                row: format!("dns_operation_monthly:{}", d.registry.billing_code()),
                 article: t.table.clone(),
                 description: format!("DNS 運用サービス (月額) {}", d.name),
                 kind: "monthly",
@@ -597,7 +599,7 @@ pub fn billable_state(c: &Contract, catalog: &Catalog, today: NaiveDate) -> Bill
                 unit_price: Some(t.dns_monthly),
             }),
             DnsOperation::Yearly => items.push(BillableItem {
-                row: format!("dns_operation_yearly:{:?}", d.registry).to_lowercase(),
+                row: format!("dns_operation_yearly:{}", d.registry.billing_code()),
                 article: t.table.clone(),
                 description: format!("DNS 運用サービス (年額) {}", d.name),
                 kind: "annual",

@@ -88,7 +88,7 @@ fn www_ssl_first_month() {
             ("ssl_server_setup", 1, dec!(10000)),      // サーバ設定料 10,000
             ("ssl_digital_id_application", 1, dec!(15000)), // 申請料 実費 (quoted 15,000)
             ("domain_renewal:jprsattribute", 1, dec!(10000)), // 属性型 登録更新 10,000
-            ("domainregistration:jprsattribute", 1, dec!(10000)), // 属性型 新規取得 10,000
+            ("domain_registration:jprsattribute", 1, dec!(10000)), // 属性型 新規取得 10,000
         ]
     );
     // 85,000 × 10% = 8,500.

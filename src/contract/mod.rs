@@ -325,6 +325,19 @@ pub enum RegistryClass {
     Gtld,
 }
 
+impl RegistryClass {
+    /// The suffix of billing codes priced from this class's table
+    /// (`dns_operation_monthly:jprsattribute`); part of the billing report
+    /// format, so it never follows a rename of the variants.
+    pub fn billing_code(self) -> &'static str {
+        match self {
+            RegistryClass::JprsAttribute => "jprsattribute",
+            RegistryClass::JprsGeneric => "jprsgeneric",
+            RegistryClass::Gtld => "gtld",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DnsOperation {
@@ -401,6 +414,52 @@ pub enum OneTimeItem {
     HostName,
     DnsForwardChange,
     DnsReverseChange,
+}
+
+impl OneTimeItem {
+    /// The contract format's name of the item (also the head of its billing code).
+    pub fn code(self) -> &'static str {
+        use OneTimeItem::*;
+        match self {
+            ServiceTypeChange => "service_type_change",
+            SpamScanSetting => "spam_scan_setting",
+            DomainRegistration => "domain_registration",
+            DomainNameChange => "domain_name_change",
+            DomainAdminTransfer => "domain_admin_transfer",
+            DomainRegistrarTransfer => "domain_registrar_transfer",
+            DomainTransferExpedited => "domain_transfer_expedited",
+            DomainTransferNormal => "domain_transfer_normal",
+            DomainAbolishAtRenewal => "domain_abolish_at_renewal",
+            DomainAbolishEarly => "domain_abolish_early",
+            RegistrationChange => "registration_change",
+            RegistrationRenewal => "registration_renewal",
+            HostName => "host_name",
+            DnsForwardChange => "dns_forward_change",
+            DnsReverseChange => "dns_reverse_change",
+        }
+    }
+
+    /// The fee's name as 別表②2 and 別表③ write it, for statements.
+    pub fn name_ja(self) -> &'static str {
+        use OneTimeItem::*;
+        match self {
+            ServiceTypeChange => "サービス種別変更",
+            SpamScanSetting => "スパムスキャン設定変更",
+            DomainRegistration => "ドメイン名登録申請 (新規取得)",
+            DomainNameChange => "ドメイン名変更申請",
+            DomainAdminTransfer => "ドメイン管理者移転申請",
+            DomainRegistrarTransfer => "レジストラ移転申請",
+            DomainTransferExpedited => "ドメイン名移転申請 (申請完了期間をお約束する場合)",
+            DomainTransferNormal => "ドメイン名移転申請 (通常の譲渡申請)",
+            DomainAbolishAtRenewal => "ドメイン名廃止届 (更新時に廃止)",
+            DomainAbolishEarly => "ドメイン名廃止届 (有効期限内の廃止)",
+            RegistrationChange => "記載事項変更届 ※16",
+            RegistrationRenewal => "登録更新 ※17",
+            HostName => "ホスト名 登録・変更・削除",
+            DnsForwardChange => "DNS 運用サービス 設定変更 (正引き) ※18",
+            DnsReverseChange => "DNS 運用サービス 設定変更 (逆引き) ※18",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

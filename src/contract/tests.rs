@@ -487,3 +487,28 @@ fn entitlements_from_the_catalog() {
     assert_eq!(e.mx_disk_units, 3);
     assert_eq!(e.mx_options, ["archive"]);
 }
+
+#[test]
+fn one_time_codes_are_the_contract_format_names() {
+    use OneTimeItem::*;
+    for item in [
+        ServiceTypeChange,
+        SpamScanSetting,
+        DomainRegistration,
+        DomainNameChange,
+        DomainAdminTransfer,
+        DomainRegistrarTransfer,
+        DomainTransferExpedited,
+        DomainTransferNormal,
+        DomainAbolishAtRenewal,
+        DomainAbolishEarly,
+        RegistrationChange,
+        RegistrationRenewal,
+        HostName,
+        DnsForwardChange,
+        DnsReverseChange,
+    ] {
+        assert_eq!(serde_json::to_value(item).unwrap(), json!(item.code()));
+        assert!(!item.name_ja().is_ascii(), "{item:?} has its 別表 name");
+    }
+}
