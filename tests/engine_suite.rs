@@ -24,6 +24,22 @@ fn rule(kind: &str, behavior: Behavior, times: Option<u32>) -> Rule {
     }
 }
 
+/// A fresh store on `backend` (its folder lives as long as the first value)
+/// and an engine over it whose stand-in adapters follow `rules`.
+async fn fixture(
+    backend: Backend,
+    rules: Vec<Rule>,
+) -> (tempfile::TempDir, Script, Arc<hostwright::engine::Engine>) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_store_url(backend, dir.path()).await;
+    let script = Script::new();
+    for r in rules {
+        script.push(r);
+    }
+    let engine = engine(&url, &script, fast_settings()).await;
+    (dir, script, engine)
+}
+
 async fn accepted(engine: &hostwright::engine::Engine, body: &[u8]) -> String {
     match engine.intake(body, chrono::Utc::now()).await.unwrap() {
         IntakeResult::Accepted { job_id, .. } => job_id,
@@ -34,10 +50,7 @@ async fn accepted(engine: &hostwright::engine::Engine, body: &[u8]) -> String {
 #[tokio::test]
 async fn intake_is_idempotent_and_refuses_with_reasons() {
     for backend in BACKENDS {
-        let dir = tempfile::tempdir().unwrap();
-        let url = fresh_store_url(backend, dir.path()).await;
-        let script = Script::new();
-        let engine = engine(&url, &script, fast_settings()).await;
+        let (_dir, script, engine) = fixture(backend, vec![]).await;
         let k = keys();
 
         let c2 = sign(&k, &www_contract("C-1001", 2));
@@ -116,10 +129,7 @@ async fn intake_is_idempotent_and_refuses_with_reasons() {
 #[tokio::test]
 async fn plan_follows_the_playbook_and_a_no_op_revision_plans_nothing() {
     for backend in BACKENDS {
-        let dir = tempfile::tempdir().unwrap();
-        let url = fresh_store_url(backend, dir.path()).await;
-        let script = Script::new();
-        let engine = engine(&url, &script, fast_settings()).await;
+        let (_dir, _script, engine) = fixture(backend, vec![]).await;
         let k = keys();
         let job = accepted(&engine, &sign(&k, &www_contract("C-3001", 1))).await;
         let workers = start_workers(&engine, "w", 2);
@@ -159,11 +169,8 @@ async fn plan_follows_the_playbook_and_a_no_op_revision_plans_nothing() {
 #[tokio::test]
 async fn transient_failures_are_retried_then_succeed() {
     for backend in BACKENDS {
-        let dir = tempfile::tempdir().unwrap();
-        let url = fresh_store_url(backend, dir.path()).await;
-        let script = Script::new();
-        script.push(rule("vhost", Behavior::Transient, Some(2)));
-        let engine = engine(&url, &script, fast_settings()).await;
+        let (_dir, _script, engine) =
+            fixture(backend, vec![rule("vhost", Behavior::Transient, Some(2))]).await;
         let job = accepted(&engine, &sign(&keys(), &www_contract("C-4001", 1))).await;
         let workers = start_workers(&engine, "w", 1);
         assert_eq!(
@@ -230,11 +237,11 @@ async fn a_step_out_of_retries_fails_the_job_at_that_step() {
 #[tokio::test]
 async fn permanent_failure_then_rerun_resumes_without_redoing_finished_steps() {
     for backend in BACKENDS {
-        let dir = tempfile::tempdir().unwrap();
-        let url = fresh_store_url(backend, dir.path()).await;
-        let script = Script::new();
-        script.push(rule("ftp_account", Behavior::Permanent, Some(1)));
-        let engine = engine(&url, &script, fast_settings()).await;
+        let (_dir, script, engine) = fixture(
+            backend,
+            vec![rule("ftp_account", Behavior::Permanent, Some(1))],
+        )
+        .await;
         let job = accepted(&engine, &sign(&keys(), &www_contract("C-5001", 1))).await;
         let workers = start_workers(&engine, "w", 2);
         assert_eq!(
@@ -338,11 +345,11 @@ async fn a_worker_killed_mid_step_is_replaced_and_the_job_finishes_once() {
 #[tokio::test]
 async fn revisions_of_one_contract_run_in_order() {
     for backend in BACKENDS {
-        let dir = tempfile::tempdir().unwrap();
-        let url = fresh_store_url(backend, dir.path()).await;
-        let script = Script::new();
-        script.push(rule("vhost", Behavior::Hang { ms: 300 }, Some(1)));
-        let engine = engine(&url, &script, fast_settings()).await;
+        let (_dir, script, engine) = fixture(
+            backend,
+            vec![rule("vhost", Behavior::Hang { ms: 300 }, Some(1))],
+        )
+        .await;
         let k = keys();
         let j1 = accepted(&engine, &sign(&k, &www_contract("C-7001", 1))).await;
         let mut r2 = www_contract("C-7001", 2);
@@ -404,11 +411,11 @@ async fn two_engines_on_one_postgres_never_run_a_job_twice() {
 #[tokio::test]
 async fn graceful_shutdown_lets_the_running_step_finish_and_releases_the_job() {
     for backend in BACKENDS {
-        let dir = tempfile::tempdir().unwrap();
-        let url = fresh_store_url(backend, dir.path()).await;
-        let script = Script::new();
-        script.push(rule("vhost", Behavior::Hang { ms: 400 }, Some(1)));
-        let engine = engine(&url, &script, fast_settings()).await;
+        let (_dir, script, engine) = fixture(
+            backend,
+            vec![rule("vhost", Behavior::Hang { ms: 400 }, Some(1))],
+        )
+        .await;
         let job = accepted(&engine, &sign(&keys(), &www_contract("C-9001", 1))).await;
         let w = start_workers(&engine, "a", 1);
         while !script
@@ -481,10 +488,7 @@ impl ReportSink for FlakyBilling {
 #[tokio::test]
 async fn billing_outage_loses_and_duplicates_nothing() {
     for backend in BACKENDS {
-        let dir = tempfile::tempdir().unwrap();
-        let url = fresh_store_url(backend, dir.path()).await;
-        let script = Script::new();
-        let engine = engine(&url, &script, fast_settings()).await;
+        let (_dir, _script, engine) = fixture(backend, vec![]).await;
         let k = keys();
         let mut jobs = Vec::new();
         for i in 0..5 {
