@@ -16,25 +16,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use hostwright_adapter::testenv::var;
+use hostwright_adapter::testenv::{Sections, adapters_toml, var};
 use serde_json::Value;
 
 fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
     write_keys(dir, "full-stack-token");
-    let root = var("HW_WEB_ROOT");
-    let ssh = format!(
-        r#"host = "{host}"
-port = {port}
-user = "{user}"
-private_key_file = "{key}"
-known_hosts_file = "{known}"
-"#,
-        host = var("HW_WEB_SSH_HOST"),
-        port = var("HW_WEB_SSH_PORT"),
-        user = var("HW_WEB_SSH_USER"),
-        key = var("HW_WEB_SSH_KEY"),
-        known = var("HW_WEB_KNOWN_HOSTS"),
-    );
     let cfg = format!(
         r#"
 data_dir = "data"
@@ -67,66 +53,17 @@ ttl = 300
 endpoint = "{billing_url}"
 secret_file = "{billing_secret}"
 
-[adapters.webhost]
-home_root = "{root}/home"
-sites_dir = "{root}/sites"
-tls_dir = "{root}/tls"
-archive_dir = "{root}/archive"
-suspended_root = "{root}/suspended"
-nginx_conf = "{nginx_conf}"
-http_port = {http_port}
-https_port = {https_port}
-listen_address = "127.0.0.1"
-uid_min = 62000
-uid_max = 62999
-tls_ca_cert = "{ca_cert}"
-tls_ca_key = "{ca_key}"
-
-[adapters.webhost.ssh]
-{ssh}
-[adapters.ftp]
-home_root = "{root}/home"
-passwd_file = "{ftp_passwd}"
-pdb_file = "{ftp_pdb}"
-
-[adapters.ftp.ssh]
-{ssh}
-[adapters.dns]
-server = "{dns_server}"
-rndc_host = "{rndc_host}"
-rndc_port = {rndc_port}
-rndc_key_file = "{rndc_key}"
-tsig_key_name = "{tsig_name}"
-tsig_secret_file = "{tsig_file}"
-nameserver = "{nameserver}"
-initial_file = "{initial_file}"
-zone_file_dir = "{zone_dir}"
-
-[adapters.securemx]
-base_url = "{mx_url}"
-api_key_file = "{mx_key}"
+{adapters}
 "#,
         playbooks = repo().join("playbooks").display(),
         billing_url = var("HW_BILLING_URL"),
         billing_secret = var("HW_BILLING_SECRET_FILE"),
-        nginx_conf = var("HW_WEB_NGINX_CONF"),
-        http_port = var("HW_WEB_HTTP_PORT"),
-        https_port = var("HW_WEB_HTTPS_PORT"),
-        ca_cert = var("HW_TLS_CA_CERT"),
-        ca_key = var("HW_TLS_CA_KEY"),
-        ftp_passwd = var("HW_FTP_PASSWD"),
-        ftp_pdb = var("HW_FTP_PDB"),
-        dns_server = var("HW_DNS_SERVER"),
-        rndc_host = var("HW_DNS_RNDC_HOST"),
-        rndc_port = var("HW_DNS_RNDC_PORT"),
-        rndc_key = var("HW_DNS_RNDC_KEY"),
-        tsig_name = var("HW_DNS_TSIG_NAME"),
-        tsig_file = var("HW_DNS_TSIG_FILE"),
-        nameserver = var("HW_DNS_NAMESERVER"),
-        initial_file = var("HW_DNS_INITIAL_FILE"),
-        zone_dir = var("HW_DNS_ZONE_DIR"),
-        mx_url = var("HW_SECUREMX_URL"),
-        mx_key = var("HW_SECUREMX_API_KEY_FILE"),
+        adapters = adapters_toml(&Sections {
+            uids: (62000, 62999),
+            ftp_and_dns: true,
+            securemx: true,
+        })
+        .unwrap(),
     );
     let path = dir.join("hostwright.toml");
     std::fs::write(&path, cfg).unwrap();

@@ -39,14 +39,120 @@ fn file_vars() -> &'static BTreeMap<String, String> {
 
 /// The value of a test-environment variable, or a panic that says how to get it.
 pub fn var(name: &str) -> String {
-    if let Ok(v) = std::env::var(name) {
-        return v;
+    try_var(name).unwrap_or_else(|| {
+        panic!(
+            "test backend variable {name} is not set: run `scripts/testenv/up.sh` \
+             (the README's test command does) so the real backends are started"
+        )
+    })
+}
+
+/// The value of a test-environment variable, if the test environment has it.
+pub fn try_var(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .or_else(|| file_vars().get(name).cloned())
+}
+
+/// Which `[adapters.*]` sections [`adapters_toml`] writes.
+#[derive(Debug, Clone)]
+pub struct Sections {
+    /// The UIDs the web host adapter may give out: a range of its own per
+    /// user of the test environment keeps their accounts apart.
+    pub uids: (u32, u32),
+    /// `[adapters.ftp]` and `[adapters.dns]` too (else the web host only).
+    pub ftp_and_dns: bool,
+    /// `[adapters.securemx]` too.
+    pub securemx: bool,
+}
+
+/// The `[adapters.*]` sections of a `hostwright serve` config that drive the
+/// real backends of the test environment, so every test and benchmark drives
+/// them the same way. Errs with the name of a missing variable.
+pub fn adapters_toml(s: &Sections) -> Result<String, String> {
+    let v = |name: &str| {
+        try_var(name).ok_or_else(|| {
+            format!(
+                "{name} is not set: run `scripts/testenv/up.sh` so the real backends are started"
+            )
+        })
+    };
+    let root = v("HW_WEB_ROOT")?;
+    let ssh = format!(
+        "host = \"{}\"\nport = {}\nuser = \"{}\"\nprivate_key_file = \"{}\"\nknown_hosts_file = \"{}\"\n",
+        v("HW_WEB_SSH_HOST")?,
+        v("HW_WEB_SSH_PORT")?,
+        v("HW_WEB_SSH_USER")?,
+        v("HW_WEB_SSH_KEY")?,
+        v("HW_WEB_KNOWN_HOSTS")?,
+    );
+    let mut out = format!(
+        r#"[adapters.webhost]
+home_root = "{root}/home"
+sites_dir = "{root}/sites"
+tls_dir = "{root}/tls"
+archive_dir = "{root}/archive"
+suspended_root = "{root}/suspended"
+nginx_conf = "{nginx_conf}"
+http_port = {http_port}
+https_port = {https_port}
+listen_address = "127.0.0.1"
+uid_min = {uid_min}
+uid_max = {uid_max}
+tls_ca_cert = "{ca_cert}"
+tls_ca_key = "{ca_key}"
+
+[adapters.webhost.ssh]
+{ssh}
+"#,
+        nginx_conf = v("HW_WEB_NGINX_CONF")?,
+        http_port = v("HW_WEB_HTTP_PORT")?,
+        https_port = v("HW_WEB_HTTPS_PORT")?,
+        uid_min = s.uids.0,
+        uid_max = s.uids.1,
+        ca_cert = v("HW_TLS_CA_CERT")?,
+        ca_key = v("HW_TLS_CA_KEY")?,
+    );
+    if s.ftp_and_dns {
+        out.push_str(&format!(
+            r#"[adapters.ftp]
+home_root = "{root}/home"
+passwd_file = "{ftp_passwd}"
+pdb_file = "{ftp_pdb}"
+
+[adapters.ftp.ssh]
+{ssh}
+[adapters.dns]
+server = "{dns_server}"
+rndc_host = "{rndc_host}"
+rndc_port = {rndc_port}
+rndc_key_file = "{rndc_key}"
+tsig_key_name = "{tsig_name}"
+tsig_secret_file = "{tsig_file}"
+nameserver = "{nameserver}"
+initial_file = "{initial_file}"
+zone_file_dir = "{zone_dir}"
+
+"#,
+            ftp_passwd = v("HW_FTP_PASSWD")?,
+            ftp_pdb = v("HW_FTP_PDB")?,
+            dns_server = v("HW_DNS_SERVER")?,
+            rndc_host = v("HW_DNS_RNDC_HOST")?,
+            rndc_port = v("HW_DNS_RNDC_PORT")?,
+            rndc_key = v("HW_DNS_RNDC_KEY")?,
+            tsig_name = v("HW_DNS_TSIG_NAME")?,
+            tsig_file = v("HW_DNS_TSIG_FILE")?,
+            nameserver = v("HW_DNS_NAMESERVER")?,
+            initial_file = v("HW_DNS_INITIAL_FILE")?,
+            zone_dir = v("HW_DNS_ZONE_DIR")?,
+        ));
     }
-    if let Some(v) = file_vars().get(name) {
-        return v.clone();
+    if s.securemx {
+        out.push_str(&format!(
+            "[adapters.securemx]\nbase_url = \"{}\"\napi_key_file = \"{}\"\n",
+            v("HW_SECUREMX_URL")?,
+            v("HW_SECUREMX_API_KEY_FILE")?,
+        ));
     }
-    panic!(
-        "test backend variable {name} is not set: run `scripts/testenv/up.sh` \
-         (the README's test command does) so the real backends are started"
-    )
+    Ok(out)
 }
