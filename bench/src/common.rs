@@ -261,6 +261,14 @@ for f in "$root"/sites/*.bench.example.conf "$root"/sites/*.bench.example.conf.r
   [ -e "$f" ] && { rm -f -- "$f"; vhosts=$((vhosts + 1)); }
 done
 nzones=0
+# Zones a failed seeding left in BIND's views without a file of their own.
+for nzd in "$zones"/../work/*.nzd; do
+  [ -e "$nzd" ] || continue
+  view=$(basename "$nzd" .nzd)
+  for z in $(named-nzd2nzf "$nzd" 2>/dev/null | sed -n 's/^zone "\([a-z0-9.-]*\.bench\.example\)".*/\1/p'); do
+    rndc -s "$rhost" -p "$rport" -k "$rkey" delzone "$z" IN "$view" >/dev/null 2>&1 && nzones=$((nzones + 1))
+  done
+done
 for f in "$zones"/*.bench.example.db; do
   [ -e "$f" ] || continue
   z=$(basename "$f" .db)
