@@ -360,6 +360,14 @@ impl DnsAdapter {
                         .await
                     {
                         Ok(_) | Err(RndcError::AlreadyExists) => break,
+                        // Seen under load (1 zone in 1,000): BIND reported the
+                        // seed loaded before it had written the file. The seed
+                        // copy is gone now, so a retry seeds the zone again.
+                        Err(RndcError::FileNotFound) => {
+                            return Err(AdapterError::transient(format!(
+                                "zone {zone}: the seeded zone file was not written yet at promotion; seeding again"
+                            )));
+                        }
                         Err(e) => return Err(self.rndc_error(zone, "addzone (promote)", e)),
                     }
                 }
