@@ -42,6 +42,10 @@ struct Args {
     /// Part 2: numbers of sites.
     #[arg(long, value_delimiter = ',')]
     sites: Option<Vec<usize>>,
+    /// Part 2: skip the two Ansible variants (for quick A/B runs of
+    /// hostwright against the floor while iterating; the full run has them).
+    #[arg(long)]
+    no_ansible: bool,
     /// Worker concurrency of `hostwright serve` in parts 1 and 2 (the
     /// production default of `[workers] concurrency` is 8).
     #[arg(long, default_value_t = 8)]
@@ -140,6 +144,7 @@ async fn main() -> Result<()> {
                     concurrency: args.workers,
                     in_flight: args.in_flight,
                     venv: root.join(".hostwright/bench/venv"),
+                    ansible: !args.no_ansible,
                 };
                 let r = webspace::run(&ctx, &opts, &mut figs).await;
                 record("part2", r, &mut figs);

@@ -27,6 +27,9 @@ pub struct Opts {
     pub in_flight: usize,
     /// Ansible's venv (`ansible-playbook` inside `bin/`).
     pub venv: std::path::PathBuf,
+    /// Run the Ansible variants (`--no-ansible` skips them; their figures
+    /// are then `n/a` with a note saying so).
+    pub ansible: bool,
 }
 
 pub async fn run(ctx: &Ctx, opts: &Opts, figs: &mut Vec<Figure>) -> Result<Value> {
@@ -41,10 +44,16 @@ pub async fn run(ctx: &Ctx, opts: &Opts, figs: &mut Vec<Figure>) -> Result<Value
             Ok(v) => v,
             Err(e) => json!({"error": format!("{e:#}")}),
         };
-        eprintln!("part 2: N={n}: ansible, default settings");
-        r["ansible_default_s"] = timed(ansible(ctx, opts, &tag, n, false));
-        eprintln!("part 2: N={n}: ansible, pipelining + ControlPersist");
-        r["ansible_pipelining_s"] = timed(ansible(ctx, opts, &tag, n, true));
+        if opts.ansible {
+            eprintln!("part 2: N={n}: ansible, default settings");
+            r["ansible_default_s"] = timed(ansible(ctx, opts, &tag, n, false));
+            eprintln!("part 2: N={n}: ansible, pipelining + ControlPersist");
+            r["ansible_pipelining_s"] = timed(ansible(ctx, opts, &tag, n, true));
+        } else {
+            let skipped = json!({"error": "skipped (--no-ansible)"});
+            r["ansible_default_s"] = skipped.clone();
+            r["ansible_pipelining_s"] = skipped;
+        }
 
         let get = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
         let hw = get(&r["hostwright"]["seconds"]);
@@ -54,7 +63,13 @@ pub async fn run(ctx: &Ctx, opts: &Opts, figs: &mut Vec<Figure>) -> Result<Value
         let note = |v: &Value| {
             v["error"]
                 .as_str()
-                .map(|e| format!("FAILED: {}", e.chars().take(150).collect::<String>()))
+                .map(|e| {
+                    if e.starts_with("skipped") {
+                        e.to_string()
+                    } else {
+                        format!("FAILED: {}", e.chars().take(150).collect::<String>())
+                    }
+                })
                 .unwrap_or_default()
         };
         figs.push(

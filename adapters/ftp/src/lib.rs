@@ -10,22 +10,30 @@
 //!   `Outcome.secrets["password"]`; an ensure of an existing account keeps the
 //!   hash and returns no secret.
 //! * The passwd line is written from validated values by a constant remote
-//!   script under `flock`, followed by `pure-pw mkdb`; edits are also
-//!   serialised on the hostwright side.
+//!   script under `flock` that looks up the Unix account, edits the file and
+//!   rebuilds the PureDB in one SSH command. Concurrent edits are grouped
+//!   ([`batch`]): one passwd rewrite and one `pure-pw mkdb` per batch, each
+//!   edit with its own result, so FTP steps are no longer a global queue of
+//!   O(accounts) rebuilds.
 //! * Suspension puts `!` in front of the hash (no password can match it) and
 //!   resumption takes it away: the customer keeps the same password.
 //!
 //! Errors: SSH trouble and lock timeouts are transient; invalid specs, a
 //! missing or foreign Unix account are permanent.
 
+pub mod batch;
+
+use std::sync::Arc;
+
 use hostwright_adapter::{
     Adapter, AdapterError, Observation, Outcome, Resource, Secret, StepContext, validate,
 };
-use hostwright_ssh::{Command, SshConfig, SshError, SshPool, excerpt};
+use hostwright_ssh::{SshConfig, SshPool};
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::Mutex;
+
+use crate::batch::{Applied, Batcher, Edit, Target};
 
 pub const KIND: &str = "ftp_account";
 /// Length of generated passwords (alphanumeric: ~143 bits).
@@ -160,33 +168,12 @@ pub fn hash_password(password: &Secret) -> Result<String, AdapterError> {
         .map_err(|e| AdapterError::permanent(format!("cannot hash the password: {e:?}")))
 }
 
-/// $1 passwd file, $2 pdb, $3 login, $4 put|del, $5 pure-pw; stdin: the
-/// new line for `put`. Serialised by flock; exit 22 on lock timeout.
-const EDIT_PASSWD: &str = r#"set -eu
-passwd=$1 pdb=$2 login=$3 action=$4 purepw=$5
-exec 9>>"$passwd.lock"
-flock -w 30 9 || exit 22
-touch "$passwd"
-tmp=$(mktemp "$passwd.XXXXXX")
-trap 'rm -f -- "$tmp"' EXIT
-awk -F: -v l="$login" '$1 != l' "$passwd" >"$tmp"
-if [ "$action" = put ]; then cat >>"$tmp"; fi
-chmod 0600 "$tmp"
-mv -f -- "$tmp" "$passwd"
-trap - EXIT
-"$purepw" mkdb "$pdb" -f "$passwd"
-"#;
-
-/// $1 user: `uid:gid:gecos:home` of the Unix account; exit 3 when absent.
-const UNIX_USER: &str = r#"ent=$(getent passwd "$1") || exit 3
-printf '%s\n' "$ent" | cut -d: -f3,4,5,6"#;
-
 /// The FTP adapter.
 pub struct FtpAdapter {
     cfg: FtpConfig,
-    pool: SshPool,
-    /// Serialises passwd-file edits from this process (read, modify, write).
-    edit: Mutex<()>,
+    pool: Arc<SshPool>,
+    /// Groups passwd edits into one remote script per batch.
+    batcher: Arc<Batcher>,
 }
 
 impl std::fmt::Debug for FtpAdapter {
@@ -206,11 +193,27 @@ impl FtpAdapter {
         check_path("home_root", &cfg.home_root)?;
         check_path("passwd_file", &cfg.passwd_file)?;
         check_path("pdb_file", &cfg.pdb_file)?;
-        Ok(FtpAdapter {
-            pool: SshPool::new(cfg.ssh.clone()),
-            cfg,
-            edit: Mutex::new(()),
-        })
+        let pool = Arc::new(SshPool::new(cfg.ssh.clone()));
+        let batcher = Batcher::new(
+            pool.clone(),
+            Target {
+                passwd_file: cfg.passwd_file.clone(),
+                pdb_file: cfg.pdb_file.clone(),
+                pure_pw: cfg.pure_pw.clone(),
+                home_root: cfg.home_root.clone(),
+                chroot_suffix: if cfg.chroot_public_html {
+                    "/public_html".into()
+                } else {
+                    String::new()
+                },
+            },
+        );
+        Ok(FtpAdapter { pool, cfg, batcher })
+    }
+
+    /// Passwd edit batches run so far (tests and metrics).
+    pub fn batches(&self) -> u64 {
+        self.batcher.batches()
     }
 
     /// The SSH pool (for tests).
@@ -228,78 +231,6 @@ impl FtpAdapter {
             .lines()
             .filter_map(PwLine::parse)
             .collect())
-    }
-
-    async fn edit(&self, login: &str, line: Option<&PwLine>) -> Result<(), AdapterError> {
-        let action = if line.is_some() { "put" } else { "del" };
-        let mut cmd = Command::script(
-            EDIT_PASSWD,
-            [
-                self.cfg.passwd_file.as_str(),
-                &self.cfg.pdb_file,
-                login,
-                action,
-                &self.cfg.pure_pw,
-            ],
-        );
-        if let Some(l) = line {
-            cmd = cmd.stdin(format!("{}\n", l.render()));
-        }
-        let out = self.pool.run(cmd).await?;
-        if out.success() {
-            return Ok(());
-        }
-        let e = SshError::Exit {
-            what: "editing the pure-ftpd passwd file".into(),
-            status: out.status,
-            stderr: excerpt(&out.stderr),
-        };
-        Err(if out.status == 22 {
-            AdapterError::transient(e.to_string())
-        } else {
-            perm(e)
-        })
-    }
-
-    /// uid, gid and home of the web space's Unix account.
-    async fn unix_user(&self, user: &str) -> Result<(u32, u32, String), AdapterError> {
-        let out = self.pool.run(Command::script(UNIX_USER, [user])).await?;
-        if out.status == 3 {
-            return Err(perm(format!(
-                "web space {user} does not exist (the webspace step must come first)"
-            )));
-        }
-        let out = out
-            .check("looking up the web space")
-            .map_err(AdapterError::from)?;
-        let text = out.stdout_str();
-        let f: Vec<&str> = text.trim().splitn(4, ':').collect();
-        let home = format!("{}/{}", self.cfg.home_root, user);
-        match f.as_slice() {
-            [uid, gid, gecos, h] if gecos.starts_with("hostwright") && *h == home => {
-                let uid = uid.parse().map_err(|_| perm("bad uid"))?;
-                let gid = gid.parse().map_err(|_| perm("bad gid"))?;
-                Ok((uid, gid, home))
-            }
-            _ => Err(perm(format!(
-                "account {user} is not a hostwright web space under {}",
-                self.cfg.home_root
-            ))),
-        }
-    }
-
-    fn facts(line: &PwLine, user: &str, created: bool, changed: bool) -> serde_json::Value {
-        json!({
-            "login": line.login,
-            "user": user,
-            "uid": line.uid,
-            "gid": line.gid,
-            "chroot": line.dir,
-            "quota_mb": line.quota_bytes.map(|b| b / (1024 * 1024)),
-            "suspended": line.locked,
-            "created": created,
-            "changed": changed,
-        })
     }
 }
 
@@ -326,54 +257,77 @@ impl Adapter for FtpAdapter {
                 r.key
             )));
         }
-        let _guard = self.edit.lock().await;
-        let (uid, gid, home) = self.unix_user(user).await?;
-        let dir = if self.cfg.chroot_public_html {
-            format!("{home}/public_html")
-        } else {
-            home
-        };
-        let existing = self
-            .read_lines()
-            .await?
-            .into_iter()
-            .find(|l| l.login == login);
-        let mut secrets = std::collections::BTreeMap::new();
-        let hash = match &existing {
-            Some(l) => l.hash.clone(),
-            None => {
-                let pw = generate_password();
-                let h = hash_password(&pw)?;
-                secrets.insert("password".to_string(), pw);
-                h
+        // A fresh password for the case the login is new; the host keeps an
+        // existing login's hash, and then this one is dropped unseen.
+        let pw = generate_password();
+        let hash = hash_password(&pw)?;
+        let quota_bytes = (spec.quota_mb > 0).then(|| spec.quota_mb * 1024 * 1024);
+        let applied = self
+            .batcher
+            .submit(Edit::Put {
+                login: login.to_string(),
+                user: user.to_string(),
+                hash,
+                locked: spec.suspended,
+                quota_bytes,
+            })
+            .await?;
+        match applied {
+            Applied::Put {
+                created,
+                changed,
+                uid,
+                gid,
+                dir,
+            } => {
+                let mut secrets = std::collections::BTreeMap::new();
+                if created {
+                    secrets.insert("password".to_string(), pw);
+                }
+                Ok(Outcome {
+                    facts: json!({
+                        "login": login,
+                        "user": user,
+                        "uid": uid,
+                        "gid": gid,
+                        "chroot": dir,
+                        "quota_mb": quota_bytes.map(|b| b / (1024 * 1024)),
+                        "suspended": spec.suspended,
+                        "created": created,
+                        "changed": changed,
+                    }),
+                    secrets,
+                })
             }
-        };
-        let line = PwLine {
-            login: login.to_string(),
-            hash,
-            locked: spec.suspended,
-            uid,
-            gid,
-            dir,
-            quota_bytes: (spec.quota_mb > 0).then(|| spec.quota_mb * 1024 * 1024),
-        };
-        let changed = existing.as_ref() != Some(&line);
-        if changed {
-            self.edit(login, Some(&line)).await?;
+            Applied::NoUser => Err(perm(format!(
+                "web space {user} does not exist (the webspace step must come first)"
+            ))),
+            Applied::Foreign => Err(perm(format!(
+                "account {user} is not a hostwright web space under {}",
+                self.cfg.home_root
+            ))),
+            Applied::Del { .. } => Err(AdapterError::transient(
+                "ftp passwd batch answered a put with a del result",
+            )),
         }
-        Ok(Outcome {
-            facts: Self::facts(&line, user, existing.is_none(), changed),
-            secrets,
-        })
     }
 
     async fn remove(&self, _ctx: &StepContext, r: &Resource) -> Result<Outcome, AdapterError> {
         let login = validate::user_name(&r.key).map_err(perm)?;
-        let _guard = self.edit.lock().await;
-        let existed = self.read_lines().await?.iter().any(|l| l.login == login);
-        if existed {
-            self.edit(login, None).await?;
-        }
+        let existed = match self
+            .batcher
+            .submit(Edit::Del {
+                login: login.to_string(),
+            })
+            .await?
+        {
+            Applied::Del { existed } => existed,
+            other => {
+                return Err(AdapterError::transient(format!(
+                    "ftp passwd batch answered a del with {other:?}"
+                )));
+            }
+        };
         Ok(Outcome::with_facts(
             json!({"login": login, "removed": existed}),
         ))

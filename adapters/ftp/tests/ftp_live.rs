@@ -319,3 +319,120 @@ async fn an_account_needs_a_hostwright_web_space() {
             .contains("hwfx-1")
     );
 }
+
+#[tokio::test]
+async fn concurrent_ensures_are_batched_and_a_bad_one_fails_alone() {
+    let web = web_adapter();
+    let ftp = std::sync::Arc::new(ftp_adapter());
+    let mut rng = rand::rng();
+    let user: String = format!(
+        "hwb{}",
+        (0..6)
+            .map(|_| (b'a' + rng.random_range(0..26u8)) as char)
+            .collect::<String>()
+    );
+    let _cleanup = Cleanup(user.clone());
+    let uid = web.ensure(&ctx(), &webspace(&user)).await.unwrap().facts["uid"]
+        .as_u64()
+        .unwrap();
+    let logins: Vec<String> = (0..24).map(|i| format!("{user}-{i}")).collect();
+    let bad = format!("{user}-bad");
+    let batches_before = ftp.batches();
+
+    // 24 good accounts and one for a web space that does not exist, at once.
+    let mut tasks = Vec::new();
+    for l in logins.iter().chain([&bad]) {
+        let owner = if *l == bad {
+            format!("{user}nosuch")
+        } else {
+            user.clone()
+        };
+        let (ftp, l) = (ftp.clone(), l.clone());
+        tasks.push(tokio::spawn(async move {
+            ftp.ensure(&ctx(), &account(&l, &owner, 5, false)).await
+        }));
+    }
+    let mut passwords = Vec::new();
+    for (t, l) in tasks.into_iter().zip(logins.iter().chain([&bad])) {
+        let r = t.await.unwrap();
+        if *l == bad {
+            let e = r.unwrap_err();
+            assert!(!e.is_transient(), "{e}");
+            assert!(e.to_string().contains("does not exist"), "{e}");
+        } else {
+            let o = r.unwrap();
+            assert_eq!(o.facts["created"], true, "{l}");
+            assert_eq!(o.facts["uid"], uid);
+            passwords.push(o.secrets.get("password").expect("new password").clone());
+        }
+    }
+    let batches = ftp.batches() - batches_before;
+    eprintln!("25 concurrent ftp ensures: {batches} batch(es)");
+    assert!(
+        (1..25).contains(&batches),
+        "25 concurrent edits took {batches} batches"
+    );
+    let passwd = std::fs::read_to_string(var("HW_FTP_PASSWD")).unwrap();
+    for l in &logins {
+        assert_eq!(
+            passwd
+                .lines()
+                .filter(|x| x.starts_with(&format!("{l}:")))
+                .count(),
+            1,
+            "{l} in passwd"
+        );
+    }
+    assert!(!passwd.contains(&bad));
+    // Every account logs in with its own password (the PureDB was rebuilt
+    // after the last batch), and not with another's.
+    for (l, p) in logins.iter().zip(&passwords).step_by(6) {
+        assert_eq!(curl(l, p.expose(), "", &["-l"]).0, 0, "{l}");
+    }
+    assert_eq!(curl(&logins[0], passwords[1].expose(), "", &["-l"]).0, 67);
+
+    // A concurrent rerun changes nothing and hands out no secret.
+    let mut tasks = Vec::new();
+    for l in &logins {
+        let (ftp, l, user) = (ftp.clone(), l.clone(), user.clone());
+        tasks.push(tokio::spawn(async move {
+            ftp.ensure(&ctx(), &account(&l, &user, 5, false)).await
+        }));
+    }
+    for t in tasks {
+        let o = t.await.unwrap().unwrap();
+        assert!(o.secrets.is_empty());
+        assert_eq!(o.facts["changed"], false);
+        assert_eq!(o.facts["created"], false);
+    }
+    assert_eq!(
+        std::fs::read_to_string(var("HW_FTP_PASSWD"))
+            .unwrap()
+            .lines()
+            .filter(|x| x.starts_with(&format!("{user}-")))
+            .count(),
+        logins.len()
+    );
+
+    // Concurrent removals, twice: all gone, the second time nothing existed.
+    for expect in [true, false] {
+        let mut tasks = Vec::new();
+        for l in &logins {
+            let (ftp, l, user) = (ftp.clone(), l.clone(), user.clone());
+            tasks.push(tokio::spawn(async move {
+                ftp.remove(&ctx(), &account(&l, &user, 0, false)).await
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap().facts["removed"], expect);
+        }
+    }
+    assert!(
+        !std::fs::read_to_string(var("HW_FTP_PASSWD"))
+            .unwrap()
+            .contains(&format!("{user}-"))
+    );
+    assert_eq!(curl(&logins[0], passwords[0].expose(), "", &["-l"]).0, 67);
+    let rw = web.remove(&ctx(), &webspace(&user)).await.unwrap();
+    std::fs::remove_file(rw.facts["archive"].as_str().unwrap()).unwrap();
+}

@@ -65,7 +65,8 @@ pub struct SshConfig {
     /// Longest a single command may run before it is killed; 120 s when absent.
     #[serde(default = "default_command_timeout")]
     pub command_timeout_secs: u64,
-    /// Most sessions open to this host at once; 4 when absent.
+    /// Most sessions open to this host at once; 8 when absent (the default
+    /// worker concurrency).
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
 }
@@ -79,8 +80,10 @@ fn default_connect_timeout() -> u64 {
 fn default_command_timeout() -> u64 {
     120
 }
+/// The production default of `[workers] concurrency`: every worker can
+/// have a command running on the host at once (4 made half of them queue).
 fn default_pool_size() -> usize {
-    4
+    8
 }
 
 /// A failure of the transport or, via [`Output::check`], of a command.
@@ -690,7 +693,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(c.port, 22);
-        assert_eq!(c.pool_size, 4);
+        assert_eq!(c.pool_size, 8);
         assert!(!c.accept_unknown_host_key);
     }
 }

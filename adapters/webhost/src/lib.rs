@@ -200,6 +200,12 @@ fn contract_id(id: &str) -> Result<&str, AdapterError> {
         })
 }
 
+fn no_webspace(user: &str) -> AdapterError {
+    perm(format!(
+        "web space {user} does not exist (the webspace step must come first)"
+    ))
+}
+
 /// Parses `key=value` lines of a script's stdout.
 fn kv(out: &Output) -> BTreeMap<String, String> {
     out.stdout_str()
@@ -446,26 +452,22 @@ impl WebhostAdapter {
         }
         let in_flight = self.reloader.begin();
 
-        // The web space must exist, with the home we expect.
+        // The web space must exist, with the home we expect. The plain case
+        // checks that in the same remote command that installs the file
+        // (`scripts::INSTALL_SITE`); certificates and the suspended page are
+        // written before that, so then it is checked first.
         let home = self.home(user);
-        let out = self
-            .pool
-            .run(Command::script(scripts::USER_HOME, [user]))
-            .await?;
-        match out.status {
-            0 if out.stdout_str().trim() == home => {}
-            0 => {
-                return Err(perm(format!(
-                    "user {user} does not live under {}",
-                    self.cfg.home_root
-                )));
+        if spec.tls || spec.suspended {
+            let out = self
+                .pool
+                .run(Command::script(scripts::USER_HOME, [user]))
+                .await?;
+            match out.status {
+                0 if out.stdout_str().trim() == home => {}
+                0 => return Err(self.foreign_home(user)),
+                3 => return Err(no_webspace(user)),
+                _ => return Err(out.check("looking up the web space").unwrap_err().into()),
             }
-            3 => {
-                return Err(perm(format!(
-                    "web space {user} does not exist (the webspace step must come first)"
-                )));
-            }
-            _ => return Err(out.check("looking up the web space").unwrap_err().into()),
         }
 
         let mut cert_changed = false;
@@ -527,17 +529,29 @@ impl WebhostAdapter {
             https_port: self.cfg.https_port,
         };
         let conf = render::vhost_conf(cid, user, &names, &listen, tls_files.as_ref(), &serve);
-        let reloaded = self
-            .install_site_inner(&domain, &conf, cert_changed, Some(in_flight))
+        let (files, meta) = self.tls_files(&domain);
+        let unused_cert = if spec.tls {
+            vec![]
+        } else {
+            vec![files.cert, files.key, meta]
+        };
+        let (reloaded, stale) = self
+            .install_site_inner(
+                &domain,
+                &conf,
+                cert_changed,
+                Some(in_flight),
+                Some((user, &home)),
+                &unused_cert,
+            )
             .await?;
 
-        if !spec.tls {
+        if stale > 0 {
             // TLS switched off: the old certificate goes once nginx forgot it.
-            let (files, meta) = self.tls_files(&domain);
             self.pool
                 .run_ok(
                     "removing an unused certificate",
-                    Command::script(scripts::REMOVE_FILES, [&files.cert, &files.key, &meta]),
+                    Command::script(scripts::REMOVE_FILES, &unused_cert),
                 )
                 .await?;
         }
@@ -567,29 +581,45 @@ impl WebhostAdapter {
         force: bool,
     ) -> Result<bool, AdapterError> {
         let in_flight = self.reloader.begin();
-        self.install_site_inner(domain, conf, force, Some(in_flight))
+        self.install_site_inner(domain, conf, force, Some(in_flight), None, &[])
             .await
+            .map(|(reloaded, _)| reloaded)
     }
 
+    /// One remote command compares `conf` with the file and writes it if it
+    /// differs (after checking the owner's account when `owner` is given:
+    /// (user, home)); then a reload through the coordinator if it changed,
+    /// `force` or the domain is dirty. Returns (reloaded, how many of
+    /// `report` exist on the host).
     async fn install_site_inner(
         &self,
         domain: &str,
         conf: &str,
         force: bool,
         in_flight: Option<reload::InFlight>,
-    ) -> Result<bool, AdapterError> {
+        owner: Option<(&str, &str)>,
+        report: &[String],
+    ) -> Result<(bool, usize), AdapterError> {
         let domain = validate::domain_name(domain).map_err(perm)?;
         let path = self.site_file(domain);
-        let current = self.pool.read_file(&path).await?;
-        let same = current.as_deref() == Some(conf.as_bytes());
-        let dirty = self.dirty.lock().expect("dirty set").contains(domain);
-        if same && !force && !dirty {
-            return Ok(false);
+        let (user, home) = owner.unwrap_or(("", ""));
+        let mut args = vec![user.to_string(), home.to_string(), path.clone()];
+        args.extend(report.iter().cloned());
+        let out = self
+            .pool
+            .run(Command::script(scripts::INSTALL_SITE, args).stdin(conf.as_bytes().to_vec()))
+            .await?;
+        match out.status {
+            3 => return Err(no_webspace(user)),
+            4 => return Err(self.foreign_home(user)),
+            _ => {}
         }
-        if !same {
-            self.pool
-                .write_file(&path, conf.as_bytes(), "0644", "root:root")
-                .await?;
+        let facts = kv(&script_result("installing the vhost file", out)?);
+        let changed = facts.get("changed").map(String::as_str) != Some("0");
+        let stale = facts.get("stale").and_then(|n| n.parse().ok()).unwrap_or(0);
+        let dirty = self.dirty.lock().expect("dirty set").contains(domain);
+        if !changed && !force && !dirty {
+            return Ok((false, stale));
         }
         self.dirty
             .lock()
@@ -600,7 +630,14 @@ impl WebhostAdapter {
             // Done, or moved aside (a rewrite will be tested again anyway).
             self.dirty.lock().expect("dirty set").remove(domain);
         }
-        res.map(|_| true)
+        res.map(|_| (true, stale))
+    }
+
+    fn foreign_home(&self, user: &str) -> AdapterError {
+        perm(format!(
+            "user {user} does not live under {}",
+            self.cfg.home_root
+        ))
     }
 
     async fn remove_vhost(&self, r: &Resource) -> Result<Outcome, AdapterError> {

@@ -147,3 +147,35 @@ for f in "$@"; do
   if [ -e "$f" ]; then rm -f -- "$f"; n=$((n + 1)); fi
 done
 echo "existed=$n""#;
+
+/// Read-compare-write of a vhost file in one command (the comparison used
+/// to be a read and a write, each its own SSH command).
+///
+/// $1 user (empty: no owner check), $2 home, $3 site file, $4.. files
+/// whose presence is reported (the certificate of a vhost that no longer
+/// wants TLS); stdin: the file's new contents. Exit 3 when the user does
+/// not exist, 4 when it lives elsewhere than $2 (nothing written either
+/// way). Prints `changed=0|1` and `stale=N` (how many of $4.. exist).
+pub const INSTALL_SITE: &str = r#"set -eu
+user=$1 home=$2 file=$3
+shift 3
+if [ -n "$user" ]; then
+  ent=$(getent passwd "$user") || exit 3
+  [ "$(printf %s "$ent" | cut -d: -f6)" = "$home" ] || exit 4
+fi
+t=$(mktemp "$(dirname -- "$file")/.hw-tmp.XXXXXX")
+trap 'rm -f -- "$t"' EXIT
+cat >"$t"
+if [ -f "$file" ] && cmp -s -- "$t" "$file"; then
+  changed=0
+else
+  chmod 0644 "$t"
+  chown root:root "$t"
+  mv -f -- "$t" "$file"
+  changed=1
+fi
+n=0
+for f in "$@"; do if [ -e "$f" ]; then n=$((n + 1)); fi; done
+echo "changed=$changed"
+echo "stale=$n"
+"#;

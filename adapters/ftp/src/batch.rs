@@ -1,0 +1,690 @@
+//! Group commit of pure-ftpd passwd edits: one SSH command, one passwd
+//! rewrite and one `pure-pw mkdb` per batch of account changes.
+//!
+//! Every ensure/remove hands its edit to [`Batcher::submit`] and waits for
+//! its own result. When no batch is running, the edit starts one at once (no
+//! added latency for a lone change); edits arriving while a batch runs queue
+//! up and form the next batch, so under load the cost of a passwd rewrite and
+//! a PureDB rebuild (both O(accounts)) is paid once per batch instead of once
+//! per account.
+//!
+//! A batch is one constant remote script ([`EDIT_BATCH`]) that, under the
+//! `flock` of the passwd file, looks up the Unix accounts, applies the edits
+//! in order to the current file (an account's existing hash is kept, so an
+//! ensure of an existing account changes no password), builds the new PureDB
+//! from the new file *before* putting the file in place (so a failed rebuild
+//! leaves both untouched and a retry redoes it), and prints one result line
+//! per edit. An edit that is refused (no such web space, not a hostwright
+//! account) fails only its own waiter; a batch that fails as a whole (SSH
+//! trouble, lock timeout, `mkdb` failure) fails each of its waiters with the
+//! same error.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use hostwright_adapter::AdapterError;
+use hostwright_ssh::{Command, SshError, SshPool, excerpt};
+use tokio::sync::oneshot;
+
+/// Most edits in one batch (one stdin payload of ~200 bytes each).
+pub const MAX_BATCH: usize = 500;
+
+/// $1 passwd file, $2 pdb, $3 pure-pw, $4 home_root, $5 chroot suffix
+/// ("" or "/public_html"). stdin: one edit per line,
+/// `put:LOGIN:USER:HASH:LOCKED(0|1):QUOTA_BYTES(or empty)` or `del:LOGIN`,
+/// every value validated by the adapter (no ':' nor newline). stdout: one
+/// line per edit, in order: `put:LOGIN:ok:CREATED:CHANGED:UID:GID:DIR`,
+/// `put:LOGIN:nouser`, `put:LOGIN:foreign`, `del:LOGIN:removed` or
+/// `del:LOGIN:absent`. Exit 22 on lock timeout. An existing line is kept
+/// as it is when its hash, lock, uid, gid, chroot and quota already match.
+pub const EDIT_BATCH: &str = r#"set -eu
+passwd=$1 pdb=$2 purepw=$3 root=$4 subdir=$5
+exec 9>>"$passwd.lock"
+flock -w 30 9 || exit 22
+touch "$passwd"
+work=$(mktemp -d "$passwd.batch.XXXXXX")
+trap 'rm -rf -- "$work"' EXIT
+cat >"$work/req"
+getent passwd >"$work/ent"
+: >"$work/new"
+: >"$work/res"
+awk -F: -v root="$root" -v subdir="$subdir" -v new="$work/new" -v res="$work/res" -v flag="$work/changed" '
+FILENAME == ARGV[1] { if (!($1 in uid)) { uid[$1] = $3; gid[$1] = $4; gecos[$1] = $5; home[$1] = $6 }; next }
+FILENAME == ARGV[2] { nr++; req[nr] = $0; next }
+{ n++; line[n] = $0; lg[n] = $1; cnt[$1]++; if (NF >= 13 && !($1 in at)) at[$1] = n }
+END {
+  changed = 0
+  for (i = 1; i <= nr; i++) {
+    split(req[i], f, ":")
+    l = f[2]
+    if (f[1] == "del") {
+      if (cnt[l] > 0) { touched[l] = 1; delete at[l]; cnt[l] = 0; changed = 1; print "del:" l ":removed" > res }
+      else print "del:" l ":absent" > res
+      continue
+    }
+    u = f[3]
+    if (!(u in uid)) { print "put:" l ":nouser" > res; continue }
+    if (index(gecos[u], "hostwright") != 1 || home[u] != root "/" u) { print "put:" l ":foreign" > res; continue }
+    dir = home[u] subdir
+    lock = (f[5] == "1") ? "!" : ""
+    if (l in at) {
+      split(line[at[l]], o, ":")
+      hash = o[2]; if (substr(hash, 1, 1) == "!") hash = substr(hash, 2)
+      odir = o[6]; sub(/\/\.\/$/, "", odir); sub(/\/+$/, "", odir)
+      same = (o[2] == lock hash && o[3] == uid[u] && o[4] == gid[u] && odir == dir && o[13] == f[6] && cnt[l] == 1)
+      created = 0
+    } else { hash = f[4]; same = 0; created = 1 }
+    if (!same) {
+      text = l ":" lock hash ":" uid[u] ":" gid[u] "::" dir "/./:::::::" f[6] ":::::"
+      if (l in at) line[at[l]] = text
+      else { n++; line[n] = text; lg[n] = l; at[l] = n }
+      touched[l] = 1; cnt[l] = 1; changed = 1
+    }
+    print "put:" l ":ok:" created ":" (same ? 0 : 1) ":" uid[u] ":" gid[u] ":" dir > res
+  }
+  if (changed) {
+    for (i = 1; i <= n; i++) if (!(lg[i] in touched) || ((lg[i] in at) && at[lg[i]] == i)) print line[i] > new
+    print 1 > flag
+  }
+}' "$work/ent" "$work/req" "$passwd"
+if [ -s "$work/changed" ]; then
+  chmod 0600 "$work/new"
+  "$purepw" mkdb "$pdb" -f "$work/new"
+  mv -f -- "$work/new" "$passwd"
+fi
+cat "$work/res"
+"#;
+
+/// One change of the passwd file. Values must be validated (user names,
+/// a crypt hash without ':'); [`Edit::encode`] refuses anything else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    /// Create or update `login` for the Unix account `user`; `hash` is used
+    /// only when the login does not exist yet.
+    Put {
+        login: String,
+        user: String,
+        hash: String,
+        locked: bool,
+        quota_bytes: Option<u64>,
+    },
+    /// Remove `login` (absent is fine).
+    Del { login: String },
+}
+
+impl Edit {
+    fn login(&self) -> &str {
+        match self {
+            Edit::Put { login, .. } | Edit::Del { login } => login,
+        }
+    }
+
+    /// The stdin line of [`EDIT_BATCH`].
+    pub fn encode(&self) -> Result<String, AdapterError> {
+        let line = match self {
+            Edit::Put {
+                login,
+                user,
+                hash,
+                locked,
+                quota_bytes,
+            } => format!(
+                "put:{login}:{user}:{hash}:{}:{}",
+                u8::from(*locked),
+                quota_bytes.map(|b| b.to_string()).unwrap_or_default()
+            ),
+            Edit::Del { login } => format!("del:{login}"),
+        };
+        let fields = if matches!(self, Edit::Put { .. }) {
+            6
+        } else {
+            2
+        };
+        if line.split(':').count() != fields || line.contains(['\n', '\r']) {
+            return Err(AdapterError::permanent(format!(
+                "ftp: refusing to send a malformed passwd edit for {:?}",
+                self.login()
+            )));
+        }
+        Ok(line)
+    }
+}
+
+/// What the host did with one [`Edit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The login exists as wanted now.
+    Put {
+        created: bool,
+        changed: bool,
+        uid: u32,
+        gid: u32,
+        dir: String,
+    },
+    /// The Unix account does not exist.
+    NoUser,
+    /// The Unix account is not a hostwright web space under `home_root`.
+    Foreign,
+    /// The login is gone; whether it existed.
+    Del { existed: bool },
+}
+
+/// Parses the result line of `edit` (the script's output, in order).
+pub fn parse_result(edit: &Edit, line: &str) -> Option<Applied> {
+    let f: Vec<&str> = line.split(':').collect();
+    let (op, login) = (*f.first()?, *f.get(1)?);
+    if login != edit.login() {
+        return None;
+    }
+    match (edit, op, &f[2..]) {
+        (Edit::Put { .. }, "put", ["ok", created, changed, uid, gid, dir]) => Some(Applied::Put {
+            created: *created == "1",
+            changed: *changed == "1",
+            uid: uid.parse().ok()?,
+            gid: gid.parse().ok()?,
+            dir: dir.to_string(),
+        }),
+        (Edit::Put { .. }, "put", ["nouser"]) => Some(Applied::NoUser),
+        (Edit::Put { .. }, "put", ["foreign"]) => Some(Applied::Foreign),
+        (Edit::Del { .. }, "del", ["removed"]) => Some(Applied::Del { existed: true }),
+        (Edit::Del { .. }, "del", ["absent"]) => Some(Applied::Del { existed: false }),
+        _ => None,
+    }
+}
+
+/// Where the batch script works on the host.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub passwd_file: String,
+    pub pdb_file: String,
+    pub pure_pw: String,
+    pub home_root: String,
+    /// "" (chroot to the home) or "/public_html".
+    pub chroot_suffix: String,
+}
+
+type Waiter = oneshot::Sender<Result<Applied, AdapterError>>;
+
+struct Queue {
+    pending: Vec<(Edit, Waiter)>,
+    leader: bool,
+}
+
+/// The passwd edit coordinator of one host.
+pub struct Batcher {
+    pool: Arc<SshPool>,
+    target: Target,
+    queue: Mutex<Queue>,
+    batches: AtomicU64,
+}
+
+impl Batcher {
+    pub fn new(pool: Arc<SshPool>, target: Target) -> Arc<Self> {
+        Arc::new(Batcher {
+            pool,
+            target,
+            queue: Mutex::new(Queue {
+                pending: Vec::new(),
+                leader: false,
+            }),
+            batches: AtomicU64::new(0),
+        })
+    }
+
+    /// Batches run so far, successful or not (tests and metrics).
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Queues `edit` and waits for the result of the batch it lands in.
+    pub async fn submit(self: &Arc<Self>, edit: Edit) -> Result<Applied, AdapterError> {
+        // Checked before queueing, so a bad edit never reaches a batch.
+        edit.encode()?;
+        let (tx, rx) = oneshot::channel();
+        let lead = {
+            let mut q = self.queue.lock().expect("ftp batch queue");
+            q.pending.push((edit, tx));
+            !std::mem::replace(&mut q.leader, true)
+        };
+        if lead {
+            // Its own task: a waiter that gives up (step timeout) does not
+            // stop the batch the others wait for.
+            let me = self.clone();
+            tokio::spawn(async move { me.lead().await });
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(AdapterError::transient("ftp passwd batcher stopped")))
+    }
+
+    async fn lead(self: Arc<Self>) {
+        loop {
+            let batch = {
+                let mut q = self.queue.lock().expect("ftp batch queue");
+                if q.pending.is_empty() {
+                    q.leader = false;
+                    return;
+                }
+                let take = q.pending.len().min(MAX_BATCH);
+                q.pending.drain(..take).collect::<Vec<_>>()
+            };
+            self.run_batch(batch).await;
+        }
+    }
+
+    async fn run_batch(&self, batch: Vec<(Edit, Waiter)>) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        let mut stdin = String::new();
+        for (e, _) in &batch {
+            // Encoded once already in `submit`.
+            stdin.push_str(&e.encode().unwrap_or_default());
+            stdin.push('\n');
+        }
+        tracing::debug!(edits = batch.len(), "ftp: applying a batch of passwd edits");
+        let t = &self.target;
+        let cmd = Command::script(
+            EDIT_BATCH,
+            [
+                t.passwd_file.as_str(),
+                &t.pdb_file,
+                &t.pure_pw,
+                &t.home_root,
+                &t.chroot_suffix,
+            ],
+        )
+        .stdin(stdin);
+        let out = match self.pool.run(cmd).await {
+            Ok(o) => o,
+            Err(e) => return fail_all(batch, e.into()),
+        };
+        if !out.success() {
+            let e = SshError::Exit {
+                what: format!(
+                    "editing the pure-ftpd passwd file (a batch of {})",
+                    batch.len()
+                ),
+                status: out.status,
+                stderr: excerpt(&out.stderr),
+            };
+            let err = if out.status == 22 {
+                AdapterError::transient(e.to_string())
+            } else {
+                AdapterError::permanent(e.to_string())
+            };
+            return fail_all(batch, err);
+        }
+        let text = out.stdout_str();
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.len() != batch.len() {
+            let err = AdapterError::transient(format!(
+                "ftp passwd batch: {} result lines for {} edits",
+                lines.len(),
+                batch.len()
+            ));
+            return fail_all(batch, err);
+        }
+        for ((edit, w), line) in batch.into_iter().zip(lines) {
+            let res = parse_result(&edit, line).ok_or_else(|| {
+                AdapterError::transient(format!(
+                    "ftp passwd batch: unexpected result {:?} for {:?}",
+                    excerpt(line.as_bytes()),
+                    edit.login()
+                ))
+            });
+            let _ = w.send(res);
+        }
+    }
+}
+
+fn fail_all(batch: Vec<(Edit, Waiter)>, err: AdapterError) {
+    for (_, w) in batch {
+        let _ = w.send(Err(err.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(login: &str) -> Edit {
+        Edit::Put {
+            login: login.into(),
+            user: "c1001".into(),
+            hash: "$6$salt$abc./XYZ".into(),
+            locked: false,
+            quota_bytes: Some(1048576),
+        }
+    }
+
+    #[test]
+    fn edits_encode_to_one_line_of_fixed_fields() {
+        assert_eq!(
+            put("c1001-2").encode().unwrap(),
+            "put:c1001-2:c1001:$6$salt$abc./XYZ:0:1048576"
+        );
+        let unlimited = Edit::Put {
+            login: "a".into(),
+            user: "b".into(),
+            hash: "h".into(),
+            locked: true,
+            quota_bytes: None,
+        };
+        assert_eq!(unlimited.encode().unwrap(), "put:a:b:h:1:");
+        assert_eq!(Edit::Del { login: "a".into() }.encode().unwrap(), "del:a");
+        // A value that would shift the fields or add a line is refused.
+        for bad in [
+            Edit::Put {
+                login: "a".into(),
+                user: "b".into(),
+                hash: "x:y".into(),
+                locked: false,
+                quota_bytes: None,
+            },
+            Edit::Put {
+                login: "a".into(),
+                user: "b\ndel:root".into(),
+                hash: "h".into(),
+                locked: false,
+                quota_bytes: None,
+            },
+            Edit::Del {
+                login: "a:b".into(),
+            },
+        ] {
+            assert!(!bad.encode().unwrap_err().is_transient(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn results_are_parsed_per_edit_and_checked_against_it() {
+        let e = put("c1001-2");
+        assert_eq!(
+            parse_result(&e, "put:c1001-2:ok:1:1:70001:70001:/srv/home/c1001"),
+            Some(Applied::Put {
+                created: true,
+                changed: true,
+                uid: 70001,
+                gid: 70001,
+                dir: "/srv/home/c1001".into()
+            })
+        );
+        assert_eq!(
+            parse_result(&e, "put:c1001-2:nouser"),
+            Some(Applied::NoUser)
+        );
+        assert_eq!(
+            parse_result(&e, "put:c1001-2:foreign"),
+            Some(Applied::Foreign)
+        );
+        // Another login's line, a del line for a put, garbage: not ours.
+        assert_eq!(parse_result(&e, "put:c1001-3:nouser"), None);
+        assert_eq!(parse_result(&e, "del:c1001-2:removed"), None);
+        assert_eq!(parse_result(&e, "put:c1001-2:ok:1:1:x:1:/d"), None);
+        assert_eq!(parse_result(&e, ""), None);
+        let d = Edit::Del {
+            login: "c1001-2".into(),
+        };
+        assert_eq!(
+            parse_result(&d, "del:c1001-2:removed"),
+            Some(Applied::Del { existed: true })
+        );
+        assert_eq!(
+            parse_result(&d, "del:c1001-2:absent"),
+            Some(Applied::Del { existed: false })
+        );
+    }
+
+    /// A stand-in host for [`EDIT_BATCH`], run locally with `sh`: `getent`
+    /// prints a fixed account list and `pure-pw mkdb` copies the passwd
+    /// file it is given to the pdb path (or fails), so the script's logic is
+    /// checked without the test environment (the live test covers the rest).
+    struct Host {
+        dir: tempfile::TempDir,
+    }
+
+    const ENT: &str = "root:x:0:0:root:/root:/bin/bash
+c1:x:70001:70001:hostwright C-1:/srv/home/c1:/usr/sbin/nologin
+c2:x:70002:70002:hostwright C-2:/srv/home/c2:/usr/sbin/nologin
+mallory:x:1000:1000:Mallory:/srv/home/mallory:/bin/sh
+moved:x:70003:70003:hostwright C-3:/elsewhere/moved:/usr/sbin/nologin
+";
+
+    impl Host {
+        fn new() -> Host {
+            let dir = tempfile::tempdir().unwrap();
+            let bin = dir.path().join("bin");
+            std::fs::create_dir(&bin).unwrap();
+            std::fs::write(dir.path().join("ent"), ENT).unwrap();
+            let fake = |name: &str, body: String| {
+                let p = bin.join(name);
+                std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            };
+            fake(
+                "getent",
+                format!("cat '{}'", dir.path().join("ent").display()),
+            );
+            // pure-pw mkdb PDB -f FILE; fails while the file `mkdb-fails` exists.
+            fake(
+                "pure-pw",
+                format!(
+                    "[ -e '{0}/mkdb-fails' ] && {{ echo mkdb broke >&2; exit 1; }}\n\
+                     echo x >>'{0}/mkdb-runs'\ncp \"$4\" \"$2\"",
+                    dir.path().display()
+                ),
+            );
+            Host { dir }
+        }
+
+        fn passwd(&self) -> String {
+            std::fs::read_to_string(self.dir.path().join("passwd")).unwrap_or_default()
+        }
+
+        fn pdb(&self) -> String {
+            std::fs::read_to_string(self.dir.path().join("pdb")).unwrap_or_default()
+        }
+
+        fn mkdb_runs(&self) -> usize {
+            std::fs::read_to_string(self.dir.path().join("mkdb-runs"))
+                .unwrap_or_default()
+                .lines()
+                .count()
+        }
+
+        /// Runs one batch; (exit status, result lines).
+        fn run(&self, edits: &[Edit]) -> (i32, Vec<String>) {
+            use std::io::Write;
+            let d = self.dir.path();
+            let stdin: String = edits.iter().map(|e| e.encode().unwrap() + "\n").collect();
+            let path = format!(
+                "{}:{}",
+                d.join("bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            );
+            let mut child = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(EDIT_BATCH)
+                .arg("sh")
+                .arg(d.join("passwd"))
+                .arg(d.join("pdb"))
+                .arg(d.join("bin/pure-pw"))
+                .arg("/srv/home")
+                .arg("")
+                .env("PATH", path)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(stdin.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            let lines = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect();
+            (out.status.code().unwrap_or(-1), lines)
+        }
+    }
+
+    fn put_for(login: &str, user: &str, hash: &str, locked: bool, quota: Option<u64>) -> Edit {
+        Edit::Put {
+            login: login.into(),
+            user: user.into(),
+            hash: hash.into(),
+            locked,
+            quota_bytes: quota,
+        }
+    }
+
+    fn del(login: &str) -> Edit {
+        Edit::Del {
+            login: login.into(),
+        }
+    }
+
+    #[test]
+    fn a_batch_applies_each_edit_and_refuses_only_the_bad_ones() {
+        let h = Host::new();
+        let (st, res) = h.run(&[
+            put_for("c1-1", "c1", "$6$s$h1", false, Some(1048576)),
+            put_for("x-1", "nosuch", "$6$s$hx", false, None),
+            put_for("m-1", "mallory", "$6$s$hm", false, None),
+            put_for("mv-1", "moved", "$6$s$hv", false, None),
+            put_for("c2-1", "c2", "$6$s$h2", false, None),
+            del("gone-1"),
+        ]);
+        assert_eq!(st, 0);
+        assert_eq!(
+            res,
+            [
+                "put:c1-1:ok:1:1:70001:70001:/srv/home/c1",
+                "put:x-1:nouser",
+                "put:m-1:foreign",
+                "put:mv-1:foreign",
+                "put:c2-1:ok:1:1:70002:70002:/srv/home/c2",
+                "del:gone-1:absent",
+            ]
+        );
+        for l in h.passwd().lines() {
+            assert_eq!(l.split(':').count(), 18, "pure-pw's 18 fields: {l}");
+        }
+        assert_eq!(
+            h.passwd(),
+            "c1-1:$6$s$h1:70001:70001::/srv/home/c1/./:::::::1048576:::::\n\
+             c2-1:$6$s$h2:70002:70002::/srv/home/c2/./::::::::::::\n"
+        );
+        // The lines are what the adapter's own parser reads back.
+        let c1 = crate::PwLine::parse(h.passwd().lines().next().unwrap()).unwrap();
+        assert_eq!(c1.quota_bytes, Some(1048576));
+        assert_eq!(c1.dir, "/srv/home/c1");
+        assert_eq!(h.pdb(), h.passwd(), "one mkdb over the new file");
+        assert_eq!(h.mkdb_runs(), 1);
+    }
+
+    #[test]
+    fn a_rerun_keeps_the_hash_and_changes_nothing() {
+        let h = Host::new();
+        h.run(&[put_for("c1-1", "c1", "$6$s$first", false, Some(1048576))]);
+        let before = h.passwd();
+        // A new candidate hash is offered but the existing one is kept, and
+        // an unchanged file needs no mkdb (it would fail now).
+        std::fs::write(h.dir.path().join("mkdb-fails"), "").unwrap();
+        let (st, res) = h.run(&[put_for("c1-1", "c1", "$6$s$second", false, Some(1048576))]);
+        assert_eq!(st, 0);
+        assert_eq!(res, ["put:c1-1:ok:0:0:70001:70001:/srv/home/c1"]);
+        assert_eq!(h.passwd(), before);
+        assert_eq!(h.mkdb_runs(), 1);
+    }
+
+    #[test]
+    fn suspension_and_quota_changes_keep_the_hash() {
+        let h = Host::new();
+        h.run(&[put_for("c1-1", "c1", "$6$s$first", false, Some(1048576))]);
+        let (_, res) = h.run(&[put_for("c1-1", "c1", "$6$s$other", true, None)]);
+        assert_eq!(res, ["put:c1-1:ok:0:1:70001:70001:/srv/home/c1"]);
+        let l = crate::PwLine::parse(h.passwd().trim()).unwrap();
+        assert!(l.locked);
+        assert_eq!(l.hash, "$6$s$first");
+        assert_eq!(l.quota_bytes, None);
+        let (_, res) = h.run(&[put_for("c1-1", "c1", "$6$s$other", false, None)]);
+        assert_eq!(res, ["put:c1-1:ok:0:1:70001:70001:/srv/home/c1"]);
+        assert_eq!(
+            crate::PwLine::parse(h.passwd().trim()).unwrap().hash,
+            "$6$s$first"
+        );
+        assert_eq!(h.pdb(), h.passwd());
+    }
+
+    #[test]
+    fn edits_of_one_login_apply_in_order_and_other_lines_are_kept() {
+        let h = Host::new();
+        // A line of someone else, a duplicate and a malformed line of ours.
+        std::fs::write(
+            h.dir.path().join("passwd"),
+            "other:$6$o$o:5:5::/x/./::::::::::::\n\
+             c1-1:$6$s$old:70001:70001::/srv/home/c1/./::::::::::::\n\
+             c1-1:$6$s$dup:70001:70001::/srv/home/c1/./::::::::::::\n\
+             c2-1:broken\n",
+        )
+        .unwrap();
+        let (st, res) = h.run(&[
+            put_for("c1-1", "c1", "$6$s$new", false, None),
+            put_for("c2-1", "c2", "$6$s$c2", false, None),
+            del("c1-1"),
+            del("c1-1"),
+            put_for("c1-1", "c1", "$6$s$again", false, None),
+            put_for("c1-1", "c1", "$6$s$third", false, None),
+        ]);
+        assert_eq!(st, 0);
+        assert_eq!(
+            res,
+            [
+                // The duplicate is cleaned up: a change, the old hash kept.
+                "put:c1-1:ok:0:1:70001:70001:/srv/home/c1",
+                // The malformed line does not count as an account.
+                "put:c2-1:ok:1:1:70002:70002:/srv/home/c2",
+                "del:c1-1:removed",
+                "del:c1-1:absent",
+                "put:c1-1:ok:1:1:70001:70001:/srv/home/c1",
+                "put:c1-1:ok:0:0:70001:70001:/srv/home/c1",
+            ]
+        );
+        assert_eq!(
+            h.passwd(),
+            "other:$6$o$o:5:5::/x/./::::::::::::\n\
+             c2-1:$6$s$c2:70002:70002::/srv/home/c2/./::::::::::::\n\
+             c1-1:$6$s$again:70001:70001::/srv/home/c1/./::::::::::::\n"
+        );
+        assert_eq!(h.pdb(), h.passwd());
+    }
+
+    #[test]
+    fn a_failed_mkdb_leaves_the_passwd_file_untouched() {
+        let h = Host::new();
+        h.run(&[put_for("c1-1", "c1", "$6$s$first", false, None)]);
+        let before = h.passwd();
+        std::fs::write(h.dir.path().join("mkdb-fails"), "").unwrap();
+        let (st, res) = h.run(&[put_for("c2-1", "c2", "$6$s$c2", false, None)]);
+        assert_ne!(st, 0);
+        assert!(res.is_empty(), "{res:?}");
+        assert_eq!(h.passwd(), before);
+        // The retry, once mkdb works, does the whole edit.
+        std::fs::remove_file(h.dir.path().join("mkdb-fails")).unwrap();
+        let (st, res) = h.run(&[put_for("c2-1", "c2", "$6$s$c2", false, None)]);
+        assert_eq!(st, 0);
+        assert_eq!(res, ["put:c2-1:ok:1:1:70002:70002:/srv/home/c2"]);
+        assert_eq!(h.pdb(), h.passwd());
+        // No temporary files are left next to the passwd file.
+        let names: Vec<String> = std::fs::read_dir(h.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("passwd.batch"))
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
+    }
+}
