@@ -79,6 +79,7 @@ struct Args {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let root = std::fs::canonicalize(&args.root)?;
+    let _one_run = exclusive_run(&root)?;
     let out_dir = root.join("target/bench");
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let ctx = common::Ctx::new(
@@ -204,4 +205,27 @@ fn machine() -> Value {
         "os": sh(". /etc/os-release && echo $PRETTY_NAME"),
         "loadavg_at_end": sh("cat /proc/loadavg"),
     })
+}
+
+/// Holds an exclusive lock on `.hostwright/bench/lock` for the whole run.
+/// Every run starts by sweeping what earlier runs left on the shared test
+/// backends, which would delete the accounts of a run still in progress:
+/// two runs at once must not happen.
+fn exclusive_run(root: &std::path::Path) -> Result<std::fs::File> {
+    let dir = root.join(".hostwright/bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another hostwright-bench run holds {} (its start-up sweep would remove this run's accounts, and this one's would remove its); wait for it to end",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
 }
