@@ -51,6 +51,13 @@ UsePAM no
 StrictModes no
 MaxSessions 64
 MaxStartups 64:30:128
+# Root's login shell is bash, which sources ~/.bashrc for every command sshd
+# starts unless it believes it is a nested shell (SHLVL >= 1). On the
+# development and CI machines root's ~/.bashrc runs `pyenv init`, ~165 ms per
+# command, which a web host's root does not do: without this every SSH
+# command of the tests and benchmarks (hostwright's and Ansible's alike)
+# would measure this machine's Python version manager.
+SetEnv SHLVL=1
 EOF
   mkdir -p -m0755 /run/sshd
   if ! alive "$DIR/sshd/sshd.pid"; then
