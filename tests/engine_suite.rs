@@ -374,6 +374,64 @@ async fn revisions_of_one_contract_run_in_order() {
     }
 }
 
+/// The claim is two look-ups (queued jobs; running jobs whose lease
+/// expired): the older candidate must still win, revision order must hold,
+/// and a worker whose lease was taken over can record nothing more.
+#[tokio::test]
+async fn claims_keep_revision_order_and_take_over_expired_leases() {
+    for backend in BACKENDS {
+        let (_dir, _script, engine) = fixture(backend, vec![]).await;
+        let store = &engine.store;
+        let k = keys();
+        // Distinct creation times (milliseconds), oldest first.
+        let a1 = accepted(&engine, &sign(&k, &www_contract("C-8001", 1))).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let b1 = accepted(&engine, &sign(&k, &www_contract("C-8002", 1))).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut r2 = www_contract("C-8001", 2);
+        r2["options"][1]["quantity"] = 2.into();
+        r2["requested_on"] = "2026-11-02".into();
+        let a2 = accepted(&engine, &sign(&k, &r2)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let c1 = accepted(&engine, &sign(&k, &www_contract("C-8003", 1))).await;
+
+        let long = Duration::from_secs(60);
+        let claim = |w: &'static str, lease: Duration| {
+            let store = store.clone();
+            async move { store.claim(w, lease).await.unwrap().map(|j| j.job_id) }
+        };
+        assert_eq!(
+            claim("w1", Duration::from_secs(2)).await,
+            Some(a1.clone()),
+            "{backend:?}"
+        );
+        assert_eq!(claim("w2", long).await, Some(b1.clone()), "{backend:?}");
+        // a2 waits for a1 (running), so the next runnable job is c1: leave it.
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        // a1's lease expired: it is older than the queued c1, so it wins.
+        assert_eq!(claim("w3", long).await, Some(a1.clone()), "{backend:?}");
+        assert!(
+            matches!(
+                store.attempt_started(&a1, "w1", 0, 1).await,
+                Err(hostwright::engine::store::StoreError::LeaseLost(_))
+            ),
+            "{backend:?}: the old lease holder could still write"
+        );
+        assert!(
+            store.heartbeat(&a1, "w3", long).await.is_ok(),
+            "{backend:?}"
+        );
+        assert_eq!(claim("w4", long).await, Some(c1.clone()), "{backend:?}");
+        assert_eq!(
+            claim("w5", long).await,
+            None,
+            "{backend:?}: a2 ran before a1 ended"
+        );
+        store.cancel(&a1, "test").await.unwrap();
+        assert_eq!(claim("w5", long).await, Some(a2.clone()), "{backend:?}");
+    }
+}
+
 #[tokio::test]
 async fn two_engines_on_one_postgres_never_run_a_job_twice() {
     let dir = tempfile::tempdir().unwrap();

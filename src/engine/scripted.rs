@@ -2,11 +2,15 @@
 //! it stands in for a real adapter name (`webhost`, `dns`, ...) and can be told
 //! to fail transiently, fail permanently, hang or crash the process on demand.
 //!
-//! It keeps the resources it "created" in memory (and, with a log file, one
-//! JSON line per call) so tests can prove that a resource was created exactly
-//! once however often its step ran. In the `hostwright serve` binary it is
-//! enabled with `[adapters.scripted]` (see `ScriptedConfig`), which lets the
-//! crash tests kill a real worker process mid-step.
+//! In-process tests ([`Script::new`]) get its memory: every call, and the
+//! resources it "created", so they can prove that a resource was created
+//! exactly once however often its step ran. In the `hostwright serve` binary
+//! it is enabled with `[adapters.scripted]` (see `ScriptedConfig`), which lets
+//! the crash tests kill a real worker process mid-step; there
+//! ([`Script::with_files`]) it keeps no history in memory, since the process
+//! would grow with every job it ran (the no-op benchmark drains 10,000): the
+//! optional log file (one JSON line per call) is the record, and every
+//! `ensure` counts as a creation.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -88,6 +92,9 @@ struct State {
 #[derive(Clone, Default)]
 pub struct Script {
     state: Arc<Mutex<State>>,
+    /// Whether calls, resources and creations are kept in memory (tests);
+    /// without it the script's memory does not grow with the calls.
+    history: bool,
     log: Option<PathBuf>,
     /// Read before every call when set: a JSON array of [`Rule`]s, so a test
     /// can change behaviour of a running `hostwright serve` process.
@@ -95,14 +102,21 @@ pub struct Script {
 }
 
 impl Script {
+    /// A script that remembers every call and resource (in-process tests).
     pub fn new() -> Self {
-        Script::default()
+        Script {
+            history: true,
+            ..Script::default()
+        }
     }
 
+    /// A script for `hostwright serve`: no history in memory; calls go to
+    /// `log` when set, faults come from `control_file` when set.
     pub fn with_files(log: Option<PathBuf>, control_file: Option<PathBuf>) -> Self {
         Script {
             log,
             control_file,
+            history: false,
             ..Script::default()
         }
     }
@@ -193,7 +207,9 @@ impl Script {
             writeln!(f, "{line}").expect("scripted adapter log writes");
             let _ = f.sync_data();
         }
-        self.state.lock().unwrap().calls.push(call);
+        if self.history {
+            self.state.lock().unwrap().calls.push(call);
+        }
     }
 }
 
@@ -269,7 +285,11 @@ impl ScriptedAdapter {
             }
         }
         let id = (r.kind.clone(), r.key.clone());
-        let created = {
+        let created = if !self.script.history {
+            // Without memory the stand-in cannot tell; a no-op run creates
+            // what it ensures, like a first provisioning.
+            op != "remove"
+        } else {
             let mut st = self.script.state.lock().unwrap();
             if op == "remove" {
                 st.resources.remove(&id);
@@ -367,6 +387,43 @@ pub struct ScriptedConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ctx(job: &str) -> StepContext {
+        StepContext {
+            job_id: job.into(),
+            step_id: "create:webspace:w".into(),
+            attempt: 1,
+        }
+    }
+
+    fn resource(key: &str) -> Resource {
+        Resource {
+            kind: "webspace".into(),
+            key: key.into(),
+            contract_id: "C-1".into(),
+            spec: serde_json::json!({ "quota_mb": 100 }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_serve_script_keeps_no_history_a_test_script_does() {
+        let serve = Script::with_files(None, None);
+        let test = Script::new();
+        for script in [&serve, &test] {
+            let a = ScriptedAdapter::new("webhost", &["webspace"], script.clone());
+            for i in 0..50 {
+                a.ensure(&ctx("j"), &resource(&format!("w{i}")))
+                    .await
+                    .unwrap();
+            }
+        }
+        assert!(serve.calls().is_empty());
+        assert!(serve.resources().is_empty());
+        assert!(serve.creations().is_empty());
+        assert_eq!(test.calls().len(), 50);
+        assert_eq!(test.resources().len(), 50);
+        assert!(test.calls().iter().all(|c| c.created));
+    }
 
     #[test]
     fn control_file_rules_parse_with_their_behavior() {

@@ -20,6 +20,7 @@ use super::registry::Registry;
 use super::scripted::{Script, ScriptedAdapter, ScriptedConfig};
 use super::store::Store;
 use super::store::sql::SqlStore;
+use super::store::sqlite::SqliteStore;
 use super::{Engine, api, outbox, worker};
 use crate::catalog::Catalog;
 use crate::signing::TrustedKeys;
@@ -62,7 +63,7 @@ pub async fn open_store(url: &str, max_connections: u32) -> Result<Arc<dyn Store
                 source,
             })?;
         }
-        Ok(Arc::new(SqlStore::open_sqlite(path).await?))
+        Ok(Arc::new(SqliteStore::open(path).await?))
     } else {
         Ok(Arc::new(
             SqlStore::connect_postgres(url, max_connections).await?,

@@ -7,6 +7,11 @@
 //! store write of this worker for the job is refused and the worker walks away;
 //! whoever holds the job now carries on. Because steps are idempotent, a step
 //! that a dead worker had half-run is simply run again.
+//!
+//! Store round trips are the engine's own cost per job, so the start of a
+//! step's first attempt is journaled in the transaction that stores the plan
+//! (first step) or the previous step's success (the others): still before the
+//! adapter is called, one write fewer per step.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -141,11 +146,14 @@ async fn drive(
     lost: &watch::Receiver<bool>,
 ) -> Result<(), Interrupted> {
     let store = &engine.store;
+    let mut first_started = false;
     let steps: Vec<StepRecord> = match job.plan.clone() {
         Some(steps) => steps,
         None => match engine.plan_claimed(&job).await {
             Ok(planned) => {
-                store.set_plan(&job.job_id, worker, &planned).await?;
+                // The first step's first attempt is journaled with the plan.
+                store.set_plan(&job.job_id, worker, &planned, true).await?;
+                first_started = !planned.is_empty();
                 info!(steps = planned.len(), "planned");
                 planned
                     .into_iter()
@@ -177,18 +185,51 @@ async fn drive(
         },
     };
 
-    for rec in steps.iter().filter(|s| s.state != StepState::Succeeded) {
+    let pending: Vec<&StepRecord> = steps
+        .iter()
+        .filter(|s| s.state != StepState::Succeeded)
+        .collect();
+    // Whether the current step's first attempt was journaled already (with
+    // the previous step's success, in one transaction).
+    let mut started = first_started;
+    for (i, rec) in pending.iter().copied().enumerate() {
         if *shutdown.borrow() {
+            if started {
+                // Journaled but never called: close it, then give the job back.
+                store
+                    .attempt_failed(
+                        &job.job_id,
+                        worker,
+                        rec.index,
+                        rec.attempts + 1,
+                        AttemptOutcome::Abandoned {
+                            error: "shutdown before the adapter was called".into(),
+                        },
+                        Duration::ZERO,
+                    )
+                    .await?;
+            }
             store.release_job(&job.job_id, worker).await?;
             return Err(Interrupted::Released);
         }
         if *lost.borrow() {
             return Err(Interrupted::LeaseLost);
         }
+        let next = pending.get(i + 1).map(|n| (n.index, n.attempts + 1));
         let span = info_span!("step", step = %rec.step.id, adapter = %rec.step.adapter);
-        let failed = run_step(engine, worker, &job.job_id, rec, hard_stop, lost)
-            .instrument(span)
-            .await?;
+        let (failed, next_started) = run_step(
+            engine,
+            worker,
+            &job.job_id,
+            rec,
+            started,
+            next,
+            hard_stop,
+            lost,
+        )
+        .instrument(span)
+        .await?;
+        started = next_started;
         if let Some(error) = failed {
             store
                 .finish_job(
@@ -219,19 +260,40 @@ async fn drive(
 }
 
 /// Runs one step to success or failure. `Ok(None)` on success,
-/// `Ok(Some(error))` when the step failed for good.
+/// `Ok(Some(error))` when the step failed for good; with it, whether the
+/// first attempt of `next` (step index, attempt) was journaled with the
+/// success. `started`: this step's first attempt is journaled already.
+#[allow(clippy::too_many_arguments)]
 async fn run_step(
     engine: &Arc<Engine>,
     worker: &str,
     job_id: &str,
     rec: &StepRecord,
+    started: bool,
+    next: Option<(u32, u32)>,
     hard_stop: &watch::Receiver<bool>,
     lost: &watch::Receiver<bool>,
-) -> Result<Option<String>, Interrupted> {
+) -> Result<(Option<String>, bool), Interrupted> {
     let store = &engine.store;
     let step = &rec.step;
     let Some(adapter) = engine.adapters.get(&step.adapter).cloned() else {
-        return Ok(Some(format!("no adapter `{}` is configured", step.adapter)));
+        if started {
+            let error = format!("no adapter `{}` is configured", step.adapter);
+            store
+                .attempt_failed(
+                    job_id,
+                    worker,
+                    rec.index,
+                    rec.attempts + 1,
+                    AttemptOutcome::Permanent { error },
+                    Duration::ZERO,
+                )
+                .await?;
+        }
+        return Ok((
+            Some(format!("no adapter `{}` is configured", step.adapter)),
+            false,
+        ));
     };
     let policy = engine.settings.retry;
     // The journal numbers attempts across runs; the retry budget counts this
@@ -241,9 +303,11 @@ async fn run_step(
     loop {
         attempt += 1;
         tries += 1;
-        store
-            .attempt_started(job_id, worker, rec.index, attempt)
-            .await?;
+        if !(started && tries == 1) {
+            store
+                .attempt_started(job_id, worker, rec.index, attempt)
+                .await?;
+        }
         let ctx = StepContext {
             job_id: job_id.to_string(),
             step_id: step.id.clone(),
@@ -324,11 +388,12 @@ async fn run_step(
                             facts: outcome.facts,
                             change,
                             secrets,
+                            then_start: next,
                         },
                     )
                     .await?;
                 debug!(attempt, ms = elapsed.as_millis() as u64, "step succeeded");
-                return Ok(None);
+                return Ok((None, next.is_some()));
             }
             Err(AdapterError::Permanent { message }) => {
                 store
@@ -344,7 +409,7 @@ async fn run_step(
                     )
                     .await?;
                 warn!(attempt, error = %message, "step failed permanently");
-                return Ok(Some(message));
+                return Ok((Some(message), false));
             }
             Err(AdapterError::Transient {
                 message,
@@ -364,7 +429,10 @@ async fn run_step(
                     .await?;
                 if tries >= policy.max_attempts {
                     warn!(attempt, error = %message, "step failed; retry budget spent");
-                    return Ok(Some(format!("{message} (gave up after {tries} attempts)")));
+                    return Ok((
+                        Some(format!("{message} (gave up after {tries} attempts)")),
+                        false,
+                    ));
                 }
                 engine
                     .metrics

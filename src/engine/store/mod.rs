@@ -23,7 +23,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod queries;
 pub mod sql;
+pub mod sqlite;
 
 /// Errors of the store. Database errors are kept as text: the caller can only
 /// retry or report them.
@@ -383,10 +385,16 @@ pub struct StepSuccess {
     pub change: ResourceChange,
     /// `kind/key/name` -> clear text, readable once by ops.
     pub secrets: BTreeMap<String, String>,
+    /// `(step index, attempt)` whose start to journal in the same
+    /// transaction, as [`Store::attempt_started`] would: the next step's
+    /// first attempt, so moving on costs no extra round trip. It is still
+    /// journaled before its adapter call.
+    pub then_start: Option<(u32, u32)>,
 }
 
-/// The job store. Both back ends ([`sql::SqlStore`] on SQLite and on
-/// PostgreSQL) pass the same test suites (`tests/engine_suite.rs`).
+/// The job store. Both back ends ([`sqlite::SqliteStore`] and
+/// [`sql::SqlStore`] on PostgreSQL) pass the same test suites
+/// (`tests/engine_suite.rs`) and run the same SQL text (`queries.rs`).
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Which back end this is, for logs (`sqlite`, `postgres`).
@@ -417,7 +425,15 @@ pub trait Store: Send + Sync + 'static {
     /// or it is no longer running.
     async fn heartbeat(&self, job_id: &str, worker: &str, lease: Duration) -> Result<()>;
     /// Stores the plan of a claimed job (once; a second call is an error).
-    async fn set_plan(&self, job_id: &str, worker: &str, steps: &[PlannedStep]) -> Result<()>;
+    /// With `start_first`, also journals the start of the first step's first
+    /// attempt in the same transaction (as [`Store::attempt_started`] would).
+    async fn set_plan(
+        &self,
+        job_id: &str,
+        worker: &str,
+        steps: &[PlannedStep],
+        start_first: bool,
+    ) -> Result<()>;
     /// Journals the start of an attempt and marks the step running.
     async fn attempt_started(
         &self,
@@ -437,7 +453,8 @@ pub trait Store: Send + Sync + 'static {
         duration: Duration,
     ) -> Result<()>;
     /// Records a step's success: attempt journal, step state and facts, the
-    /// resource change and any secrets, in one transaction.
+    /// resource change and any secrets, and the start of
+    /// [`StepSuccess::then_start`], in one transaction.
     async fn step_succeeded(
         &self,
         job_id: &str,

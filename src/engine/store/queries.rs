@@ -1,0 +1,448 @@
+//! SQL text shared by both back ends: one place per query.
+//!
+//! Written in PostgreSQL's parameter style (`$1`, `$2`, ...) with `{now}` for
+//! the database clock (unix milliseconds) and, in the claim look-ups,
+//! `{lock}` for PostgreSQL's row lock. [`Dialect::render`] turns a text into
+//! what a back end runs: SQLite's `?N` parameters bind by number exactly like
+//! `$N`, so only the spelling changes. The texts are our own constants; values
+//! always travel as bind parameters.
+
+use std::borrow::Cow;
+
+/// The two SQL dialects the store speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The database clock in unix milliseconds.
+    pub fn now(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+            Dialect::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        }
+    }
+
+    /// How a claim look-up makes its row exclusive: PostgreSQL locks it and
+    /// skips rows other claimers hold; SQLite has one writer, whose
+    /// transaction already excludes every other claim.
+    fn lock(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE OF j SKIP LOCKED",
+        }
+    }
+
+    /// The text this dialect runs for a shared query.
+    pub fn render(self, sql: &str) -> Cow<'static, str> {
+        let text = sql
+            .replace("{now}", self.now())
+            .replace("{lock}", self.lock());
+        match self {
+            Dialect::Postgres => Cow::Owned(text),
+            Dialect::Sqlite => Cow::Owned(dollar_to_question(&text)),
+        }
+    }
+}
+
+/// `$N` → `?N` outside string literals (SQLite's numbered parameters).
+fn dollar_to_question(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut in_string = false;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_string = !in_string;
+                out.push(c);
+            }
+            '$' if !in_string && chars.peek().is_some_and(|d| d.is_ascii_digit()) => {
+                out.push('?');
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+// --- claims ---------------------------------------------------------------
+//
+// A claim is two index-ordered look-ups (`jobs_claim (state, created_at,
+// revision)`, migration 0002) instead of one `state = 'queued' OR (running
+// and expired)` query, which no index can order: that sorted the whole queue
+// on every claim (O(N²) to drain N). The older of the two candidates wins,
+// which is the order the single query had.
+
+/// A job's predecessors that hold it back: same contract, lower revision,
+/// not ended (a failed job blocks until rerun or cancelled).
+const NO_BLOCKER: &str = "NOT EXISTS (SELECT 1 FROM jobs p WHERE p.contract_id = j.contract_id \
+     AND p.revision < j.revision AND p.state IN ('queued', 'running', 'failed'))";
+
+pub fn claim_queued() -> String {
+    format!(
+        "SELECT j.id, j.created_at, j.revision FROM jobs j WHERE j.state = 'queued' AND {NO_BLOCKER} \
+         ORDER BY j.created_at, j.revision LIMIT 1{{lock}}"
+    )
+}
+
+pub fn claim_expired() -> String {
+    format!(
+        "SELECT j.id, j.created_at, j.revision FROM jobs j \
+         WHERE j.state = 'running' AND j.lease_expires_at < {{now}} AND {NO_BLOCKER} \
+         ORDER BY j.created_at, j.revision LIMIT 1{{lock}}"
+    )
+}
+
+/// Takes the job: `$1` worker, `$2` lease in ms, `$3` job id. Returns what
+/// the worker needs next, so the claim costs no further look-up of the job.
+pub const CLAIM_TAKE: &str = "UPDATE jobs SET state = 'running', lease_owner = $1, \
+     lease_expires_at = {now} + $2, updated_at = {now} WHERE id = $3 \
+     RETURNING contract_id, revision, planned";
+
+pub const REVISION_PAYLOAD: &str =
+    "SELECT payload FROM revisions WHERE contract_id = $1 AND revision = $2";
+
+/// Attempts a dead worker left open are abandoned (`$1` outcome, `$2` job).
+pub const ABANDON_OPEN_ATTEMPTS: &str =
+    "UPDATE attempts SET outcome = $1, finished_at = {now} WHERE job_id = $2 AND outcome IS NULL";
+
+/// Steps left running by a dead or leaving worker are pending again.
+pub const RUNNING_STEPS_PENDING: &str =
+    "UPDATE steps SET state = 'pending' WHERE job_id = $1 AND state = 'running'";
+
+pub const STEPS_OF: &str = "SELECT idx, step, state, attempts, last_error, facts FROM steps \
+     WHERE job_id = $1 ORDER BY idx";
+
+// --- the worker's writes: the lease check folded into the statement ---------
+//
+// Every write of a worker for its job starts with an UPDATE of the job row
+// that only matches while `$1` is running under `$2`'s lease. No row means
+// the lease is gone (or the job is), resolved by [`JOB_EXISTS`] on that error
+// path only. On PostgreSQL the UPDATE also locks the row, so a claim taking
+// over an expired lease and the old worker's write are ordered.
+
+/// `$1` job, `$2` worker. Returns the contract (step_succeeded needs it).
+pub const TOUCH_LEASED: &str = "UPDATE jobs SET updated_at = {now} \
+     WHERE id = $1 AND state = 'running' AND lease_owner = $2 RETURNING contract_id";
+
+/// `$1` job, `$2` worker, `$3` lease in ms.
+pub const HEARTBEAT: &str = "UPDATE jobs SET lease_expires_at = {now} + $3 \
+     WHERE id = $1 AND state = 'running' AND lease_owner = $2";
+
+/// `$1` job, `$2` worker: marks the job planned, once.
+pub const MARK_PLANNED: &str = "UPDATE jobs SET planned = 1, updated_at = {now} \
+     WHERE id = $1 AND state = 'running' AND lease_owner = $2 AND planned = 0";
+
+/// Whether a job is running under `$2`'s lease (resolves MARK_PLANNED's refusal).
+pub const LEASE_HELD: &str =
+    "SELECT 1 FROM jobs WHERE id = $1 AND state = 'running' AND lease_owner = $2";
+
+pub const JOB_EXISTS: &str = "SELECT 1 FROM jobs WHERE id = $1";
+
+pub const JOB_STATE: &str = "SELECT state FROM jobs WHERE id = $1";
+
+/// The plan's steps in one statement: `rows` rows of (`job`, index, step).
+/// `$1` is the job id; row i binds `$(2i+2)` index and `$(2i+3)` step JSON.
+pub fn insert_steps(rows: usize) -> String {
+    let mut sql = String::from("INSERT INTO steps (job_id, idx, step, state) VALUES ");
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("($1, ${}, ${}, 'pending')", 2 * i + 2, 2 * i + 3));
+    }
+    sql
+}
+
+/// `$1` job, `$2` step, `$3` attempt, `$4` worker.
+pub const INSERT_ATTEMPT: &str = "INSERT INTO attempts (job_id, idx, attempt, worker, started_at) \
+     VALUES ($1, $2, $3, $4, {now})";
+
+/// `$1` attempt number, `$2` job, `$3` step.
+pub const STEP_RUNNING: &str =
+    "UPDATE steps SET state = 'running', attempts = $1 WHERE job_id = $2 AND idx = $3";
+
+/// `$1` outcome JSON, `$2` duration ms, `$3` job, `$4` step, `$5` attempt.
+pub const END_ATTEMPT: &str = "UPDATE attempts SET outcome = $1, finished_at = {now}, duration_ms = $2 \
+     WHERE job_id = $3 AND idx = $4 AND attempt = $5";
+
+/// `$1` state, `$2` error, `$3` job, `$4` step.
+pub const STEP_NOT_DONE: &str =
+    "UPDATE steps SET state = $1, last_error = $2 WHERE job_id = $3 AND idx = $4";
+
+/// `$1` facts JSON, `$2` job, `$3` step.
+pub const STEP_DONE: &str = "UPDATE steps SET state = 'succeeded', facts = $1, last_error = NULL \
+     WHERE job_id = $2 AND idx = $3";
+
+/// `$1` contract, `$2` kind, `$3` key, `$4` adapter, `$5` spec, `$6` facts.
+pub const UPSERT_RESOURCE: &str = "INSERT INTO resources (contract_id, kind, key, adapter, spec, facts, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, {now}) ON CONFLICT (contract_id, kind, key) DO UPDATE SET \
+     adapter = excluded.adapter, spec = excluded.spec, facts = excluded.facts, updated_at = excluded.updated_at";
+
+pub const DELETE_RESOURCE: &str =
+    "DELETE FROM resources WHERE contract_id = $1 AND kind = $2 AND key = $3";
+
+/// `$1` job, `$2` name, `$3` value.
+pub const UPSERT_SECRET: &str = "INSERT INTO secrets (job_id, name, value) VALUES ($1, $2, $3) \
+     ON CONFLICT (job_id, name) DO UPDATE SET value = excluded.value";
+
+/// `$1` result JSON, `$2` job, `$3` worker.
+pub const JOB_SUCCEEDED: &str = "UPDATE jobs SET state = 'succeeded', result = $1, error = NULL, \
+     failed_step = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = {now} \
+     WHERE id = $2 AND state = 'running' AND lease_owner = $3";
+
+/// `$1` error, `$2` failed step, `$3` job, `$4` worker.
+pub const JOB_FAILED: &str = "UPDATE jobs SET state = 'failed', error = $1, failed_step = $2, \
+     lease_owner = NULL, lease_expires_at = NULL, updated_at = {now} \
+     WHERE id = $3 AND state = 'running' AND lease_owner = $4";
+
+/// `$1` job, `$2` step.
+pub const STEP_FAILED: &str = "UPDATE steps SET state = 'failed' WHERE job_id = $1 AND idx = $2";
+
+/// `$1` idempotency key, `$2` contract, `$3` body.
+pub const INSERT_OUTBOX: &str = "INSERT INTO outbox (idempotency_key, contract_id, body, created_at, next_attempt_at) \
+     VALUES ($1, $2, $3, {now}, {now})";
+
+/// `$1` job, `$2` worker.
+pub const RELEASE: &str = "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, \
+     updated_at = {now} WHERE id = $1 AND state = 'running' AND lease_owner = $2";
+
+pub const RESOURCES_OF: &str = "SELECT kind, key, adapter, spec, facts FROM resources \
+     WHERE contract_id = $1 ORDER BY kind, key";
+
+// --- PostgreSQL only: a worker write in one statement --------------------------
+//
+// On PostgreSQL each statement is a network round trip, and BEGIN/COMMIT are
+// two more; SQLite runs in-process and has no data-modifying CTEs. So the
+// hottest writes have a one-statement form here: the leased UPDATE of the
+// job row (`j`, which also locks it) feeds the other changes, which only
+// happen when it matched. One statement is one transaction. Each returns one
+// row (`SELECT count(*) FROM j`): 0 means the lease check refused.
+
+/// The whole claim in one statement: both look-ups (each locking its row,
+/// skipping rows other claimers hold), the older candidate, CLAIM_TAKE and
+/// REVISION_PAYLOAD. `$1` worker, `$2` lease in ms. Returns id, contract,
+/// revision, planned, payload; no row when nothing is claimable.
+pub fn pg_claim() -> String {
+    format!(
+        "WITH q AS ({queued}), e AS ({expired}), \
+         pick AS (SELECT id FROM (SELECT * FROM q UNION ALL SELECT * FROM e) c \
+             ORDER BY created_at, revision LIMIT 1), \
+         t AS (UPDATE jobs SET state = 'running', lease_owner = $1, \
+             lease_expires_at = {{now}} + $2, updated_at = {{now}} \
+             WHERE id = (SELECT id FROM pick) RETURNING id, contract_id, revision, planned) \
+         SELECT t.id, t.contract_id, t.revision, t.planned, r.payload FROM t \
+         JOIN revisions r ON r.contract_id = t.contract_id AND r.revision = t.revision",
+        queued = claim_queued(),
+        expired = claim_expired(),
+    )
+}
+
+/// `$1` job, `$2` worker, `$3` step, `$4` attempt (INSERT_ATTEMPT + STEP_RUNNING).
+pub const PG_ATTEMPT_STARTED: &str = "WITH j AS (UPDATE jobs SET updated_at = {now} \
+     WHERE id = $1 AND state = 'running' AND lease_owner = $2 RETURNING id), \
+     a AS (INSERT INTO attempts (job_id, idx, attempt, worker, started_at) \
+         SELECT id, $3, $4, $2, {now} FROM j RETURNING 1), \
+     s AS (UPDATE steps SET state = 'running', attempts = $4 \
+         WHERE job_id = (SELECT id FROM j) AND idx = $3 RETURNING 1) \
+     SELECT count(*) FROM j";
+
+/// `$1` job, `$2` worker, `$3` step, `$4` attempt, `$5` outcome JSON,
+/// `$6` duration ms, `$7` step facts JSON, `$8` kind, `$9` key, `$10` whether
+/// the resource is upserted (else deleted), `$11` adapter, `$12` spec JSON,
+/// `$13` resource facts JSON, `$14`/`$15` secret names/values (arrays),
+/// `$16`/`$17` step/attempt to start next (or NULL): END_ATTEMPT + STEP_DONE +
+/// UPSERT_RESOURCE or DELETE_RESOURCE + UPSERT_SECRET (+ INSERT_ATTEMPT +
+/// STEP_RUNNING for the next step).
+pub const PG_STEP_SUCCEEDED: &str = "WITH j AS (UPDATE jobs SET updated_at = {now} \
+     WHERE id = $1 AND state = 'running' AND lease_owner = $2 RETURNING id, contract_id), \
+     a AS (UPDATE attempts SET outcome = $5, finished_at = {now}, duration_ms = $6 \
+         WHERE job_id = (SELECT id FROM j) AND idx = $3 AND attempt = $4 RETURNING 1), \
+     s AS (UPDATE steps SET state = 'succeeded', facts = $7, last_error = NULL \
+         WHERE job_id = (SELECT id FROM j) AND idx = $3 RETURNING 1), \
+     u AS (INSERT INTO resources (contract_id, kind, key, adapter, spec, facts, updated_at) \
+         SELECT contract_id, $8, $9, $11, $12, $13, {now} FROM j WHERE $10 \
+         ON CONFLICT (contract_id, kind, key) DO UPDATE SET adapter = excluded.adapter, \
+         spec = excluded.spec, facts = excluded.facts, updated_at = excluded.updated_at RETURNING 1), \
+     d AS (DELETE FROM resources WHERE NOT $10 AND contract_id = (SELECT contract_id FROM j) \
+         AND kind = $8 AND key = $9 RETURNING 1), \
+     x AS (INSERT INTO secrets (job_id, name, value) \
+         SELECT j.id, t.name, t.value FROM j, unnest($14::text[], $15::text[]) AS t(name, value) \
+         ON CONFLICT (job_id, name) DO UPDATE SET value = excluded.value RETURNING 1), \
+     na AS (INSERT INTO attempts (job_id, idx, attempt, worker, started_at) \
+         SELECT id, $16, $17, $2, {now} FROM j WHERE $16::bigint IS NOT NULL RETURNING 1), \
+     ns AS (UPDATE steps SET state = 'running', attempts = $17 \
+         WHERE $16::bigint IS NOT NULL AND job_id = (SELECT id FROM j) AND idx = $16 RETURNING 1) \
+     SELECT count(*) FROM j";
+
+/// `$1` result JSON, `$2` job, `$3` worker, `$4` idempotency key,
+/// `$5` contract, `$6` body: JOB_SUCCEEDED + INSERT_OUTBOX.
+pub const PG_JOB_SUCCEEDED: &str = "WITH j AS (UPDATE jobs SET state = 'succeeded', result = $1, \
+     error = NULL, failed_step = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = {now} \
+     WHERE id = $2 AND state = 'running' AND lease_owner = $3 RETURNING id), \
+     o AS (INSERT INTO outbox (idempotency_key, contract_id, body, created_at, next_attempt_at) \
+         SELECT $4, $5, $6, {now}, {now} FROM j RETURNING 1) \
+     SELECT count(*) FROM j";
+
+// --- intake ------------------------------------------------------------------
+
+pub const JOB_OF_REVISION: &str = "SELECT id FROM jobs WHERE contract_id = $1 AND revision = $2";
+
+pub const MAX_REVISION: &str = "SELECT MAX(revision) FROM revisions WHERE contract_id = $1";
+
+pub const INSERT_REVISION: &str = "INSERT INTO revisions (contract_id, revision, customer_id, service, active, envelope, payload, received_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// `$1` id, `$2` contract, `$3` revision.
+pub const INSERT_JOB: &str = "INSERT INTO jobs (id, contract_id, revision, state, created_at, updated_at) \
+     VALUES ($1, $2, $3, 'queued', {now}, {now})";
+
+pub const INSERT_REJECTION: &str = "INSERT INTO rejections (contract_id, revision, kind, reasons, received, received_at) \
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+pub const LATEST_REVISION: &str = "SELECT contract_id, revision, payload, received_at FROM revisions \
+     WHERE contract_id = $1 ORDER BY revision DESC LIMIT 1";
+
+pub const REVISIONS: &str = "SELECT contract_id, revision, payload, received_at FROM revisions \
+     WHERE contract_id = $1 ORDER BY revision";
+
+pub const CUSTOMER_CONTRACTS: &str = "SELECT r.contract_id, r.service, r.active FROM revisions r \
+     WHERE r.customer_id = $1 AND r.revision = (SELECT MAX(x.revision) FROM revisions x WHERE x.contract_id = r.contract_id) \
+     ORDER BY r.contract_id";
+
+pub const REJECTIONS: &str = "SELECT contract_id, revision, kind, reasons, received, received_at FROM rejections \
+     ORDER BY id DESC LIMIT $1";
+
+// --- ops -----------------------------------------------------------------------
+
+pub const SUMMARY_SELECT: &str = "SELECT j.id, j.contract_id, j.revision, j.state, j.created_at, j.updated_at, j.error, \
+     (SELECT COUNT(*) FROM steps s WHERE s.job_id = j.id) AS steps_total, \
+     (SELECT COUNT(*) FROM steps s WHERE s.job_id = j.id AND s.state = 'succeeded') AS steps_done \
+     FROM jobs j";
+
+/// `$1` state (or `''`), `$2` contract (or `''`), `$3` limit; the unused
+/// filters compare a parameter with itself so every parameter is bound.
+pub fn list_jobs(by_state: bool, by_contract: bool) -> String {
+    let mut sql = format!("{SUMMARY_SELECT} WHERE 1 = 1");
+    sql.push_str(if by_state {
+        " AND j.state = $1"
+    } else {
+        " AND $1 = $1"
+    });
+    sql.push_str(if by_contract {
+        " AND j.contract_id = $2"
+    } else {
+        " AND $2 = $2"
+    });
+    sql.push_str(" ORDER BY j.created_at DESC, j.revision DESC LIMIT $3");
+    sql
+}
+
+pub fn job_summary() -> String {
+    format!("{SUMMARY_SELECT} WHERE j.id = $1")
+}
+
+pub const JOB_EXTRA: &str = "SELECT lease_owner, result FROM jobs WHERE id = $1";
+
+pub const ATTEMPTS_OF: &str = "SELECT idx, attempt, worker, started_at, finished_at, outcome, duration_ms FROM attempts \
+     WHERE job_id = $1 ORDER BY started_at, idx, attempt";
+
+pub const OPS_OF: &str = "SELECT action, actor, at FROM ops_log WHERE job_id = $1 ORDER BY id";
+
+/// `$1` job, `$2` action, `$3` actor.
+pub const LOG_OP: &str =
+    "INSERT INTO ops_log (job_id, action, actor, at) VALUES ($1, $2, $3, {now})";
+
+pub const RERUN: &str = "UPDATE jobs SET state = 'queued', error = NULL, failed_step = NULL, updated_at = {now} \
+     WHERE id = $1 AND state = 'failed'";
+
+pub const FAILED_STEPS_PENDING: &str =
+    "UPDATE steps SET state = 'pending' WHERE job_id = $1 AND state = 'failed'";
+
+pub const FAILED_JOBS: &str = "SELECT id FROM jobs WHERE state = 'failed' ORDER BY created_at";
+
+pub const CANCEL: &str = "UPDATE jobs SET state = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, \
+     updated_at = {now} WHERE id = $1 AND state IN ('queued', 'failed', 'running')";
+
+pub const SECRETS_OF: &str = "SELECT name, value FROM secrets WHERE job_id = $1";
+
+pub const DELETE_SECRETS: &str = "DELETE FROM secrets WHERE job_id = $1";
+
+pub const JOBS_BY_STATE: &str = "SELECT state, COUNT(*) FROM jobs GROUP BY state";
+
+pub const OUTBOX_BACKLOG: &str = "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL";
+
+// --- outbox ----------------------------------------------------------------------
+
+pub const OUTBOX_DUE: &str = "SELECT id, idempotency_key, contract_id, body, attempts FROM outbox \
+     WHERE delivered_at IS NULL AND next_attempt_at <= {now} ORDER BY id LIMIT $1";
+
+pub const OUTBOX_DELIVERED: &str = "UPDATE outbox SET delivered_at = {now}, attempts = attempts + 1, \
+     last_error = NULL WHERE id = $1";
+
+/// `$1` error, `$2` delay ms, `$3` id.
+pub const OUTBOX_RETRY_LATER: &str = "UPDATE outbox SET attempts = attempts + 1, last_error = $1, \
+     next_attempt_at = {now} + $2 WHERE id = $3";
+
+// --- migrations ------------------------------------------------------------------
+
+/// Schema versions in order. Never edit a shipped one: existing stores only
+/// run the versions they lack.
+pub const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("../../../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../../../migrations/sqlite/0002_claim_index.sql"),
+    ),
+];
+pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/postgres/0002_claim_index.sql"),
+    ),
+];
+
+pub const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS hw_schema_migrations \
+     (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+
+pub const APPLIED_MIGRATIONS: &str = "SELECT version FROM hw_schema_migrations";
+
+pub const RECORD_MIGRATION: &str =
+    "INSERT INTO hw_schema_migrations (version, applied_at) VALUES ($1, {now})";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_gets_numbered_parameters_and_its_clock() {
+        let s = Dialect::Sqlite.render("UPDATE t SET a = $1, b = '$2' WHERE c = $12 AND d < {now}");
+        assert_eq!(
+            s,
+            format!(
+                "UPDATE t SET a = ?1, b = '$2' WHERE c = ?12 AND d < {}",
+                Dialect::Sqlite.now()
+            )
+        );
+        let p = Dialect::Postgres.render("SELECT $1 FROM jobs j{lock}");
+        assert_eq!(p, "SELECT $1 FROM jobs j FOR UPDATE OF j SKIP LOCKED");
+        assert_eq!(
+            Dialect::Sqlite.render("SELECT 1 FROM jobs j{lock}"),
+            "SELECT 1 FROM jobs j"
+        );
+    }
+
+    #[test]
+    fn the_plan_insert_numbers_its_rows() {
+        assert_eq!(
+            insert_steps(2),
+            "INSERT INTO steps (job_id, idx, step, state) VALUES ($1, $2, $3, 'pending'), ($1, $4, $5, 'pending')"
+        );
+    }
+}

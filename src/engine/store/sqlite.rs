@@ -1,0 +1,1013 @@
+//! The job store on SQLite, through rusqlite, with one writer thread that
+//! group-commits.
+//!
+//! Why not sqlx here: sqlx runs every SQLite statement on the connection's
+//! own thread behind a channel, so each of the ~40 statements of a job cost
+//! two thread wake-ups, and several writers took turns on SQLite's sleeping
+//! busy handler (docs/performance.md, part 3). Here:
+//!
+//! - **One writer thread** owns the only write connection. Every write
+//!   operation of the [`Store`] is a closure sent to it. The thread takes
+//!   whatever is queued, runs it all in one `BEGIN IMMEDIATE … COMMIT`, each
+//!   operation inside its own `SAVEPOINT` (so one operation's refusal, e.g.
+//!   `LeaseLost`, undoes only that operation), and answers each operation only
+//!   **after the commit**: nothing is acknowledged before it is durable in
+//!   the sense the store always had (WAL, `synchronous=NORMAL`: a committed
+//!   transaction survives a process crash). One hop per operation, one commit
+//!   per batch, statements prepared once and cached.
+//! - **Reads** run on a few reader connections (WAL: they never wait for the
+//!   writer) on tokio's blocking threads.
+//!
+//! The SQL text is shared with the PostgreSQL store (`queries.rs`).
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use rusqlite::types::Value;
+use rusqlite::{CachedStatement, Connection, OpenFlags, OptionalExtension, Row, params};
+use tokio::sync::oneshot;
+
+use super::queries::{self as q, Dialect};
+use super::*;
+
+const D: Dialect = Dialect::Sqlite;
+
+/// The most operations one transaction carries: bounds how long the first
+/// of them waits for its answer.
+const MAX_BATCH: usize = 256;
+
+/// Idle reader connections kept open.
+const MAX_IDLE_READERS: usize = 8;
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn stopped() -> StoreError {
+    StoreError::Database("the SQLite writer thread has stopped".into())
+}
+
+/// A statement of a shared query, prepared once per connection.
+fn stmt<'c>(conn: &'c Connection, sql: &str) -> Result<CachedStatement<'c>> {
+    conn.prepare_cached(&D.render(sql)).map_err(db)
+}
+
+fn get<T: rusqlite::types::FromSql>(r: &Row<'_>, i: usize) -> Result<T> {
+    r.get(i).map_err(db)
+}
+
+/// Every row `sql` returns for `params`, each made a record by `record`.
+fn rows<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    record: impl Fn(&Row<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut st = stmt(conn, sql)?;
+    let mut rows = st.query(params).map_err(db)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(db)? {
+        out.push(record(r)?);
+    }
+    Ok(out)
+}
+
+fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
+    stmt(conn, sql)?.execute(params).map_err(db)
+}
+
+fn json_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("store values serialize")
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn ms_to_time(ms: i64) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// Opens a connection with the store's settings. `busy_timeout` only matters
+/// when another process writes the same file (the CLI, a second serve).
+fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+    conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Applies the migrations `conn`'s database lacks, each in its own
+/// `BEGIN IMMEDIATE` transaction (safe against a second process migrating).
+fn migrate(conn: &Connection) -> Result<()> {
+    let mig = |e: rusqlite::Error| StoreError::Migration(e.to_string());
+    conn.execute_batch(q::MIGRATIONS_TABLE).map_err(mig)?;
+    for (version, sql) in q::MIGRATIONS_SQLITE {
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(mig)?;
+        let step = (|| {
+            let applied: Option<i64> = conn
+                .query_row(
+                    "SELECT version FROM hw_schema_migrations WHERE version = ?1",
+                    [version],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if applied.is_none() {
+                conn.execute_batch(sql)?;
+                conn.execute(&D.render(q::RECORD_MIGRATION), [version])?;
+            }
+            conn.execute_batch("COMMIT")
+        })();
+        if let Err(e) = step {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(StoreError::Migration(format!("migration {version}: {e}")));
+        }
+    }
+    Ok(())
+}
+
+// --- the writer thread ----------------------------------------------------------
+
+/// One write operation waiting for the writer thread.
+trait WriteOp: Send {
+    /// Runs the operation inside the open transaction, in its own savepoint.
+    fn run(&mut self, conn: &Connection);
+    /// Answers the caller once the transaction ended (`committed` is the
+    /// commit's outcome).
+    fn answer(self: Box<Self>, committed: std::result::Result<(), String>);
+}
+
+struct Op<T, F> {
+    f: Option<F>,
+    result: Option<Result<T>>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<T, F> WriteOp for Op<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T> + Send,
+{
+    fn run(&mut self, conn: &Connection) {
+        let f = self.f.take().expect("a write op runs once");
+        // A panicking op must not take the writer thread (and every later
+        // write) with it: it becomes this op's error, and its savepoint is
+        // rolled back like any other refusal.
+        let f = |conn: &Connection| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
+                .unwrap_or_else(|_| Err(StoreError::Database("store operation panicked".into())))
+        };
+        self.result = Some(in_savepoint(conn, f));
+    }
+
+    fn answer(self: Box<Self>, committed: std::result::Result<(), String>) {
+        let r = match (self.result, committed) {
+            // Refused ops changed nothing: their own error stands.
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(v)), Ok(())) => Ok(v),
+            (_, Err(e)) => Err(StoreError::Database(format!("commit failed: {e}"))),
+            (None, Ok(())) => Err(StoreError::Database("store operation did not run".into())),
+        };
+        let _ = self.reply.send(r);
+    }
+}
+
+fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    exec(conn, "SAVEPOINT op", [])?;
+    match f(conn) {
+        Ok(v) => match exec(conn, "RELEASE op", []) {
+            Ok(_) => Ok(v),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK TO op; RELEASE op");
+                Err(e)
+            }
+        },
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK TO op; RELEASE op");
+            Err(e)
+        }
+    }
+}
+
+/// Runs until every sender is gone (the store was dropped).
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>, transactions: &AtomicU64) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let committed = run_batch(&conn, &mut batch);
+        transactions.fetch_add(1, Ordering::Relaxed);
+        for op in batch {
+            op.answer(committed.clone());
+        }
+    }
+}
+
+/// One transaction for the whole batch. Ops run in arrival order; if SQLite
+/// rolled the transaction back under us (a severe error inside an op), the
+/// rest are not run, so none of them can commit on its own.
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn WriteOp>]) -> std::result::Result<(), String> {
+    exec(conn, "BEGIN IMMEDIATE", []).map_err(|e| e.to_string())?;
+    for op in batch.iter_mut() {
+        if conn.is_autocommit() {
+            break;
+        }
+        op.run(conn);
+    }
+    if conn.is_autocommit() {
+        return Err("the transaction was rolled back by SQLite".into());
+    }
+    match exec(conn, "COMMIT", []) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e.to_string())
+        }
+    }
+}
+
+// --- readers ----------------------------------------------------------------------
+
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.idle.lock().expect("reader pool lock").pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => open_conn(&self.path).map_err(db)?,
+        };
+        let r = f(&conn);
+        let mut idle = self.idle.lock().expect("reader pool lock");
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        r
+    }
+}
+
+/// The SQLite job store.
+pub struct SqliteStore {
+    writer: mpsc::Sender<Box<dyn WriteOp>>,
+    readers: Arc<Readers>,
+    /// Transactions the writer ran: with ops from many callers in flight,
+    /// fewer than the ops (group commit).
+    transactions: Arc<AtomicU64>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`, migrates it, and
+    /// starts its writer thread.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        let path = path.to_path_buf();
+        let p = path.clone();
+        let conn = tokio::task::spawn_blocking(move || {
+            let conn = open_conn(&p).map_err(db)?;
+            migrate(&conn)?;
+            Ok::<_, StoreError>(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("opening the store: {e}")))??;
+        let (tx, rx) = mpsc::channel();
+        let transactions = Arc::new(AtomicU64::new(0));
+        let counter = transactions.clone();
+        std::thread::Builder::new()
+            .name("hw-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx, &counter))
+            .map_err(|e| StoreError::Database(format!("starting the writer thread: {e}")))?;
+        Ok(SqliteStore {
+            writer: tx,
+            readers: Arc::new(Readers {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
+            transactions,
+        })
+    }
+
+    /// Runs `f` on the writer thread within the next group commit; answers
+    /// after that commit.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.submit(f)?.await.map_err(|_| stopped())?
+    }
+
+    /// Queues `f` for the writer thread; the receiver answers after the
+    /// commit of the transaction that carried it.
+    fn submit<T, F>(&self, f: F) -> Result<oneshot::Receiver<Result<T>>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Box::new(Op {
+                f: Some(f),
+                result: None,
+                reply,
+            }))
+            .map_err(|_| stopped())?;
+        Ok(answer)
+    }
+
+    /// How many transactions the writer thread committed (or tried to).
+    pub fn transactions(&self) -> u64 {
+        self.transactions.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` on a reader connection in one read transaction (a consistent
+    /// snapshot for multi-query reads).
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            readers.with(|conn| {
+                let tx = conn.unchecked_transaction().map_err(db)?;
+                let r = f(&tx);
+                let _ = tx.finish();
+                r
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("store read failed: {e}")))?
+    }
+}
+
+/// `LeaseLost` or `JobNotFound` for a write the lease check refused.
+fn lease_error(conn: &Connection, job_id: &str) -> StoreError {
+    match stmt(conn, q::JOB_EXISTS)
+        .and_then(|mut s| s.query_row([job_id], |_| Ok(())).optional().map_err(db))
+    {
+        Ok(Some(())) => StoreError::LeaseLost(job_id.to_string()),
+        Ok(None) => StoreError::JobNotFound(job_id.to_string()),
+        Err(e) => e,
+    }
+}
+
+/// The worker's lease check, folded into a write of the job row; returns the
+/// job's contract.
+fn touch_leased(conn: &Connection, job_id: &str, worker: &str) -> Result<String> {
+    stmt(conn, q::TOUCH_LEASED)?
+        .query_row(params![job_id, worker], |r| r.get(0))
+        .optional()
+        .map_err(db)?
+        .ok_or_else(|| lease_error(conn, job_id))
+}
+
+fn job_state(conn: &Connection, job_id: &str) -> Result<JobState> {
+    let s: String = stmt(conn, q::JOB_STATE)?
+        .query_row([job_id], |r| r.get(0))
+        .optional()
+        .map_err(db)?
+        .ok_or_else(|| StoreError::JobNotFound(job_id.to_string()))?;
+    JobState::parse(&s).ok_or_else(|| StoreError::Corrupt("job state".into()))
+}
+
+fn steps_of(conn: &Connection, job_id: &str) -> Result<Vec<StepRecord>> {
+    rows(conn, q::STEPS_OF, [job_id], |r| {
+        Ok(StepRecord {
+            index: get::<i64>(r, 0)? as u32,
+            step: parse_json("step", &get::<String>(r, 1)?)?,
+            state: StepState::parse(&get::<String>(r, 2)?)
+                .ok_or_else(|| StoreError::Corrupt("step state".into()))?,
+            attempts: get::<i64>(r, 3)? as u32,
+            last_error: get(r, 4)?,
+            facts: get::<Option<String>>(r, 5)?
+                .map(|f| parse_json("facts", &f))
+                .transpose()?,
+        })
+    })
+}
+
+fn summary(r: &Row<'_>) -> Result<JobSummary> {
+    Ok(JobSummary {
+        job_id: get(r, 0)?,
+        contract_id: get(r, 1)?,
+        revision: get::<i64>(r, 2)? as u32,
+        state: JobState::parse(&get::<String>(r, 3)?)
+            .ok_or_else(|| StoreError::Corrupt("job state".into()))?,
+        created_at: ms_to_time(get(r, 4)?),
+        updated_at: ms_to_time(get(r, 5)?),
+        error: get(r, 6)?,
+        steps_total: get::<i64>(r, 7)? as u32,
+        steps_done: get::<i64>(r, 8)? as u32,
+    })
+}
+
+fn stored_revision(r: &Row<'_>) -> Result<StoredRevision> {
+    Ok(StoredRevision {
+        contract_id: get(r, 0)?,
+        revision: get::<i64>(r, 1)? as u32,
+        payload: get(r, 2)?,
+        received_at: ms_to_time(get(r, 3)?),
+    })
+}
+
+type Candidate = (String, i64, i64);
+
+fn candidate(conn: &Connection, sql: &str) -> Result<Option<Candidate>> {
+    stmt(conn, sql)?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()
+        .map_err(db)
+}
+
+fn claim_in(conn: &Connection, worker: &str, lease_ms: i64) -> Result<Option<ClaimedJob>> {
+    let queued = candidate(conn, &q::claim_queued())?;
+    let expired = candidate(conn, &q::claim_expired())?;
+    let id = match (queued, expired) {
+        (Some(a), Some(b)) => {
+            if (b.1, b.2) < (a.1, a.2) {
+                b.0
+            } else {
+                a.0
+            }
+        }
+        (Some(a), None) => a.0,
+        (None, Some(b)) => b.0,
+        (None, None) => return Ok(None),
+    };
+    let (contract_id, revision, planned): (String, i64, i64) = stmt(conn, q::CLAIM_TAKE)?
+        .query_row(params![worker, lease_ms, id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(db)?;
+    // Only a job that was planned before can have attempts a dead worker
+    // left open, or steps left running.
+    let plan = if planned != 0 {
+        let abandoned = json_text(&AttemptOutcome::Abandoned {
+            error: "worker lost its lease mid-attempt".into(),
+        });
+        exec(conn, q::ABANDON_OPEN_ATTEMPTS, params![abandoned, id])?;
+        exec(conn, q::RUNNING_STEPS_PENDING, [&id])?;
+        Some(steps_of(conn, &id)?)
+    } else {
+        None
+    };
+    let payload: Vec<u8> = stmt(conn, q::REVISION_PAYLOAD)?
+        .query_row(params![contract_id, revision], |r| r.get(0))
+        .map_err(db)?;
+    Ok(Some(ClaimedJob {
+        job_id: id,
+        contract_id,
+        revision: revision as u32,
+        payload,
+        plan,
+    }))
+}
+
+fn rerun_in(conn: &Connection, job_id: &str, actor: &str) -> Result<()> {
+    if exec(conn, q::RERUN, [job_id])? != 1 {
+        return Err(StoreError::InvalidTransition {
+            job: job_id.to_string(),
+            state: job_state(conn, job_id)?,
+            action: "rerun (only failed jobs are)",
+        });
+    }
+    // The failed step gets a fresh retry budget; finished steps stay finished.
+    exec(conn, q::FAILED_STEPS_PENDING, [job_id])?;
+    exec(conn, q::LOG_OP, params![job_id, "rerun", actor])?;
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn record_revision(&self, rev: NewRevision) -> Result<IntakeOutcome> {
+        self.write(move |conn| {
+            let existing: Option<String> = stmt(conn, q::JOB_OF_REVISION)?
+                .query_row(params![rev.contract_id, rev.revision], |r| r.get(0))
+                .optional()
+                .map_err(db)?;
+            if let Some(job_id) = existing {
+                return Ok(IntakeOutcome::Existing { job_id });
+            }
+            let latest: Option<i64> = stmt(conn, q::MAX_REVISION)?
+                .query_row([&rev.contract_id], |r| r.get(0))
+                .map_err(db)?;
+            if let Some(l) = latest
+                && l >= i64::from(rev.revision)
+            {
+                return Ok(IntakeOutcome::Stale { latest: l as u32 });
+            }
+            exec(
+                conn,
+                q::INSERT_REVISION,
+                params![
+                    rev.contract_id,
+                    rev.revision,
+                    rev.customer_id,
+                    rev.service,
+                    rev.active as i64,
+                    rev.envelope,
+                    rev.payload,
+                    rev.received_at.timestamp_millis()
+                ],
+            )?;
+            let job_id = uuid::Uuid::new_v4().to_string();
+            exec(
+                conn,
+                q::INSERT_JOB,
+                params![job_id, rev.contract_id, rev.revision],
+            )?;
+            Ok(IntakeOutcome::Created { job_id })
+        })
+        .await
+    }
+
+    async fn record_rejection(&self, rej: Rejection) -> Result<()> {
+        let reasons = json_text(&rej.reasons);
+        self.write(move |conn| {
+            exec(
+                conn,
+                q::INSERT_REJECTION,
+                params![
+                    rej.contract_id,
+                    rej.revision,
+                    rej.kind,
+                    reasons,
+                    rej.received,
+                    rej.received_at.timestamp_millis()
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn latest_revision(&self, contract_id: &str) -> Result<Option<StoredRevision>> {
+        let cid = contract_id.to_string();
+        self.read(move |conn| {
+            Ok(rows(conn, q::LATEST_REVISION, [&cid], stored_revision)?
+                .into_iter()
+                .next())
+        })
+        .await
+    }
+
+    async fn revisions(&self, contract_id: &str) -> Result<Vec<StoredRevision>> {
+        let cid = contract_id.to_string();
+        self.read(move |conn| rows(conn, q::REVISIONS, [&cid], stored_revision))
+            .await
+    }
+
+    async fn customer_contracts(&self, customer_id: &str) -> Result<Vec<CustomerContract>> {
+        let cust = customer_id.to_string();
+        self.read(move |conn| {
+            rows(conn, q::CUSTOMER_CONTRACTS, [&cust], |r| {
+                Ok(CustomerContract {
+                    contract_id: get(r, 0)?,
+                    service: get(r, 1)?,
+                    active: get::<i64>(r, 2)? != 0,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn rejections(&self, limit: u32) -> Result<Vec<Rejection>> {
+        self.read(move |conn| {
+            rows(conn, q::REJECTIONS, [i64::from(limit)], |r| {
+                Ok(Rejection {
+                    contract_id: get(r, 0)?,
+                    revision: get::<Option<i64>>(r, 1)?.map(|v| v as u32),
+                    kind: get(r, 2)?,
+                    reasons: parse_json("reasons", &get::<String>(r, 3)?)?,
+                    received: get(r, 4)?,
+                    received_at: ms_to_time(get(r, 5)?),
+                })
+            })
+        })
+        .await
+    }
+
+    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<ClaimedJob>> {
+        let worker = worker.to_string();
+        let lease_ms = lease.as_millis() as i64;
+        self.write(move |conn| claim_in(conn, &worker, lease_ms))
+            .await
+    }
+
+    async fn heartbeat(&self, job_id: &str, worker: &str, lease: Duration) -> Result<()> {
+        let (job_id, worker) = (job_id.to_string(), worker.to_string());
+        let lease_ms = lease.as_millis() as i64;
+        self.write(move |conn| {
+            if exec(conn, q::HEARTBEAT, params![job_id, worker, lease_ms])? == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::LeaseLost(job_id))
+            }
+        })
+        .await
+    }
+
+    async fn set_plan(
+        &self,
+        job_id: &str,
+        worker: &str,
+        steps: &[PlannedStep],
+        start_first: bool,
+    ) -> Result<()> {
+        let (job_id, worker) = (job_id.to_string(), worker.to_string());
+        let mut values = Vec::with_capacity(1 + 2 * steps.len());
+        values.push(Value::Text(job_id.clone()));
+        for (i, s) in steps.iter().enumerate() {
+            values.push(Value::Integer(i as i64));
+            values.push(Value::Text(json_text(s)));
+        }
+        let n = steps.len();
+        self.write(move |conn| {
+            if exec(conn, q::MARK_PLANNED, params![job_id, worker])? != 1 {
+                let held = stmt(conn, q::LEASE_HELD)?
+                    .query_row(params![job_id, worker], |_| Ok(()))
+                    .optional()
+                    .map_err(db)?;
+                return Err(match held {
+                    Some(()) => StoreError::InvalidTransition {
+                        job: job_id,
+                        state: JobState::Running,
+                        action: "planned twice",
+                    },
+                    None => lease_error(conn, &job_id),
+                });
+            }
+            if n > 0 {
+                exec(
+                    conn,
+                    &q::insert_steps(n),
+                    rusqlite::params_from_iter(values.iter()),
+                )?;
+                if start_first {
+                    exec(conn, q::INSERT_ATTEMPT, params![job_id, 0, 1, worker])?;
+                    exec(conn, q::STEP_RUNNING, params![1, job_id, 0])?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn attempt_started(
+        &self,
+        job_id: &str,
+        worker: &str,
+        step_index: u32,
+        attempt: u32,
+    ) -> Result<()> {
+        let (job_id, worker) = (job_id.to_string(), worker.to_string());
+        self.write(move |conn| {
+            touch_leased(conn, &job_id, &worker)?;
+            exec(
+                conn,
+                q::INSERT_ATTEMPT,
+                params![job_id, step_index, attempt, worker],
+            )?;
+            exec(conn, q::STEP_RUNNING, params![attempt, job_id, step_index])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn attempt_failed(
+        &self,
+        job_id: &str,
+        worker: &str,
+        step_index: u32,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        duration: Duration,
+    ) -> Result<()> {
+        let error = match &outcome {
+            AttemptOutcome::Succeeded => None,
+            AttemptOutcome::Transient { error }
+            | AttemptOutcome::Permanent { error }
+            | AttemptOutcome::Abandoned { error } => Some(error.clone()),
+        };
+        let step_state = match outcome {
+            AttemptOutcome::Permanent { .. } => "failed",
+            _ => "pending",
+        };
+        let outcome = json_text(&outcome);
+        let (job_id, worker) = (job_id.to_string(), worker.to_string());
+        let ms = duration.as_millis() as i64;
+        self.write(move |conn| {
+            touch_leased(conn, &job_id, &worker)?;
+            exec(
+                conn,
+                q::END_ATTEMPT,
+                params![outcome, ms, job_id, step_index, attempt],
+            )?;
+            exec(
+                conn,
+                q::STEP_NOT_DONE,
+                params![step_state, error, job_id, step_index],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn step_succeeded(
+        &self,
+        job_id: &str,
+        worker: &str,
+        step_index: u32,
+        attempt: u32,
+        success: StepSuccess,
+    ) -> Result<()> {
+        let StepSuccess {
+            duration,
+            facts,
+            change,
+            secrets,
+            then_start,
+        } = success;
+        let outcome = json_text(&AttemptOutcome::Succeeded);
+        let facts = json_text(&facts);
+        let change = match change {
+            ResourceChange::Upsert(r) => {
+                let (spec, rfacts) = (json_text(&r.spec), json_text(&r.facts));
+                Ok((r.kind, r.key, r.adapter, spec, rfacts))
+            }
+            ResourceChange::Delete { kind, key } => Err((kind, key)),
+        };
+        let (job_id, worker) = (job_id.to_string(), worker.to_string());
+        let ms = duration.as_millis() as i64;
+        self.write(move |conn| {
+            let contract_id = touch_leased(conn, &job_id, &worker)?;
+            exec(
+                conn,
+                q::END_ATTEMPT,
+                params![outcome, ms, job_id, step_index, attempt],
+            )?;
+            exec(conn, q::STEP_DONE, params![facts, job_id, step_index])?;
+            match &change {
+                Ok((kind, key, adapter, spec, rfacts)) => exec(
+                    conn,
+                    q::UPSERT_RESOURCE,
+                    params![contract_id, kind, key, adapter, spec, rfacts],
+                )?,
+                Err((kind, key)) => {
+                    exec(conn, q::DELETE_RESOURCE, params![contract_id, kind, key])?
+                }
+            };
+            for (name, value) in &secrets {
+                exec(conn, q::UPSERT_SECRET, params![job_id, name, value])?;
+            }
+            if let Some((next, next_attempt)) = then_start {
+                exec(
+                    conn,
+                    q::INSERT_ATTEMPT,
+                    params![job_id, next, next_attempt, worker],
+                )?;
+                exec(conn, q::STEP_RUNNING, params![next_attempt, job_id, next])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn finish_job(&self, job_id: &str, worker: &str, end: JobEnd) -> Result<()> {
+        let (job_id, worker) = (job_id.to_string(), worker.to_string());
+        let end = match end {
+            JobEnd::Succeeded { result, outbox } => Ok((json_text(&result), outbox)),
+            JobEnd::Failed { step_index, error } => Err((step_index, error)),
+        };
+        self.write(move |conn| {
+            match &end {
+                Ok((result, outbox)) => {
+                    if exec(conn, q::JOB_SUCCEEDED, params![result, job_id, worker])? != 1 {
+                        return Err(lease_error(conn, &job_id));
+                    }
+                    exec(
+                        conn,
+                        q::INSERT_OUTBOX,
+                        params![outbox.idempotency_key, outbox.contract_id, outbox.body],
+                    )?;
+                }
+                Err((step_index, error)) => {
+                    if exec(
+                        conn,
+                        q::JOB_FAILED,
+                        params![error, step_index, job_id, worker],
+                    )? != 1
+                    {
+                        return Err(lease_error(conn, &job_id));
+                    }
+                    // A step that ran out of its retry budget ends failed,
+                    // not pending: it is where a rerun will resume.
+                    if let Some(idx) = step_index {
+                        exec(conn, q::STEP_FAILED, params![job_id, idx])?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release_job(&self, job_id: &str, worker: &str) -> Result<()> {
+        let (job_id, worker) = (job_id.to_string(), worker.to_string());
+        self.write(move |conn| {
+            if exec(conn, q::RELEASE, params![job_id, worker])? != 1 {
+                return Err(StoreError::LeaseLost(job_id));
+            }
+            exec(conn, q::RUNNING_STEPS_PENDING, [&job_id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn resources(&self, contract_id: &str) -> Result<Vec<RecordedResource>> {
+        let cid = contract_id.to_string();
+        self.read(move |conn| {
+            rows(conn, q::RESOURCES_OF, [&cid], |r| {
+                Ok(RecordedResource {
+                    kind: get(r, 0)?,
+                    key: get(r, 1)?,
+                    adapter: get(r, 2)?,
+                    spec: parse_json("spec", &get::<String>(r, 3)?)?,
+                    facts: parse_json("facts", &get::<String>(r, 4)?)?,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobSummary>> {
+        let sql = q::list_jobs(filter.state.is_some(), filter.contract_id.is_some());
+        let state = filter.state.map(|s| s.as_str()).unwrap_or("");
+        let contract = filter.contract_id.clone().unwrap_or_default();
+        let limit = i64::from(filter.limit.unwrap_or(100).min(10_000));
+        self.read(move |conn| rows(conn, &sql, params![state, contract, limit], summary))
+            .await
+    }
+
+    async fn job(&self, job_id: &str) -> Result<Option<JobDetail>> {
+        let job_id = job_id.to_string();
+        self.read(move |conn| {
+            let Some(summary) = rows(conn, &q::job_summary(), [&job_id], summary)?
+                .into_iter()
+                .next()
+            else {
+                return Ok(None);
+            };
+            let (lease_owner, result): (Option<String>, Option<String>) = stmt(conn, q::JOB_EXTRA)?
+                .query_row([&job_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db)?;
+            let steps = steps_of(conn, &job_id)?;
+            let attempts = rows(conn, q::ATTEMPTS_OF, [&job_id], |a| {
+                Ok(AttemptRecord {
+                    step_index: get::<i64>(a, 0)? as u32,
+                    attempt: get::<i64>(a, 1)? as u32,
+                    worker: get(a, 2)?,
+                    started_at: ms_to_time(get(a, 3)?),
+                    finished_at: get::<Option<i64>>(a, 4)?.map(ms_to_time),
+                    outcome: get::<Option<String>>(a, 5)?
+                        .map(|o| parse_json("outcome", &o))
+                        .transpose()?,
+                    duration_ms: get::<Option<i64>>(a, 6)?.map(|d| d as u64),
+                })
+            })?;
+            let ops = rows(conn, q::OPS_OF, [&job_id], |o| {
+                Ok(OpsEvent {
+                    action: get(o, 0)?,
+                    actor: get(o, 1)?,
+                    at: ms_to_time(get(o, 2)?),
+                })
+            })?;
+            Ok(Some(JobDetail {
+                summary,
+                lease_owner,
+                steps,
+                attempts,
+                ops,
+                result: result.map(|r| parse_json("result", &r)).transpose()?,
+            }))
+        })
+        .await
+    }
+
+    async fn rerun(&self, job_id: &str, actor: &str) -> Result<()> {
+        let (job_id, actor) = (job_id.to_string(), actor.to_string());
+        self.write(move |conn| rerun_in(conn, &job_id, &actor))
+            .await
+    }
+
+    async fn rerun_failed(&self, actor: &str) -> Result<Vec<String>> {
+        let actor = actor.to_string();
+        // One transaction: the failed jobs seen are the ones rerun.
+        self.write(move |conn| {
+            let ids = rows(conn, q::FAILED_JOBS, [], |r| get::<String>(r, 0))?;
+            for id in &ids {
+                rerun_in(conn, id, &actor)?;
+            }
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn cancel(&self, job_id: &str, actor: &str) -> Result<()> {
+        let (job_id, actor) = (job_id.to_string(), actor.to_string());
+        self.write(move |conn| {
+            if exec(conn, q::CANCEL, [&job_id])? != 1 {
+                return Err(StoreError::InvalidTransition {
+                    state: job_state(conn, &job_id)?,
+                    job: job_id,
+                    action: "cancelled",
+                });
+            }
+            exec(conn, q::LOG_OP, params![job_id, "cancel", actor])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_secrets(&self, job_id: &str) -> Result<BTreeMap<String, String>> {
+        let job_id = job_id.to_string();
+        self.write(move |conn| {
+            let secrets = rows(conn, q::SECRETS_OF, [&job_id], |r| {
+                Ok((get::<String>(r, 0)?, get::<String>(r, 1)?))
+            })?;
+            exec(conn, q::DELETE_SECRETS, [&job_id])?;
+            Ok(secrets.into_iter().collect())
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        self.read(|conn| {
+            let jobs_by_state = rows(conn, q::JOBS_BY_STATE, [], |r| {
+                Ok((get::<String>(r, 0)?, get::<i64>(r, 1)? as u64))
+            })?
+            .into_iter()
+            .collect();
+            let backlog: i64 = stmt(conn, q::OUTBOX_BACKLOG)?
+                .query_row([], |r| r.get(0))
+                .map_err(db)?;
+            Ok(StoreStats {
+                jobs_by_state,
+                outbox_backlog: backlog as u64,
+            })
+        })
+        .await
+    }
+
+    async fn outbox_due(&self, limit: u32) -> Result<Vec<OutboxItem>> {
+        self.read(move |conn| {
+            rows(conn, q::OUTBOX_DUE, [i64::from(limit)], |r| {
+                Ok(OutboxItem {
+                    id: get(r, 0)?,
+                    idempotency_key: get(r, 1)?,
+                    contract_id: get(r, 2)?,
+                    body: get(r, 3)?,
+                    attempts: get::<i64>(r, 4)? as u32,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn outbox_delivered(&self, id: i64) -> Result<()> {
+        self.write(move |conn| exec(conn, q::OUTBOX_DELIVERED, [id]).map(drop))
+            .await
+    }
+
+    async fn outbox_retry_later(&self, id: i64, error: &str, after: Duration) -> Result<()> {
+        let error = error.to_string();
+        let ms = after.as_millis() as i64;
+        self.write(move |conn| exec(conn, q::OUTBOX_RETRY_LATER, params![error, ms, id]).map(drop))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests;
