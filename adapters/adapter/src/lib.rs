@@ -10,10 +10,13 @@
 //! whether a failure is worth retrying ([`AdapterError::Transient`]) or not
 //! ([`AdapterError::Permanent`]).
 //!
-//! Shared input hygiene lives here too ([`validate`], [`shell`]) so that every
+//! Shared batching machinery lives here ([`batch`]: group commit of
+//! concurrent steps' changes into one remote command), and shared input
+//! hygiene too ([`validate`], [`shell`]) so that every
 //! adapter that builds a remote command uses one allow-list and one quoting
 //! function.
 
+pub mod batch;
 pub mod shell;
 pub mod testenv;
 pub mod validate;

@@ -1,8 +1,9 @@
 //! Group commit of pure-ftpd passwd edits: one SSH command, one passwd
 //! rewrite and one `pure-pw mkdb` per batch of account changes.
 //!
-//! Every ensure/remove hands its edit to [`Batcher::submit`] and waits for
-//! its own result. When no batch is running, the edit starts one at once (no
+//! Every ensure/remove hands its edit to the host's [`Batcher`] (the shared
+//! `hostwright_adapter::batch::Coalescer`) and waits for its own result.
+//! When no batch is running, the edit starts one at once (no
 //! added latency for a lone change); edits arriving while a batch runs queue
 //! up and form the next batch, so under load the cost of a passwd rewrite and
 //! a PureDB rebuild (both O(accounts)) is paid once per batch instead of once
@@ -19,12 +20,11 @@
 //! trouble, lock timeout, `mkdb` failure) fails each of its waiters with the
 //! same error.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use hostwright_adapter::AdapterError;
+use hostwright_adapter::batch::{BatchRunner, Coalescer};
 use hostwright_ssh::{Command, SshError, SshPool, excerpt};
-use tokio::sync::oneshot;
 
 /// Most edits in one batch (one stdin payload of ~200 bytes each).
 pub const MAX_BATCH: usize = 500;
@@ -203,80 +203,38 @@ pub struct Target {
     pub chroot_suffix: String,
 }
 
-type Waiter = oneshot::Sender<Result<Applied, AdapterError>>;
-
-struct Queue {
-    pending: Vec<(Edit, Waiter)>,
-    leader: bool,
+/// The passwd edit runner of one host, driven by a shared
+/// [`Coalescer`](hostwright_adapter::batch::Coalescer).
+pub struct PasswdBatch {
+    pool: Arc<SshPool>,
+    target: Target,
 }
 
 /// The passwd edit coordinator of one host.
-pub struct Batcher {
-    pool: Arc<SshPool>,
-    target: Target,
-    queue: Mutex<Queue>,
-    batches: AtomicU64,
+pub type Batcher = Coalescer<PasswdBatch>;
+
+/// A coordinator for `target` on the host behind `pool`.
+pub fn batcher(pool: Arc<SshPool>, target: Target) -> Arc<Batcher> {
+    Coalescer::new(PasswdBatch { pool, target }, MAX_BATCH)
 }
 
-impl Batcher {
-    pub fn new(pool: Arc<SshPool>, target: Target) -> Arc<Self> {
-        Arc::new(Batcher {
-            pool,
-            target,
-            queue: Mutex::new(Queue {
-                pending: Vec::new(),
-                leader: false,
-            }),
-            batches: AtomicU64::new(0),
-        })
+#[async_trait::async_trait]
+impl BatchRunner for PasswdBatch {
+    type Item = Edit;
+    type Output = Applied;
+
+    fn what(&self) -> &str {
+        "ftp passwd batch"
     }
 
-    /// Batches run so far, successful or not (tests and metrics).
-    pub fn batches(&self) -> u64 {
-        self.batches.load(Ordering::Relaxed)
-    }
-
-    /// Queues `edit` and waits for the result of the batch it lands in.
-    pub async fn submit(self: &Arc<Self>, edit: Edit) -> Result<Applied, AdapterError> {
-        // Checked before queueing, so a bad edit never reaches a batch.
-        edit.encode()?;
-        let (tx, rx) = oneshot::channel();
-        let lead = {
-            let mut q = self.queue.lock().expect("ftp batch queue");
-            q.pending.push((edit, tx));
-            !std::mem::replace(&mut q.leader, true)
-        };
-        if lead {
-            // Its own task: a waiter that gives up (step timeout) does not
-            // stop the batch the others wait for.
-            let me = self.clone();
-            tokio::spawn(async move { me.lead().await });
-        }
-        rx.await
-            .unwrap_or_else(|_| Err(AdapterError::transient("ftp passwd batcher stopped")))
-    }
-
-    async fn lead(self: Arc<Self>) {
-        loop {
-            let batch = {
-                let mut q = self.queue.lock().expect("ftp batch queue");
-                if q.pending.is_empty() {
-                    q.leader = false;
-                    return;
-                }
-                let take = q.pending.len().min(MAX_BATCH);
-                q.pending.drain(..take).collect::<Vec<_>>()
-            };
-            self.run_batch(batch).await;
-        }
-    }
-
-    async fn run_batch(&self, batch: Vec<(Edit, Waiter)>) {
-        self.batches.fetch_add(1, Ordering::Relaxed);
+    async fn run(
+        &self,
+        batch: &[Edit],
+    ) -> Result<Vec<Result<Applied, AdapterError>>, AdapterError> {
         let mut stdin = String::new();
-        for (e, _) in &batch {
-            // Encoded once already in `submit`.
-            stdin.push_str(&e.encode().unwrap_or_default());
+        for e in batch {
+            // Encoded once already by the adapter, before submitting.
+            stdin.push_str(&e.encode()?);
             stdin.push('\n');
         }
         tracing::debug!(edits = batch.len(), "ftp: applying a batch of passwd edits");
@@ -292,10 +250,7 @@ impl Batcher {
             ],
         )
         .stdin(stdin);
-        let out = match self.pool.run(cmd).await {
-            Ok(o) => o,
-            Err(e) => return fail_all(batch, e.into()),
-        };
+        let out = self.pool.run(cmd).await?;
         if !out.success() {
             let e = SshError::Exit {
                 what: format!(
@@ -305,39 +260,34 @@ impl Batcher {
                 status: out.status,
                 stderr: excerpt(&out.stderr),
             };
-            let err = if out.status == 22 {
+            return Err(if out.status == 22 {
                 AdapterError::transient(e.to_string())
             } else {
                 AdapterError::permanent(e.to_string())
-            };
-            return fail_all(batch, err);
+            });
         }
         let text = out.stdout_str();
         let lines: Vec<&str> = text.lines().collect();
         if lines.len() != batch.len() {
-            let err = AdapterError::transient(format!(
+            return Err(AdapterError::transient(format!(
                 "ftp passwd batch: {} result lines for {} edits",
                 lines.len(),
                 batch.len()
-            ));
-            return fail_all(batch, err);
+            )));
         }
-        for ((edit, w), line) in batch.into_iter().zip(lines) {
-            let res = parse_result(&edit, line).ok_or_else(|| {
-                AdapterError::transient(format!(
-                    "ftp passwd batch: unexpected result {:?} for {:?}",
-                    excerpt(line.as_bytes()),
-                    edit.login()
-                ))
-            });
-            let _ = w.send(res);
-        }
-    }
-}
-
-fn fail_all(batch: Vec<(Edit, Waiter)>, err: AdapterError) {
-    for (_, w) in batch {
-        let _ = w.send(Err(err.clone()));
+        Ok(batch
+            .iter()
+            .zip(lines)
+            .map(|(edit, line)| {
+                parse_result(edit, line).ok_or_else(|| {
+                    AdapterError::transient(format!(
+                        "ftp passwd batch: unexpected result {:?} for {:?}",
+                        excerpt(line.as_bytes()),
+                        edit.login()
+                    ))
+                })
+            })
+            .collect())
     }
 }
 

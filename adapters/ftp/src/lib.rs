@@ -194,7 +194,7 @@ impl FtpAdapter {
         check_path("passwd_file", &cfg.passwd_file)?;
         check_path("pdb_file", &cfg.pdb_file)?;
         let pool = Arc::new(SshPool::new(cfg.ssh.clone()));
-        let batcher = Batcher::new(
+        let batcher = batch::batcher(
             pool.clone(),
             Target {
                 passwd_file: cfg.passwd_file.clone(),
@@ -214,6 +214,13 @@ impl FtpAdapter {
     /// Passwd edit batches run so far (tests and metrics).
     pub fn batches(&self) -> u64 {
         self.batcher.batches()
+    }
+
+    /// Hands `edit` to the batcher; checked first, so a malformed edit
+    /// never reaches (and fails) a batch the others wait for.
+    async fn apply(&self, edit: Edit) -> Result<Applied, AdapterError> {
+        edit.encode()?;
+        self.batcher.submit(edit).await
     }
 
     /// The SSH pool (for tests).
@@ -263,8 +270,7 @@ impl Adapter for FtpAdapter {
         let hash = hash_password(&pw)?;
         let quota_bytes = (spec.quota_mb > 0).then(|| spec.quota_mb * 1024 * 1024);
         let applied = self
-            .batcher
-            .submit(Edit::Put {
+            .apply(Edit::Put {
                 login: login.to_string(),
                 user: user.to_string(),
                 hash,
@@ -315,8 +321,7 @@ impl Adapter for FtpAdapter {
     async fn remove(&self, _ctx: &StepContext, r: &Resource) -> Result<Outcome, AdapterError> {
         let login = validate::user_name(&r.key).map_err(perm)?;
         let existed = match self
-            .batcher
-            .submit(Edit::Del {
+            .apply(Edit::Del {
                 login: login.to_string(),
             })
             .await?

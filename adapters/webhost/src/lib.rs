@@ -9,9 +9,11 @@
 //! * Accounts carry the GECOS marker `hostwright <contract id>`; an existing
 //!   account without it is never touched (permanent error), so a contract
 //!   cannot take over `root` or a system user.
-//! * vhost files are compared before they are written; only a real change
-//!   asks the [`reload::Reloader`] for a reload, which runs one `nginx -t` +
-//!   reload per batch and moves a rejected file aside.
+//! * Host changes are batched across concurrent steps (one SSH command and
+//!   one `flock` per batch, see `hostwright_adapter::batch`): web spaces in
+//!   [`spaces`]; vhost files in [`reload`], which writes a batch's files
+//!   (only those that differ), then runs one `nginx -t` + reload for it and
+//!   moves a rejected file aside.
 //!
 //! Errors: SSH transport trouble is transient; invalid specs, refusals and
 //! nginx rejections are permanent. See `docs/webhost.md`.
@@ -19,6 +21,7 @@
 pub mod reload;
 pub mod render;
 pub mod scripts;
+pub mod spaces;
 pub mod tls;
 
 use std::collections::{BTreeMap, HashSet};
@@ -169,6 +172,8 @@ pub struct WebhostAdapter {
     cfg: WebhostConfig,
     pool: Arc<SshPool>,
     reloader: Arc<Reloader>,
+    /// Groups web space changes into one remote script per batch.
+    spaces: Arc<spaces::Spaces>,
     ca: Option<Ca>,
     /// Domains whose file was written but whose reload failed: the next
     /// ensure reloads even if the file is unchanged.
@@ -272,16 +277,27 @@ impl WebhostAdapter {
                     cfg.nginx_conf.clone(),
                 ]
             }),
+            conf: cfg.nginx_conf.clone(),
         };
         let reloader = Reloader::new(
             pool.clone(),
             cmds,
             Duration::from_millis(cfg.reload_coalesce_ms),
         );
+        let spaces = spaces::spaces(
+            pool.clone(),
+            spaces::Target {
+                home_root: cfg.home_root.clone(),
+                uid_min: cfg.uid_min,
+                uid_max: cfg.uid_max,
+                archive_dir: cfg.archive_dir.clone(),
+            },
+        );
         Ok(WebhostAdapter {
             cfg,
             pool,
             reloader,
+            spaces,
             ca,
             dirty: Mutex::new(HashSet::new()),
         })
@@ -290,6 +306,16 @@ impl WebhostAdapter {
     /// nginx reloads done by this adapter so far.
     pub fn reload_count(&self) -> u64 {
         self.reloader.reloads()
+    }
+
+    /// vhost batches run so far (tests and metrics).
+    pub fn vhost_batches(&self) -> u64 {
+        self.reloader.batches()
+    }
+
+    /// Web space batches run so far (tests and metrics).
+    pub fn webspace_batches(&self) -> u64 {
+        self.spaces.batches()
     }
 
     /// The SSH pool (sessions opened so far, for tests).
@@ -328,27 +354,16 @@ impl WebhostAdapter {
         }
         let cid = contract_id(&r.contract_id)?;
         let home = self.home(user);
-        let gecos = format!("hostwright {cid}");
-        let out = self
-            .pool
-            .run(
-                Command::script(
-                    scripts::ENSURE_WEBSPACE,
-                    [
-                        user,
-                        &home,
-                        &self.cfg.uid_min.to_string(),
-                        &self.cfg.uid_max.to_string(),
-                        &gecos,
-                        &self.cfg.home_root,
-                        &spec.quota_mb.to_string(),
-                        if spec.suspended { "1" } else { "0" },
-                    ],
-                )
-                .stdin(render::index_page(user)),
-            )
-            .await?;
-        let facts = kv(&script_result("ensuring the web space", out)?);
+        let change = spaces::Change::Ensure {
+            user: user.to_string(),
+            contract_id: cid.to_string(),
+            quota_mb: spec.quota_mb,
+            suspended: spec.suspended,
+            index_page: render::index_page(user),
+        };
+        // Checked before queueing: a malformed change never reaches a batch.
+        change.encode()?;
+        let facts = self.spaces.submit(change).await?;
         let num = |k: &str| facts.get(k).and_then(|v| v.parse::<u64>().ok());
         Ok(Outcome::with_facts(json!({
             "user": user,
@@ -365,26 +380,17 @@ impl WebhostAdapter {
 
     async fn remove_webspace(&self, r: &Resource) -> Result<Outcome, AdapterError> {
         let user = validate::user_name(&r.key).map_err(perm)?;
-        let home = self.home(user);
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-        let out = self
-            .pool
-            .run(Command::script(
-                scripts::REMOVE_WEBSPACE,
-                [
-                    user,
-                    &home,
-                    &self.cfg.home_root,
-                    &self.cfg.archive_dir,
-                    &stamp,
-                ],
-            ))
-            .await?;
-        let facts = kv(&script_result("removing the web space", out)?);
+        let change = spaces::Change::Remove {
+            user: user.to_string(),
+            stamp,
+        };
+        change.encode()?;
+        let facts = self.spaces.submit(change).await?;
         Ok(Outcome::with_facts(json!({
             "user": user,
             "removed": facts.get("removed").map(String::as_str) == Some("true"),
-            "archive": facts.get("archive"),
+            "archive": facts.get("archive").filter(|a| !a.is_empty()),
         })))
     }
 
@@ -454,7 +460,7 @@ impl WebhostAdapter {
 
         // The web space must exist, with the home we expect. The plain case
         // checks that in the same remote command that installs the file
-        // (`scripts::INSTALL_SITE`); certificates and the suspended page are
+        // (`reload::SITES_BATCH`); certificates and the suspended page are
         // written before that, so then it is checked first.
         let home = self.home(user);
         if spec.tls || spec.suspended {
@@ -535,7 +541,7 @@ impl WebhostAdapter {
         } else {
             vec![files.cert, files.key, meta]
         };
-        let (reloaded, stale) = self
+        let applied = self
             .install_site_inner(
                 &domain,
                 &conf,
@@ -545,8 +551,9 @@ impl WebhostAdapter {
                 &unused_cert,
             )
             .await?;
+        let reloaded = applied.reloaded;
 
-        if stale > 0 {
+        if applied.stale > 0 {
             // TLS switched off: the old certificate goes once nginx forgot it.
             self.pool
                 .run_ok(
@@ -571,7 +578,7 @@ impl WebhostAdapter {
     }
 
     /// Puts `conf` in place as the vhost file of `domain` (validated here)
-    /// and reloads nginx through the coordinator if it changed (or `force`).
+    /// and reloads nginx in the same batch if it changed (or `force`).
     /// Returns whether a reload happened. `conf` must be rendered from
     /// validated values; [`Self::ensure`] renders it with [`render`].
     pub async fn install_site(
@@ -583,14 +590,13 @@ impl WebhostAdapter {
         let in_flight = self.reloader.begin();
         self.install_site_inner(domain, conf, force, Some(in_flight), None, &[])
             .await
-            .map(|(reloaded, _)| reloaded)
+            .map(|a| a.reloaded)
     }
 
-    /// One remote command compares `conf` with the file and writes it if it
-    /// differs (after checking the owner's account when `owner` is given:
-    /// (user, home)); then a reload through the coordinator if it changed,
-    /// `force` or the domain is dirty. Returns (reloaded, how many of
-    /// `report` exist on the host).
+    /// Hands the file to the vhost batch, which checks the owner's account
+    /// when `owner` is given ((user, home)), writes the file only if it
+    /// differs, and tests + reloads nginx if it changed, `force` or the
+    /// domain is dirty. `report`: files whose presence is counted.
     async fn install_site_inner(
         &self,
         domain: &str,
@@ -599,38 +605,38 @@ impl WebhostAdapter {
         in_flight: Option<reload::InFlight>,
         owner: Option<(&str, &str)>,
         report: &[String],
-    ) -> Result<(bool, usize), AdapterError> {
+    ) -> Result<reload::SiteApplied, AdapterError> {
         let domain = validate::domain_name(domain).map_err(perm)?;
-        let path = self.site_file(domain);
-        let (user, home) = owner.unwrap_or(("", ""));
-        let mut args = vec![user.to_string(), home.to_string(), path.clone()];
-        args.extend(report.iter().cloned());
-        let out = self
-            .pool
-            .run(Command::script(scripts::INSTALL_SITE, args).stdin(conf.as_bytes().to_vec()))
-            .await?;
-        match out.status {
-            3 => return Err(no_webspace(user)),
-            4 => return Err(self.foreign_home(user)),
-            _ => {}
-        }
-        let facts = kv(&script_result("installing the vhost file", out)?);
-        let changed = facts.get("changed").map(String::as_str) != Some("0");
-        let stale = facts.get("stale").and_then(|n| n.parse().ok()).unwrap_or(0);
         let dirty = self.dirty.lock().expect("dirty set").contains(domain);
-        if !changed && !force && !dirty {
-            return Ok((false, stale));
+        let change = reload::SiteChange::Put {
+            file: self.site_file(domain),
+            contents: conf.to_string(),
+            owner: owner.map(|(u, h)| (u.to_string(), h.to_string())),
+            stale: report.to_vec(),
+            force: force || dirty,
+        };
+        let res = self.reloader.submit(change, in_flight).await;
+        self.settle_dirty(domain, &res);
+        res
+    }
+
+    /// Keeps the set of domains whose file may be newer than what nginx
+    /// serves: a reload that failed transiently (or a batch that failed
+    /// before saying what it wrote) forces a reload on the next change.
+    fn settle_dirty(&self, domain: &str, res: &Result<reload::SiteApplied, AdapterError>) {
+        let mut dirty = self.dirty.lock().expect("dirty set");
+        match res {
+            Ok(a) if a.reloaded || !a.changed => {
+                dirty.remove(domain);
+            }
+            Ok(_) | Err(AdapterError::Transient { .. }) => {
+                dirty.insert(domain.to_string());
+            }
+            // Refused, or rejected and moved aside: a rewrite is tested anyway.
+            Err(_) => {
+                dirty.remove(domain);
+            }
         }
-        self.dirty
-            .lock()
-            .expect("dirty set")
-            .insert(domain.to_string());
-        let res = self.reloader.request(path, in_flight).await;
-        if !matches!(res, Err(AdapterError::Transient { .. })) {
-            // Done, or moved aside (a rewrite will be tested again anyway).
-            self.dirty.lock().expect("dirty set").remove(domain);
-        }
-        res.map(|_| (true, stale))
     }
 
     fn foreign_home(&self, user: &str) -> AdapterError {
@@ -643,37 +649,22 @@ impl WebhostAdapter {
     async fn remove_vhost(&self, r: &Resource) -> Result<Outcome, AdapterError> {
         let domain = validate::domain_name(&r.key).map_err(perm)?;
         let in_flight = self.reloader.begin();
-        let path = self.site_file(domain);
-        let rejected = format!("{path}.rejected");
-        let out = self
-            .pool
-            .run_ok(
-                "removing the vhost file",
-                Command::script(scripts::REMOVE_FILES, [&path, &rejected]),
-            )
-            .await?;
-        let existed = kv(&out).get("existed").is_some_and(|n| n != "0");
-        let mut reloaded = false;
-        if existed || self.dirty.lock().expect("dirty set").contains(domain) {
-            self.dirty
-                .lock()
-                .expect("dirty set")
-                .insert(domain.to_string());
-            self.reloader.request(path.clone(), Some(in_flight)).await?;
-            self.dirty.lock().expect("dirty set").remove(domain);
-            reloaded = true;
-        }
         let (files, meta) = self.tls_files(domain);
-        self.pool
-            .run_ok(
-                "removing the certificate",
-                Command::script(scripts::REMOVE_FILES, [&files.cert, &files.key, &meta]),
-            )
-            .await?;
+        let dirty = self.dirty.lock().expect("dirty set").contains(domain);
+        // The certificate goes in the same command: the vhost file that used
+        // it is gone before nginx is tested and reloaded.
+        let change = reload::SiteChange::Del {
+            file: self.site_file(domain),
+            extra: vec![files.cert, files.key, meta],
+            force: dirty,
+        };
+        let res = self.reloader.submit(change, Some(in_flight)).await;
+        self.settle_dirty(domain, &res);
+        let applied = res?;
         Ok(Outcome::with_facts(json!({
             "domain": domain,
-            "removed": existed,
-            "reloaded": reloaded,
+            "removed": applied.changed,
+            "reloaded": applied.reloaded,
         })))
     }
 
