@@ -225,10 +225,15 @@ async fn a_step_out_of_retries_fails_the_job_at_that_step() {
         );
         let error = d.summary.error.unwrap_or_default();
         assert!(error.contains("gave up after"), "{backend:?}: {error}");
-        let later = d.steps.iter().filter(|s| s.index > vhost.index);
+        // The FTP accounts do not wait for the vhost (both only need the web
+        // space), so they may have run beside it; nothing failed but the vhost.
         assert!(
-            later.clone().all(|s| s.state == StepState::Pending),
-            "{backend:?}: nothing after the failed step ran"
+            d.steps
+                .iter()
+                .filter(|s| s.index != vhost.index)
+                .all(|s| matches!(s.state, StepState::Pending | StepState::Succeeded)),
+            "{backend:?}: {:?}",
+            d.steps
         );
         workers.stop(Duration::from_secs(2)).await;
     }
@@ -471,7 +476,7 @@ async fn graceful_shutdown_lets_the_running_step_finish_and_releases_the_job() {
     for backend in BACKENDS {
         let (_dir, script, engine) = fixture(
             backend,
-            vec![rule("vhost", Behavior::Hang { ms: 400 }, Some(1))],
+            vec![rule("webspace", Behavior::Hang { ms: 400 }, Some(1))],
         )
         .await;
         let job = accepted(&engine, &sign(&keys(), &www_contract("C-9001", 1))).await;
@@ -479,19 +484,20 @@ async fn graceful_shutdown_lets_the_running_step_finish_and_releases_the_job() {
         while !script
             .calls()
             .iter()
-            .any(|c| c.kind == "vhost" && c.op == "hang")
+            .any(|c| c.kind == "webspace" && c.op == "hang")
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         w.stop(Duration::from_secs(5)).await;
         let d = engine.store.job(&job).await.unwrap().unwrap();
-        let vhost = d
+        // The web space is what the vhost and the FTP accounts wait for.
+        let webspace = d
             .steps
             .iter()
-            .find(|s| s.step.resource.kind == "vhost")
+            .find(|s| s.step.resource.kind == "webspace")
             .unwrap();
         assert_eq!(
-            vhost.state,
+            webspace.state,
             StepState::Succeeded,
             "{backend:?}: the running step finished"
         );
@@ -503,14 +509,14 @@ async fn graceful_shutdown_lets_the_running_step_finish_and_releases_the_job() {
         // Another worker finishes it at once, without waiting for a lease.
         let w2 = start_workers(&engine, "b", 1);
         assert_eq!(wait_final(&engine, &job, 5).await, JobState::Succeeded);
-        let vhost_calls = script
+        let webspace_calls = script
             .calls()
             .iter()
-            .filter(|c| c.kind == "vhost" && c.op == "ensure")
+            .filter(|c| c.kind == "webspace" && c.op == "ensure")
             .count();
         assert_eq!(
-            vhost_calls, 1,
-            "{backend:?}: the finished vhost step was not redone"
+            webspace_calls, 1,
+            "{backend:?}: the finished web space step was not redone"
         );
         w2.stop(Duration::from_secs(2)).await;
     }
@@ -581,5 +587,469 @@ async fn billing_outage_loses_and_duplicates_nothing() {
         let _ = stop_tx.send(true);
         reporter.await.unwrap();
         w.stop(Duration::from_secs(2)).await;
+    }
+}
+
+// --- concurrent steps within a job --------------------------------------------
+
+/// The journal of one job by step kind: (started, finished) of every attempt.
+fn windows(
+    d: &hostwright::engine::store::JobDetail,
+    kind: &str,
+) -> Vec<(
+    chrono::DateTime<chrono::Utc>,
+    Option<chrono::DateTime<chrono::Utc>>,
+)> {
+    let idx: Vec<u32> = d
+        .steps
+        .iter()
+        .filter(|s| s.step.resource.kind == kind)
+        .map(|s| s.index)
+        .collect();
+    d.attempts
+        .iter()
+        .filter(|a| idx.contains(&a.step_index))
+        .map(|a| (a.started_at, a.finished_at))
+        .collect()
+}
+
+fn step_of<'a>(
+    d: &'a hostwright::engine::store::JobDetail,
+    kind: &str,
+) -> &'a hostwright::engine::store::StepRecord {
+    d.steps
+        .iter()
+        .find(|s| s.step.resource.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind} step in {:?}", d.steps))
+}
+
+/// Waits until the scripted adapter is inside a hanging call for each kind.
+async fn wait_hanging(script: &Script, kinds: &[&str]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !kinds.iter().all(|k| {
+        script
+            .calls()
+            .iter()
+            .any(|c| c.kind == *k && c.op == "hang")
+    }) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{kinds:?} never all started: {:?}",
+            script.calls()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_plan_records_each_steps_dependencies_from_the_playbook() {
+    let (_dir, _script, engine) = fixture(Backend::Sqlite, vec![]).await;
+    let mut c = www_contract("C-7001", 1);
+    let contract = |c: &serde_json::Value| {
+        hostwright::contract::Contract::from_json(&serde_json::to_vec(c).unwrap()).unwrap()
+    };
+    let plan = engine.plan_contract(&contract(&c)).await.unwrap();
+    let after = |kind: &str| -> Vec<String> {
+        let mut kinds: Vec<String> = plan
+            .iter()
+            .filter(|s| s.resource.kind == kind)
+            .flat_map(|s| s.after.clone().expect("new plans record dependencies"))
+            .map(|id| id.split(':').nth(1).unwrap().to_string())
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    };
+    assert!(after("dns_zone").is_empty(), "{plan:?}");
+    assert!(after("webspace").is_empty(), "{plan:?}");
+    assert_eq!(after("vhost"), ["dns_zone", "webspace"]);
+    assert_eq!(after("ftp_account"), ["webspace"]);
+    // Every dependency is an earlier step of the plan (a sequential order stays valid).
+    for (i, s) in plan.iter().enumerate() {
+        for id in s.after.as_ref().unwrap() {
+            let p = plan.iter().position(|x| &x.id == id).unwrap();
+            assert!(p < i, "{} waits for a later step {id}", s.id);
+        }
+    }
+
+    // Removal is the reverse: a terminated contract removes the dependents first.
+    let recorded: Vec<hostwright::engine::store::RecordedResource> = plan
+        .iter()
+        .map(|s| hostwright::engine::store::RecordedResource {
+            kind: s.resource.kind.clone(),
+            key: s.resource.key.clone(),
+            adapter: s.adapter.clone(),
+            spec: s.resource.spec.clone(),
+            facts: serde_json::json!({}),
+        })
+        .collect();
+    c["status"] = serde_json::json!({"state": "terminated", "on": "2027-01-31"});
+    let playbook = engine.playbooks.for_service("www").unwrap();
+    let removal = hostwright::engine::plan::diff("C-7001", playbook, &[], &recorded);
+    assert!(removal.iter().all(|s| s.action == Action::Delete));
+    let waits = |kind: &str| -> Vec<String> {
+        let mut kinds: Vec<String> = removal
+            .iter()
+            .filter(|s| s.resource.kind == kind)
+            .flat_map(|s| s.after.clone().unwrap())
+            .map(|id| id.split(':').nth(1).unwrap().to_string())
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    };
+    assert!(waits("vhost").is_empty(), "{removal:?}");
+    assert!(waits("ftp_account").is_empty(), "{removal:?}");
+    assert_eq!(waits("webspace"), ["ftp_account", "vhost"]);
+    assert_eq!(waits("dns_zone"), ["vhost"]);
+}
+
+#[tokio::test]
+async fn independent_steps_run_concurrently_in_either_order_of_completion() {
+    for backend in BACKENDS {
+        // First the zone is slow (the web space finishes first), then the other way round.
+        for slow in ["dns_zone", "webspace"] {
+            let fast = if slow == "dns_zone" {
+                "webspace"
+            } else {
+                "dns_zone"
+            };
+            // The fast one takes a little time too, so that the journal shows
+            // the overlap whichever start is written first.
+            let (_dir, script, engine) = fixture(
+                backend,
+                vec![
+                    rule(slow, Behavior::Hang { ms: 400 }, Some(1)),
+                    rule(fast, Behavior::Hang { ms: 100 }, Some(1)),
+                ],
+            )
+            .await;
+            let job = accepted(&engine, &sign(&keys(), &www_contract("C-7101", 1))).await;
+            let workers = start_workers(&engine, "w", 1);
+            assert_eq!(
+                wait_final(&engine, &job, 20).await,
+                JobState::Succeeded,
+                "{backend:?} slow {slow}"
+            );
+            let d = engine.store.job(&job).await.unwrap().unwrap();
+            assert!(d.steps.iter().all(|s| s.state == StepState::Succeeded));
+            assert!(
+                d.steps.iter().all(|s| s.attempts == 1),
+                "{backend:?}: {:?}",
+                d.steps
+            );
+            let (slow_start, slow_end) = windows(&d, slow)[0];
+            let (fast_start, fast_end) = windows(&d, fast)[0];
+            let (slow_end, fast_end) = (slow_end.unwrap(), fast_end.unwrap());
+            // Both ran at once: the fast one started before the slow one ended.
+            assert!(
+                fast_start < slow_end && slow_start < fast_end,
+                "{backend:?}: {slow} and {fast} did not overlap: {:?}",
+                d.attempts
+            );
+            // The vhost waits for both.
+            for (start, _) in windows(&d, "vhost") {
+                assert!(start >= slow_end && start >= fast_end, "{backend:?}");
+            }
+            let ws_end = windows(&d, "webspace")[0].1.unwrap();
+            for (start, _) in windows(&d, "ftp_account") {
+                assert!(
+                    start >= ws_end,
+                    "{backend:?}: an FTP account before its web space"
+                );
+                if slow == "dns_zone" {
+                    // The FTP accounts need only the web space: they ran beside the slow zone.
+                    assert!(
+                        start < slow_end,
+                        "{backend:?}: the FTP accounts waited for the zone"
+                    );
+                }
+            }
+            for (res, n) in script.creations() {
+                assert_eq!(n, 1, "{backend:?}: {res:?} created {n} times");
+            }
+            workers.stop(Duration::from_secs(2)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failure_lets_the_running_steps_finish_and_starts_nothing_new() {
+    for backend in BACKENDS {
+        let (_dir, script, engine) = fixture(
+            backend,
+            vec![
+                rule("webspace", Behavior::Hang { ms: 400 }, Some(1)),
+                rule("dns_zone", Behavior::Permanent, Some(1)),
+            ],
+        )
+        .await;
+        let job = accepted(&engine, &sign(&keys(), &www_contract("C-7201", 1))).await;
+        let workers = start_workers(&engine, "w", 1);
+        assert_eq!(
+            wait_final(&engine, &job, 20).await,
+            JobState::Failed,
+            "{backend:?}"
+        );
+        let d = engine.store.job(&job).await.unwrap().unwrap();
+        assert_eq!(step_of(&d, "dns_zone").state, StepState::Failed);
+        // The web space was running when the zone failed: it finished, journaled.
+        let ws = step_of(&d, "webspace");
+        assert_eq!(ws.state, StepState::Succeeded, "{backend:?}");
+        assert!(windows(&d, "webspace").iter().all(|(_, end)| end.is_some()));
+        // Nothing new started after the failure, although the FTP accounts were ready.
+        for kind in ["vhost", "ftp_account"] {
+            assert!(
+                !script.calls().iter().any(|c| c.kind == kind),
+                "{backend:?}: {kind} ran after the failure"
+            );
+            assert!(
+                d.steps
+                    .iter()
+                    .filter(|s| s.step.resource.kind == kind)
+                    .all(|s| s.state == StepState::Pending)
+            );
+        }
+        let error = d.summary.error.clone().unwrap_or_default();
+        assert!(error.contains("dns_zone"), "{backend:?}: {error}");
+
+        // A rerun resumes with only the unfinished steps.
+        engine.store.rerun(&job, "ops@test").await.unwrap();
+        engine.wake_workers();
+        assert_eq!(wait_final(&engine, &job, 20).await, JobState::Succeeded);
+        let ws_calls = script
+            .calls()
+            .iter()
+            .filter(|c| c.kind == "webspace" && c.op == "ensure")
+            .count();
+        assert_eq!(ws_calls, 1, "{backend:?}: the web space was redone");
+        workers.stop(Duration::from_secs(2)).await;
+    }
+}
+
+#[tokio::test]
+async fn when_two_concurrent_steps_fail_the_first_in_plan_order_is_the_jobs() {
+    for backend in BACKENDS {
+        // The web space fails at once; the zone, earlier in the plan, fails
+        // a second later (its call times out, with a budget of one attempt).
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_store_url(backend, dir.path()).await;
+        let script = Script::new();
+        script.push(rule("webspace", Behavior::Permanent, Some(1)));
+        script.push(rule("dns_zone", Behavior::Hang { ms: 5_000 }, Some(1)));
+        let mut settings = fast_settings();
+        settings.retry.max_attempts = 1;
+        settings.step_timeout_seconds = 1;
+        let engine = engine(&url, &script, settings).await;
+        let job = accepted(&engine, &sign(&keys(), &www_contract("C-7301", 1))).await;
+        let workers = start_workers(&engine, "w", 1);
+        assert_eq!(
+            wait_final(&engine, &job, 20).await,
+            JobState::Failed,
+            "{backend:?}"
+        );
+        let d = engine.store.job(&job).await.unwrap().unwrap();
+        let zone = step_of(&d, "dns_zone");
+        let ws = step_of(&d, "webspace");
+        assert!(zone.index < ws.index, "the zone comes first in the plan");
+        assert_eq!(zone.state, StepState::Failed, "{backend:?}");
+        let ws_end = windows(&d, "webspace")[0].1.unwrap();
+        let zone_end = windows(&d, "dns_zone")[0].1.unwrap();
+        assert!(ws_end < zone_end, "{backend:?}: the web space failed first");
+        // The job failed at the zone, the first failed step in plan order.
+        let error = d.summary.error.clone().unwrap_or_default();
+        assert!(error.contains("timed out"), "{backend:?}: {error}");
+        workers.stop(Duration::from_secs(2)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_lost_lease_stops_every_running_step() {
+    for backend in BACKENDS {
+        let (_dir, script, engine) = fixture(
+            backend,
+            vec![
+                rule("webspace", Behavior::Hang { ms: 60_000 }, Some(1)),
+                rule("dns_zone", Behavior::Hang { ms: 60_000 }, Some(1)),
+            ],
+        )
+        .await;
+        let job = accepted(&engine, &sign(&keys(), &www_contract("C-7401", 1))).await;
+        let workers = start_workers(&engine, "w", 1);
+        wait_hanging(&script, &["webspace", "dns_zone"]).await;
+        // Ops cancel the running job: the worker's lease is gone.
+        engine.store.cancel(&job, "ops@test").await.unwrap();
+        // The one worker walks away from both hung steps and takes the next job.
+        let other = accepted(&engine, &sign(&keys(), &www_contract("C-7402", 1))).await;
+        engine.wake_workers();
+        assert_eq!(
+            wait_final(&engine, &other, 15).await,
+            JobState::Succeeded,
+            "{backend:?}: the worker was still stuck in the cancelled job"
+        );
+        let d = engine.store.job(&job).await.unwrap().unwrap();
+        assert_eq!(d.summary.state, JobState::Cancelled);
+        let cancelled_calls: Vec<_> = script
+            .calls()
+            .into_iter()
+            .filter(|c| c.job_id == job && c.op != "hang")
+            .collect();
+        assert!(
+            cancelled_calls.is_empty(),
+            "{backend:?}: the cancelled job went on: {cancelled_calls:?}"
+        );
+        workers.stop(Duration::from_secs(2)).await;
+    }
+}
+
+#[tokio::test]
+async fn shutdown_mid_flight_abandons_the_running_steps_then_a_new_worker_resumes() {
+    for backend in BACKENDS {
+        let (_dir, script, engine) = fixture(
+            backend,
+            vec![
+                rule("webspace", Behavior::Hang { ms: 60_000 }, Some(1)),
+                rule("dns_zone", Behavior::Hang { ms: 60_000 }, Some(1)),
+            ],
+        )
+        .await;
+        let job = accepted(&engine, &sign(&keys(), &www_contract("C-7501", 1))).await;
+        let w = start_workers(&engine, "a", 1);
+        wait_hanging(&script, &["webspace", "dns_zone"]).await;
+        // The grace period runs out with both steps hung.
+        w.stop(Duration::from_millis(300)).await;
+        let d = engine.store.job(&job).await.unwrap().unwrap();
+        assert_eq!(d.summary.state, JobState::Queued, "{backend:?}: released");
+        assert!(
+            d.steps.iter().all(|s| s.state == StepState::Pending),
+            "{backend:?}: {:?}",
+            d.steps
+        );
+        let abandoned = d
+            .attempts
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a.outcome,
+                    Some(hostwright::engine::store::AttemptOutcome::Abandoned { .. })
+                )
+            })
+            .count();
+        assert_eq!(
+            abandoned, 2,
+            "{backend:?}: both hung attempts journaled as abandoned"
+        );
+        assert!(d.attempts.iter().all(|a| a.finished_at.is_some()));
+
+        // A new worker resumes the half-done plan at once and finishes it.
+        let w2 = start_workers(&engine, "b", 1);
+        assert_eq!(wait_final(&engine, &job, 10).await, JobState::Succeeded);
+        for (res, n) in script.creations() {
+            assert_eq!(n, 1, "{backend:?}: {res:?} created {n} times");
+        }
+        w2.stop(Duration::from_secs(2)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_plan_stored_without_dependencies_runs_sequentially() {
+    for backend in BACKENDS {
+        let (_dir, script, engine) = fixture(
+            backend,
+            vec![
+                rule("dns_zone", Behavior::Hang { ms: 150 }, Some(1)),
+                rule("webspace", Behavior::Hang { ms: 150 }, Some(1)),
+            ],
+        )
+        .await;
+        let c = www_contract("C-7601", 1);
+        let job = accepted(&engine, &sign(&keys(), &c)).await;
+        // Store the plan as a version before dependencies would have: the
+        // JSON of each step without `after`.
+        let plan: Vec<hostwright::engine::store::PlannedStep> = engine
+            .plan_contract(
+                &hostwright::contract::Contract::from_json(&serde_json::to_vec(&c).unwrap())
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                let mut json = serde_json::to_value(&s).unwrap();
+                json.as_object_mut().unwrap().remove("after");
+                serde_json::from_value(json).unwrap()
+            })
+            .collect();
+        assert!(plan.iter().all(|s| s.after.is_none()));
+        let claimed = engine
+            .store
+            .claim("old", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed.job_id, job);
+        engine
+            .store
+            .set_plan(&job, "old", &plan, &[])
+            .await
+            .unwrap();
+        engine.store.release_job(&job, "old").await.unwrap();
+
+        let workers = start_workers(&engine, "w", 1);
+        assert_eq!(wait_final(&engine, &job, 20).await, JobState::Succeeded);
+        let d = engine.store.job(&job).await.unwrap().unwrap();
+        assert!(d.steps.iter().all(|s| s.step.after.is_none()));
+        // One step after the other, in plan order.
+        let mut by_step: Vec<_> = d.attempts.iter().collect();
+        by_step.sort_by_key(|a| a.step_index);
+        assert_eq!(
+            by_step.len(),
+            d.steps.len(),
+            "{backend:?}: one attempt each"
+        );
+        // The next attempt's start is journaled in the statement that ends
+        // the previous one; PostgreSQL reads its clock per expression there,
+        // so allow a few ms. Concurrent steps would overlap by the 150 ms hang.
+        let slack = chrono::Duration::milliseconds(5);
+        for pair in by_step.windows(2) {
+            assert!(
+                pair[1].started_at + slack >= pair[0].finished_at.unwrap(),
+                "{backend:?}: step {} started before step {} ended",
+                pair[1].step_index,
+                pair[0].step_index
+            );
+        }
+        drop(script);
+        workers.stop(Duration::from_secs(2)).await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_intake_of_one_revision_queues_one_job() {
+    for backend in BACKENDS {
+        let (_dir, _script, engine) = fixture(backend, vec![]).await;
+        let body = sign(&keys(), &www_contract("C-7701", 1));
+        let posts: Vec<_> = (0..8)
+            .map(|_| {
+                let (engine, body) = (engine.clone(), body.clone());
+                tokio::spawn(async move { engine.intake(&body, chrono::Utc::now()).await })
+            })
+            .collect();
+        let mut created = Vec::new();
+        let mut existing = Vec::new();
+        for p in posts {
+            match p.await.unwrap().unwrap() {
+                IntakeResult::Accepted { job_id, .. } => created.push(job_id),
+                IntakeResult::Existing { job_id, .. } => existing.push(job_id),
+                other => panic!("{backend:?}: {other:?}"),
+            }
+        }
+        assert_eq!(created.len(), 1, "{backend:?}: {created:?}");
+        assert!(existing.iter().all(|j| *j == created[0]), "{backend:?}");
+        let jobs = engine.store.list_jobs(&Default::default()).await.unwrap();
+        assert_eq!(jobs.len(), 1, "{backend:?}");
+        // The next revision goes through (the one-statement path on PostgreSQL).
+        let next = accepted(&engine, &sign(&keys(), &www_contract("C-7701", 2))).await;
+        assert_ne!(next, created[0]);
     }
 }

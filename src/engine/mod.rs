@@ -35,7 +35,7 @@ use config::{ProvisioningConfig, WorkerSettings};
 use metrics::Metrics;
 use playbook::Playbooks;
 use registry::Registry;
-use store::{ClaimedJob, NewOutboxItem, PlannedStep, Store};
+use store::{ClaimedJob, NewOutboxItem, PlannedStep, RecordedResource, Store};
 
 /// Everything a running engine shares between its API, workers and reporter.
 pub struct Engine {
@@ -79,6 +79,15 @@ impl Engine {
         &self,
         contract: &Contract,
     ) -> Result<Vec<PlannedStep>, JobPlanError> {
+        Ok(self.plan_recorded(contract).await?.0)
+    }
+
+    /// The plan and the recorded resources it was diffed against (the worker
+    /// keeps them up to date in memory for the job's report).
+    async fn plan_recorded(
+        &self,
+        contract: &Contract,
+    ) -> Result<(Vec<PlannedStep>, Vec<RecordedResource>), JobPlanError> {
         let service = contract.service.code();
         let playbook = self
             .playbooks
@@ -88,31 +97,41 @@ impl Engine {
         // A terminated contract removes everything recorded, whatever the
         // playbook of its (possibly changed) service type lists.
         let desired = plan::desired(contract, &self.catalog, playbook, &self.provisioning)?;
-        Ok(plan::diff(
-            contract.contract_id.as_str(),
-            playbook,
-            &desired,
-            &recorded,
-        ))
+        let steps = plan::diff(contract.contract_id.as_str(), playbook, &desired, &recorded);
+        Ok((steps, recorded))
     }
 
+    /// Plans a claimed job; also answers the resources recorded for its
+    /// contract when planning.
     pub(crate) async fn plan_claimed(
         &self,
         job: &ClaimedJob,
-    ) -> Result<Vec<PlannedStep>, JobPlanError> {
+    ) -> Result<(Vec<PlannedStep>, Vec<RecordedResource>), JobPlanError> {
         let contract =
             Contract::from_json(&job.payload).map_err(|e| JobPlanError::Contract(e.to_string()))?;
-        self.plan_contract(&contract).await
+        self.plan_recorded(&contract).await
     }
 
     /// The job's result summary and its billable-state report for billing.
+    /// `resources`: the contract's recorded resources as the job's steps left
+    /// them, when the worker knows them (it planned the job and applied each
+    /// step's change since); `None` reads them from the store. Knowing them
+    /// is sound because a contract's jobs run one at a time and a worker that
+    /// lost its lease cannot end the job.
     pub(crate) async fn success_report(
         &self,
         job: &ClaimedJob,
+        resources: Option<Vec<RecordedResource>>,
     ) -> Result<(serde_json::Value, NewOutboxItem), JobPlanError> {
         let contract =
             Contract::from_json(&job.payload).map_err(|e| JobPlanError::Contract(e.to_string()))?;
-        let resources = self.store.resources(contract.contract_id.as_str()).await?;
+        let mut resources = match resources {
+            Some(r) => r,
+            None => self.store.resources(contract.contract_id.as_str()).await?,
+        };
+        // One order whichever way they came (the database's collation may
+        // order keys differently from byte order).
+        resources.sort_by(|a, b| (&a.kind, &a.key).cmp(&(&b.kind, &b.key)));
         let today = Utc::now().date_naive();
         let report =
             outbox::billable_report(&contract, &self.catalog, &job.job_id, &resources, today);

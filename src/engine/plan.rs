@@ -5,8 +5,10 @@
 //! needs (kind, key, spec) following its service type's playbook; [`diff`]
 //! compares them with the resources recorded for the contract and emits
 //! create / update / suspend / resume / delete steps: deletions first (reverse
-//! dependency order), then the rest in dependency order. A revision that changes
-//! nothing plans nothing.
+//! dependency order), then the rest in dependency order. Each step also lists
+//! the earlier steps it waits for ([`PlannedStep::after`]), so the worker can
+//! run independent steps at the same time. A revision that changes nothing
+//! plans nothing.
 
 use std::collections::BTreeMap;
 
@@ -232,6 +234,7 @@ pub fn diff(
         adapter: adapter.to_string(),
         action,
         resource: res,
+        after: Some(Vec::new()),
     };
 
     // Deletions: resources recorded but no longer wanted, dependents first.
@@ -267,7 +270,50 @@ pub fn diff(
             steps.push(step(action, &d.adapter, resource(&d.kind, &d.key, &d.spec)));
         }
     }
+    link(playbook, &mut steps);
     steps
+}
+
+/// Fills in each step's `after`: the steps of this plan that must succeed
+/// before it starts. The order [`diff`] emits stays a valid sequential order
+/// (every dependency comes earlier in the plan); the dependencies only say
+/// which steps may run at the same time.
+///
+/// - A deletion waits for the deletions of resources that depend on its
+///   resource (dependents are removed first, the reverse of creation). A kind
+///   the playbook does not list (the service type changed) has no known
+///   dependencies, so its deletion keeps the plan's sequential order against
+///   every deletion of another kind before it.
+/// - Every other step waits for every deletion (deletions first, as the
+///   plan's order has always said: a removed domain's vhost is gone before a
+///   new one is made) and for the steps of the kinds its kind comes `after`,
+///   transitively.
+/// - Steps of one kind (several vhosts, FTP accounts, zones) are independent.
+fn link(playbook: &Playbook, steps: &mut [PlannedStep]) {
+    let listed = |kind: &str| playbook.rule(kind).is_some();
+    let deps: Vec<Vec<String>> = (0..steps.len())
+        .map(|j| {
+            let sj = &steps[j];
+            steps[..j]
+                .iter()
+                .filter(|si| {
+                    let (ki, kj) = (si.resource.kind.as_str(), sj.resource.kind.as_str());
+                    match (si.action, sj.action) {
+                        (Action::Delete, Action::Delete) => {
+                            ki != kj && (!listed(ki) || !listed(kj) || playbook.depends_on(ki, kj))
+                        }
+                        (Action::Delete, _) => true,
+                        (_, Action::Delete) => false,
+                        _ => playbook.depends_on(kj, ki),
+                    }
+                })
+                .map(|si| si.id.clone())
+                .collect()
+        })
+        .collect();
+    for (s, d) in steps.iter_mut().zip(deps) {
+        s.after = Some(d);
+    }
 }
 
 /// Suspend/resume when only the `suspended` flag differs, update otherwise.

@@ -51,6 +51,25 @@ impl Playbook {
             .position(|r| r.kind == kind)
             .unwrap_or(usize::MAX)
     }
+    /// Whether `kind` must be created after `other`, directly or through
+    /// other resources (`after`, transitively). False for kinds the playbook
+    /// does not list.
+    pub fn depends_on(&self, kind: &str, other: &str) -> bool {
+        let mut stack = vec![kind];
+        let mut seen = BTreeSet::new();
+        while let Some(k) = stack.pop() {
+            let Some(rule) = self.rule(k) else { continue };
+            for a in &rule.after {
+                if a == other {
+                    return true;
+                }
+                if seen.insert(a.as_str()) {
+                    stack.push(a.as_str());
+                }
+            }
+        }
+        false
+    }
 }
 
 #[derive(Deserialize)]

@@ -8,13 +8,35 @@
 //! whoever holds the job now carries on. Because steps are idempotent, a step
 //! that a dead worker had half-run is simply run again.
 //!
+//! Steps of one job run concurrently as far as the plan allows: every step
+//! whose dependencies (`PlannedStep::after`) succeeded is started, each
+//! journaling its attempt before its adapter call. When a step fails for good,
+//! no new step starts and the running ones finish their attempt in flight
+//! (journaled, no retry); the job then fails at the first failed step in plan
+//! order. A lost lease stops everything at once. At shutdown no new step
+//! starts; running ones get the grace period, then are journaled as abandoned,
+//! and the job is released with its unfinished steps pending. The steps run
+//! in the job's own task (not spawned), so a worker that dies takes them
+//! along, as it takes its heartbeat.
+//!
 //! Store round trips are the engine's own cost per job, so the start of a
 //! step's first attempt is journaled in the transaction that stores the plan
-//! (first step) or the previous step's success (the others): still before the
-//! adapter is called, one write fewer per step.
+//! (the steps that can start at once) or with the success of the step before
+//! it (when that step was the only one running: then its success decides
+//! alone which steps become ready, and nothing concurrent can change that
+//! before they start). Still before the adapter is called, and one write
+//! fewer per step; a step that becomes ready while others run journals its
+//! own start.
+//!
+//! The contract's resources read for planning are kept up to date in memory
+//! with each step's change and feed the job's billable report, so a job
+//! planned in this run reads them once.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use hostwright_adapter::{AdapterError, StepContext};
@@ -24,8 +46,8 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use super::Engine;
 use super::metrics::{AdapterLabels, StepLabels};
 use super::store::{
-    Action, AttemptOutcome, ClaimedJob, JobEnd, RecordedResource, ResourceChange, StepRecord,
-    StepState, StepSuccess, StoreError,
+    Action, AttemptOutcome, ClaimedJob, JobEnd, PlannedStep, RecordedResource, ResourceChange,
+    StepRecord, StepState, StepSuccess, StoreError,
 };
 
 /// Why a job run stopped before its end.
@@ -146,14 +168,27 @@ async fn drive(
     lost: &watch::Receiver<bool>,
 ) -> Result<(), Interrupted> {
     let store = &engine.store;
-    let mut first_started = false;
+    // The contract's resources as this run's steps leave them, when this run
+    // planned the job (a resumed job reads them at its end).
+    let mut known: Option<BTreeMap<(String, String), RecordedResource>> = None;
+    let mut first_started: Vec<u32> = Vec::new();
     let steps: Vec<StepRecord> = match job.plan.clone() {
         Some(steps) => steps,
         None => match engine.plan_claimed(&job).await {
-            Ok(planned) => {
-                // The first step's first attempt is journaled with the plan.
-                store.set_plan(&job.job_id, worker, &planned, true).await?;
-                first_started = !planned.is_empty();
+            Ok((planned, recorded)) => {
+                // The first attempts of the steps that can start at once are
+                // journaled with the plan.
+                let roots = roots(&planned);
+                store
+                    .set_plan(&job.job_id, worker, &planned, &roots)
+                    .await?;
+                first_started = roots;
+                known = Some(
+                    recorded
+                        .into_iter()
+                        .map(|r| ((r.kind.clone(), r.key.clone()), r))
+                        .collect(),
+                );
                 info!(steps = planned.len(), "planned");
                 planned
                     .into_iter()
@@ -184,69 +219,156 @@ async fn drive(
             }
         },
     };
-
-    let pending: Vec<&StepRecord> = steps
-        .iter()
-        .filter(|s| s.state != StepState::Succeeded)
-        .collect();
-    // Whether the current step's first attempt was journaled already (with
-    // the previous step's success, in one transaction).
-    let mut started = first_started;
-    for (i, rec) in pending.iter().copied().enumerate() {
-        if *shutdown.borrow() {
-            if started {
-                // Journaled but never called: close it, then give the job back.
-                store
-                    .attempt_failed(
-                        &job.job_id,
-                        worker,
-                        rec.index,
-                        rec.attempts + 1,
-                        AttemptOutcome::Abandoned {
-                            error: "shutdown before the adapter was called".into(),
-                        },
-                        Duration::ZERO,
-                    )
-                    .await?;
-            }
-            store.release_job(&job.job_id, worker).await?;
-            return Err(Interrupted::Released);
-        }
-        if *lost.borrow() {
-            return Err(Interrupted::LeaseLost);
-        }
-        let next = pending.get(i + 1).map(|n| (n.index, n.attempts + 1));
-        let span = info_span!("step", step = %rec.step.id, adapter = %rec.step.adapter);
-        let (failed, next_started) = run_step(
-            engine,
-            worker,
-            &job.job_id,
-            rec,
-            started,
-            next,
-            hard_stop,
-            lost,
-        )
-        .instrument(span)
-        .await?;
-        started = next_started;
-        if let Some(error) = failed {
+    let deps = match dependencies(&steps) {
+        Ok(d) => d,
+        Err(error) => {
+            error!(%error, "stored plan is corrupt");
             store
                 .finish_job(
                     &job.job_id,
                     worker,
                     JobEnd::Failed {
-                        step_index: Some(rec.index),
+                        step_index: None,
                         error,
                     },
                 )
                 .await?;
-            warn!(step = %rec.step.id, "job failed");
             return Ok(());
+        }
+    };
+
+    let mut slots: Vec<Slot> = steps
+        .iter()
+        .map(|s| match s.state {
+            StepState::Succeeded => Slot::Done,
+            _ => Slot::Pending,
+        })
+        .collect();
+    for &i in &first_started {
+        slots[i as usize] = Slot::PreStarted;
+    }
+    let sched = Sched {
+        steps: &steps,
+        deps: &deps,
+        slots: Mutex::new(slots),
+        shutdown: shutdown.clone(),
+    };
+    // Told to the running steps once a step failed for good: they finish the
+    // attempt in flight but start no retry.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut running = Running::default();
+    // (plan position, error) of the steps that failed for good.
+    let mut failures: Vec<(usize, String)> = Vec::new();
+    let mut hard_stopped = false;
+    loop {
+        if *lost.borrow() {
+            return Err(Interrupted::LeaseLost);
+        }
+        if failures.is_empty() && !hard_stopped {
+            let stopping = *shutdown.borrow();
+            for pos in sched.ready() {
+                let prestarted = sched.slot(pos) == Slot::PreStarted;
+                if stopping {
+                    if prestarted {
+                        // Journaled with the previous success but never
+                        // called: close it before the job is given back.
+                        let rec = &steps[pos];
+                        store
+                            .attempt_failed(
+                                &job.job_id,
+                                worker,
+                                rec.index,
+                                rec.attempts + 1,
+                                AttemptOutcome::Abandoned {
+                                    error: "shutdown before the adapter was called".into(),
+                                },
+                                Duration::ZERO,
+                            )
+                            .await?;
+                        sched.set(pos, Slot::Pending);
+                    }
+                    continue;
+                }
+                sched.set(pos, Slot::Running);
+                let rec = &steps[pos];
+                let span = info_span!("step", step = %rec.step.id, adapter = %rec.step.adapter);
+                let step = StepRun {
+                    engine,
+                    worker,
+                    job_id: &job.job_id,
+                    pos,
+                    sched: &sched,
+                    hard_stop,
+                    lost,
+                    stop: &stop_rx,
+                };
+                running.push(Box::pin(
+                    async move { (pos, step.run(prestarted).await) }.instrument(span),
+                ));
+            }
+        }
+        let Some((pos, res)) = running.next().await else {
+            break;
+        };
+        match res {
+            Ok(StepEnd::Succeeded(change)) => {
+                sched.set(pos, Slot::Done);
+                if let Some(known) = known.as_mut() {
+                    match change {
+                        ResourceChange::Upsert(r) => {
+                            known.insert((r.kind.clone(), r.key.clone()), r);
+                        }
+                        ResourceChange::Delete { kind, key } => {
+                            known.remove(&(kind, key));
+                        }
+                    }
+                }
+            }
+            Ok(StepEnd::Failed(error)) => {
+                sched.set(pos, Slot::Failed);
+                failures.push((pos, error));
+                let _ = stop_tx.send(true);
+            }
+            Ok(StepEnd::Stopped) => sched.set(pos, Slot::Pending),
+            // The grace period is over: every running step sees it and
+            // journals its abandonment; the job is released once they all did.
+            Err(Interrupted::Released) => {
+                sched.set(pos, Slot::Pending);
+                hard_stopped = true;
+            }
+            // Lease lost or the store failed: stop everything (dropping the
+            // other steps' futures ends their adapter calls).
+            Err(e) => return Err(e),
         }
     }
 
-    let end = match engine.success_report(&job).await {
+    if let Some((pos, error)) = failures.into_iter().min_by_key(|(pos, _)| *pos) {
+        let rec = &steps[pos];
+        store
+            .finish_job(
+                &job.job_id,
+                worker,
+                JobEnd::Failed {
+                    step_index: Some(rec.index),
+                    error,
+                },
+            )
+            .await?;
+        warn!(step = %rec.step.id, "job failed");
+        return Ok(());
+    }
+    if *lost.borrow() {
+        return Err(Interrupted::LeaseLost);
+    }
+    if hard_stopped || !sched.all_done() {
+        // Shutdown: no new step started; what ran has finished or was
+        // abandoned. The rest waits for the next worker.
+        store.release_job(&job.job_id, worker).await?;
+        return Err(Interrupted::Released);
+    }
+
+    let resources = known.map(|k| k.into_values().collect());
+    let end = match engine.success_report(&job, resources).await {
         Ok((result, outbox)) => JobEnd::Succeeded { result, outbox },
         Err(e) => JobEnd::Failed {
             step_index: None,
@@ -259,199 +381,397 @@ async fn drive(
     Ok(())
 }
 
-/// Runs one step to success or failure. `Ok(None)` on success,
-/// `Ok(Some(error))` when the step failed for good; with it, whether the
-/// first attempt of `next` (step index, attempt) was journaled with the
-/// success. `started`: this step's first attempt is journaled already.
-#[allow(clippy::too_many_arguments)]
-async fn run_step(
-    engine: &Arc<Engine>,
-    worker: &str,
-    job_id: &str,
-    rec: &StepRecord,
-    started: bool,
-    next: Option<(u32, u32)>,
-    hard_stop: &watch::Receiver<bool>,
-    lost: &watch::Receiver<bool>,
-) -> Result<(Option<String>, bool), Interrupted> {
-    let store = &engine.store;
-    let step = &rec.step;
-    let Some(adapter) = engine.adapters.get(&step.adapter).cloned() else {
-        if started {
-            let error = format!("no adapter `{}` is configured", step.adapter);
-            store
-                .attempt_failed(
-                    job_id,
-                    worker,
-                    rec.index,
-                    rec.attempts + 1,
-                    AttemptOutcome::Permanent { error },
-                    Duration::ZERO,
-                )
-                .await?;
+type StepFuture<'a> =
+    Pin<Box<dyn Future<Output = (usize, Result<StepEnd, Interrupted>)> + Send + 'a>>;
+
+/// The steps of one job running at once, polled in the job's own task (not
+/// spawned: they borrow the run's plan, and a worker that dies takes them
+/// with it). A plan is a handful of steps, so a vector polled in turn does.
+#[derive(Default)]
+struct Running<'a> {
+    futures: Vec<StepFuture<'a>>,
+}
+
+impl<'a> Running<'a> {
+    fn push(&mut self, f: StepFuture<'a>) {
+        self.futures.push(f);
+    }
+    /// The next step to end; `None` when none is running.
+    async fn next(&mut self) -> Option<(usize, Result<StepEnd, Interrupted>)> {
+        if self.futures.is_empty() {
+            return None;
         }
-        return Ok((
-            Some(format!("no adapter `{}` is configured", step.adapter)),
-            false,
-        ));
-    };
-    let policy = engine.settings.retry;
-    // The journal numbers attempts across runs; the retry budget counts this
-    // run's tries only, so a rerun gets a fresh budget.
-    let mut attempt = rec.attempts;
-    let mut tries = 0;
-    loop {
-        attempt += 1;
-        tries += 1;
-        if !(started && tries == 1) {
-            store
-                .attempt_started(job_id, worker, rec.index, attempt)
-                .await?;
-        }
-        let ctx = StepContext {
-            job_id: job_id.to_string(),
-            step_id: step.id.clone(),
-            attempt,
-        };
-        let started = Instant::now();
-        let call = async {
-            match step.action {
-                Action::Delete => adapter.remove(&ctx, &step.resource).await,
-                _ => adapter.ensure(&ctx, &step.resource).await,
-            }
-        };
-        let mut hard = hard_stop.clone();
-        let mut lost_rx = lost.clone();
-        let result = tokio::select! {
-            r = tokio::time::timeout(engine.settings.step_timeout(), call) => match r {
-                Ok(r) => r,
-                Err(_) => Err(AdapterError::transient(format!(
-                    "step timed out after {} s", engine.settings.step_timeout().as_secs()))),
-            },
-            _ = wait_true(&mut hard) => {
-                store.attempt_failed(job_id, worker, rec.index, attempt,
-                    AttemptOutcome::Abandoned { error: "shutdown grace period over".into() },
-                    started.elapsed()).await?;
-                store.release_job(job_id, worker).await?;
-                return Err(Interrupted::Released);
-            }
-            _ = wait_true(&mut lost_rx) => return Err(Interrupted::LeaseLost),
-        };
-        let elapsed = started.elapsed();
-        let outcome_label = match &result {
-            Ok(_) => "succeeded",
-            Err(e) if e.is_transient() => "transient",
-            Err(_) => "permanent",
-        };
-        engine
-            .metrics
-            .step_seconds
-            .get_or_create(&StepLabels {
-                adapter: step.adapter.clone(),
-                action: step.action.as_str().to_string(),
-                outcome: outcome_label.to_string(),
-            })
-            .observe(elapsed.as_secs_f64());
-        match result {
-            Ok(outcome) => {
-                let change = match step.action {
-                    Action::Delete => ResourceChange::Delete {
-                        kind: step.resource.kind.clone(),
-                        key: step.resource.key.clone(),
-                    },
-                    _ => ResourceChange::Upsert(RecordedResource {
-                        kind: step.resource.kind.clone(),
-                        key: step.resource.key.clone(),
-                        adapter: step.adapter.clone(),
-                        spec: step.resource.spec.clone(),
-                        facts: outcome.facts.clone(),
-                    }),
-                };
-                let secrets: BTreeMap<String, String> = outcome
-                    .secrets
-                    .iter()
-                    .map(|(name, s)| {
-                        (
-                            format!("{}/{}/{}", step.resource.kind, step.resource.key, name),
-                            s.expose().to_string(),
-                        )
-                    })
-                    .collect();
-                store
-                    .step_succeeded(
-                        job_id,
-                        worker,
-                        rec.index,
-                        attempt,
-                        StepSuccess {
-                            duration: elapsed,
-                            facts: outcome.facts,
-                            change,
-                            secrets,
-                            then_start: next,
-                        },
-                    )
-                    .await?;
-                debug!(attempt, ms = elapsed.as_millis() as u64, "step succeeded");
-                return Ok((None, next.is_some()));
-            }
-            Err(AdapterError::Permanent { message }) => {
-                store
-                    .attempt_failed(
-                        job_id,
-                        worker,
-                        rec.index,
-                        attempt,
-                        AttemptOutcome::Permanent {
-                            error: message.clone(),
-                        },
-                        elapsed,
-                    )
-                    .await?;
-                warn!(attempt, error = %message, "step failed permanently");
-                return Ok((Some(message), false));
-            }
-            Err(AdapterError::Transient {
-                message,
-                retry_after,
-            }) => {
-                store
-                    .attempt_failed(
-                        job_id,
-                        worker,
-                        rec.index,
-                        attempt,
-                        AttemptOutcome::Transient {
-                            error: message.clone(),
-                        },
-                        elapsed,
-                    )
-                    .await?;
-                if tries >= policy.max_attempts {
-                    warn!(attempt, error = %message, "step failed; retry budget spent");
-                    return Ok((
-                        Some(format!("{message} (gave up after {tries} attempts)")),
-                        false,
-                    ));
+        std::future::poll_fn(|cx| {
+            for i in 0..self.futures.len() {
+                if let Poll::Ready(out) = self.futures[i].as_mut().poll(cx) {
+                    drop(self.futures.swap_remove(i));
+                    return Poll::Ready(Some(out));
                 }
-                engine
-                    .metrics
-                    .retries
-                    .get_or_create(&AdapterLabels {
-                        adapter: step.adapter.clone(),
-                    })
-                    .inc();
-                let delay = policy.delay(tries + 1, retry_after);
-                info!(attempt, error = %message, delay_ms = delay.as_millis() as u64, "transient failure; retrying");
-                let mut hard = hard_stop.clone();
-                let mut lost_rx = lost.clone();
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = wait_true(&mut hard) => {
-                        store.release_job(job_id, worker).await?;
-                        return Err(Interrupted::Released);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// The steps of a fresh plan that can start at once (no dependencies), by
+/// index: their first attempts are journaled with the plan.
+fn roots(planned: &[PlannedStep]) -> Vec<u32> {
+    planned
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| match &s.after {
+            Some(after) => after.is_empty(),
+            None => *i == 0,
+        })
+        .map(|(i, _)| i as u32)
+        .collect()
+}
+
+/// Each step's dependencies as positions in `steps`. A step without recorded
+/// dependencies (a plan stored before they were) depends on the previous
+/// one. A dependency must come earlier in the plan, which rules out cycles:
+/// the scheduler can always make progress.
+fn dependencies(steps: &[StepRecord]) -> Result<Vec<Vec<usize>>, String> {
+    let pos: BTreeMap<&str, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.step.id.as_str(), i))
+        .collect();
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match &s.step.after {
+            None => Ok(if i == 0 { Vec::new() } else { vec![i - 1] }),
+            Some(after) => after
+                .iter()
+                .map(|id| match pos.get(id.as_str()) {
+                    Some(&p) if p < i => Ok(p),
+                    _ => Err(format!(
+                        "step {} waits for `{id}`, which is not an earlier step of its plan",
+                        s.step.id
+                    )),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Where a step of the plan stands in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Succeeded (in this run or before).
+    Done,
+    /// Not started in this run.
+    Pending,
+    /// Its first attempt was journaled with the plan or with the success of
+    /// the step before it; not called yet.
+    PreStarted,
+    Running,
+    /// Failed for good in this run.
+    Failed,
+}
+
+/// The run's view of its plan, shared by the scheduler and the steps it runs
+/// (all in the job's task: the lock is never held across an await).
+struct Sched<'a> {
+    steps: &'a [StepRecord],
+    deps: &'a [Vec<usize>],
+    slots: Mutex<Vec<Slot>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Sched<'_> {
+    fn slots(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn slot(&self, pos: usize) -> Slot {
+        self.slots()[pos]
+    }
+    fn set(&self, pos: usize, slot: Slot) {
+        self.slots()[pos] = slot;
+    }
+    fn all_done(&self) -> bool {
+        self.slots().iter().all(|s| *s == Slot::Done)
+    }
+    /// Steps not running whose dependencies all succeeded, in plan order.
+    fn ready(&self) -> Vec<usize> {
+        let slots = self.slots();
+        (0..slots.len())
+            .filter(|&p| matches!(slots[p], Slot::Pending | Slot::PreStarted))
+            .filter(|&p| self.deps[p].iter().all(|&d| slots[d] == Slot::Done))
+            .collect()
+    }
+    /// The steps whose first attempts to journal with `pos`'s success: those
+    /// its success makes ready, but only when `pos` is the one step running
+    /// and no shutdown is under way. Then nothing concurrent (another
+    /// success, a failure) can change the picture before the scheduler
+    /// starts them; with other steps running, each start is its own write.
+    /// The steps are marked pre-started at once.
+    fn then_start(&self, pos: usize) -> Vec<(u32, u32)> {
+        if *self.shutdown.borrow() {
+            return Vec::new();
+        }
+        let mut slots = self.slots();
+        let others_busy = slots
+            .iter()
+            .enumerate()
+            .any(|(p, s)| p != pos && matches!(s, Slot::Running | Slot::PreStarted | Slot::Failed));
+        if others_busy {
+            return Vec::new();
+        }
+        let done = |d: usize| d == pos || slots[d] == Slot::Done;
+        let ready: Vec<usize> = (0..slots.len())
+            .filter(|&p| p != pos && slots[p] == Slot::Pending)
+            .filter(|&p| self.deps[p].iter().all(|&d| done(d)))
+            .collect();
+        ready
+            .into_iter()
+            .map(|p| {
+                slots[p] = Slot::PreStarted;
+                let rec = &self.steps[p];
+                (rec.index, rec.attempts + 1)
+            })
+            .collect()
+    }
+    /// Undoes [`Sched::then_start`] when the success it rode on was not
+    /// recorded (the run stops anyway; this keeps the view honest).
+    fn unstart(&self, next: &[(u32, u32)]) {
+        let mut slots = self.slots();
+        for &(index, _) in next {
+            if let Some(p) = self.steps.iter().position(|s| s.index == index)
+                && slots[p] == Slot::PreStarted
+            {
+                slots[p] = Slot::Pending;
+            }
+        }
+    }
+}
+
+/// How a step's run in this job run ended.
+#[derive(Debug)]
+enum StepEnd {
+    /// Recorded with the resource change it made.
+    Succeeded(ResourceChange),
+    /// Failed for good (permanent, or out of retries), journaled.
+    Failed(String),
+    /// Another step failed for good: its attempt in flight finished and was
+    /// journaled; no retry was started. The step stays pending.
+    Stopped,
+}
+
+/// One step of a job run and what it needs.
+struct StepRun<'a> {
+    engine: &'a Arc<Engine>,
+    worker: &'a str,
+    job_id: &'a str,
+    pos: usize,
+    sched: &'a Sched<'a>,
+    hard_stop: &'a watch::Receiver<bool>,
+    lost: &'a watch::Receiver<bool>,
+    stop: &'a watch::Receiver<bool>,
+}
+
+impl StepRun<'_> {
+    /// Runs the step to success or failure. `started`: its first attempt is
+    /// journaled already. `Err(Released)` when the grace period ran out
+    /// (the attempt is journaled as abandoned; the caller releases the job).
+    async fn run(self, started: bool) -> Result<StepEnd, Interrupted> {
+        let StepRun {
+            engine,
+            worker,
+            job_id,
+            pos,
+            sched,
+            hard_stop,
+            lost,
+            stop,
+        } = self;
+        let store = &engine.store;
+        let rec = &sched.steps[pos];
+        let step = &rec.step;
+        let Some(adapter) = engine.adapters.get(&step.adapter).cloned() else {
+            let error = format!("no adapter `{}` is configured", step.adapter);
+            if started {
+                store
+                    .attempt_failed(
+                        job_id,
+                        worker,
+                        rec.index,
+                        rec.attempts + 1,
+                        AttemptOutcome::Permanent {
+                            error: error.clone(),
+                        },
+                        Duration::ZERO,
+                    )
+                    .await?;
+            }
+            return Ok(StepEnd::Failed(error));
+        };
+        let policy = engine.settings.retry;
+        // The journal numbers attempts across runs; the retry budget counts this
+        // run's tries only, so a rerun gets a fresh budget.
+        let mut attempt = rec.attempts;
+        let mut tries = 0;
+        loop {
+            attempt += 1;
+            tries += 1;
+            if !(started && tries == 1) {
+                store
+                    .attempt_started(job_id, worker, rec.index, attempt)
+                    .await?;
+            }
+            let ctx = StepContext {
+                job_id: job_id.to_string(),
+                step_id: step.id.clone(),
+                attempt,
+            };
+            let began = Instant::now();
+            let call = async {
+                match step.action {
+                    Action::Delete => adapter.remove(&ctx, &step.resource).await,
+                    _ => adapter.ensure(&ctx, &step.resource).await,
+                }
+            };
+            let mut hard = hard_stop.clone();
+            let mut lost_rx = lost.clone();
+            let result = tokio::select! {
+                r = tokio::time::timeout(engine.settings.step_timeout(), call) => match r {
+                    Ok(r) => r,
+                    Err(_) => Err(AdapterError::transient(format!(
+                        "step timed out after {} s", engine.settings.step_timeout().as_secs()))),
+                },
+                _ = wait_true(&mut hard) => {
+                    store.attempt_failed(job_id, worker, rec.index, attempt,
+                        AttemptOutcome::Abandoned { error: "shutdown grace period over".into() },
+                        began.elapsed()).await?;
+                    return Err(Interrupted::Released);
+                }
+                _ = wait_true(&mut lost_rx) => return Err(Interrupted::LeaseLost),
+            };
+            let elapsed = began.elapsed();
+            let outcome_label = match &result {
+                Ok(_) => "succeeded",
+                Err(e) if e.is_transient() => "transient",
+                Err(_) => "permanent",
+            };
+            engine
+                .metrics
+                .step_seconds
+                .get_or_create(&StepLabels {
+                    adapter: step.adapter.clone(),
+                    action: step.action.as_str().to_string(),
+                    outcome: outcome_label.to_string(),
+                })
+                .observe(elapsed.as_secs_f64());
+            match result {
+                Ok(outcome) => {
+                    let change = match step.action {
+                        Action::Delete => ResourceChange::Delete {
+                            kind: step.resource.kind.clone(),
+                            key: step.resource.key.clone(),
+                        },
+                        _ => ResourceChange::Upsert(RecordedResource {
+                            kind: step.resource.kind.clone(),
+                            key: step.resource.key.clone(),
+                            adapter: step.adapter.clone(),
+                            spec: step.resource.spec.clone(),
+                            facts: outcome.facts.clone(),
+                        }),
+                    };
+                    let secrets: BTreeMap<String, String> = outcome
+                        .secrets
+                        .iter()
+                        .map(|(name, s)| {
+                            (
+                                format!("{}/{}/{}", step.resource.kind, step.resource.key, name),
+                                s.expose().to_string(),
+                            )
+                        })
+                        .collect();
+                    let next = sched.then_start(pos);
+                    let recorded = store
+                        .step_succeeded(
+                            job_id,
+                            worker,
+                            rec.index,
+                            attempt,
+                            StepSuccess {
+                                duration: elapsed,
+                                facts: outcome.facts,
+                                change: change.clone(),
+                                secrets,
+                                then_start: next.clone(),
+                            },
+                        )
+                        .await;
+                    if let Err(e) = recorded {
+                        sched.unstart(&next);
+                        return Err(e.into());
                     }
-                    _ = wait_true(&mut lost_rx) => return Err(Interrupted::LeaseLost),
+                    debug!(attempt, ms = elapsed.as_millis() as u64, "step succeeded");
+                    return Ok(StepEnd::Succeeded(change));
+                }
+                Err(AdapterError::Permanent { message }) => {
+                    store
+                        .attempt_failed(
+                            job_id,
+                            worker,
+                            rec.index,
+                            attempt,
+                            AttemptOutcome::Permanent {
+                                error: message.clone(),
+                            },
+                            elapsed,
+                        )
+                        .await?;
+                    warn!(attempt, error = %message, "step failed permanently");
+                    return Ok(StepEnd::Failed(message));
+                }
+                Err(AdapterError::Transient {
+                    message,
+                    retry_after,
+                }) => {
+                    store
+                        .attempt_failed(
+                            job_id,
+                            worker,
+                            rec.index,
+                            attempt,
+                            AttemptOutcome::Transient {
+                                error: message.clone(),
+                            },
+                            elapsed,
+                        )
+                        .await?;
+                    if tries >= policy.max_attempts {
+                        warn!(attempt, error = %message, "step failed; retry budget spent");
+                        return Ok(StepEnd::Failed(format!(
+                            "{message} (gave up after {tries} attempts)"
+                        )));
+                    }
+                    if *stop.borrow() {
+                        info!(attempt, error = %message, "another step failed; not retrying");
+                        return Ok(StepEnd::Stopped);
+                    }
+                    engine
+                        .metrics
+                        .retries
+                        .get_or_create(&AdapterLabels {
+                            adapter: step.adapter.clone(),
+                        })
+                        .inc();
+                    let delay = policy.delay(tries + 1, retry_after);
+                    info!(attempt, error = %message, delay_ms = delay.as_millis() as u64, "transient failure; retrying");
+                    let mut hard = hard_stop.clone();
+                    let mut lost_rx = lost.clone();
+                    let mut stop_rx = stop.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = wait_true(&mut hard) => return Err(Interrupted::Released),
+                        _ = wait_true(&mut lost_rx) => return Err(Interrupted::LeaseLost),
+                        _ = wait_true(&mut stop_rx) => return Ok(StepEnd::Stopped),
+                    }
                 }
             }
         }

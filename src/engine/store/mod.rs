@@ -166,6 +166,13 @@ pub struct PlannedStep {
     pub adapter: String,
     pub action: Action,
     pub resource: hostwright_adapter::Resource,
+    /// Ids of the steps of this plan that must succeed before this one starts
+    /// (the playbook's `after`, reversed for deletions; every deletion before
+    /// any other step). Steps whose dependencies succeeded run concurrently.
+    /// `None` in plans stored before dependencies were recorded: such a step
+    /// runs after the previous one, the sequential order those plans had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Vec<String>>,
 }
 
 /// A signed contract revision that passed verification and the rules.
@@ -385,11 +392,11 @@ pub struct StepSuccess {
     pub change: ResourceChange,
     /// `kind/key/name` -> clear text, readable once by ops.
     pub secrets: BTreeMap<String, String>,
-    /// `(step index, attempt)` whose start to journal in the same
-    /// transaction, as [`Store::attempt_started`] would: the next step's
-    /// first attempt, so moving on costs no extra round trip. It is still
-    /// journaled before its adapter call.
-    pub then_start: Option<(u32, u32)>,
+    /// `(step index, attempt)` pairs whose start to journal in the same
+    /// transaction, as [`Store::attempt_started`] would: the first attempts
+    /// of the steps this success makes ready, so moving on costs no extra
+    /// round trip. They are still journaled before their adapter calls.
+    pub then_start: Vec<(u32, u32)>,
 }
 
 /// The job store. Both back ends ([`sqlite::SqliteStore`] and
@@ -425,14 +432,15 @@ pub trait Store: Send + Sync + 'static {
     /// or it is no longer running.
     async fn heartbeat(&self, job_id: &str, worker: &str, lease: Duration) -> Result<()>;
     /// Stores the plan of a claimed job (once; a second call is an error).
-    /// With `start_first`, also journals the start of the first step's first
-    /// attempt in the same transaction (as [`Store::attempt_started`] would).
+    /// Also journals the start of the first attempt of each step index in
+    /// `start` (the steps that can start at once) in the same transaction,
+    /// as [`Store::attempt_started`] would.
     async fn set_plan(
         &self,
         job_id: &str,
         worker: &str,
         steps: &[PlannedStep],
-        start_first: bool,
+        start: &[u32],
     ) -> Result<()>;
     /// Journals the start of an attempt and marks the step running.
     async fn attempt_started(

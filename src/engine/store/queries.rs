@@ -253,9 +253,9 @@ pub const PG_ATTEMPT_STARTED: &str = "WITH j AS (UPDATE jobs SET updated_at = {n
 /// `$6` duration ms, `$7` step facts JSON, `$8` kind, `$9` key, `$10` whether
 /// the resource is upserted (else deleted), `$11` adapter, `$12` spec JSON,
 /// `$13` resource facts JSON, `$14`/`$15` secret names/values (arrays),
-/// `$16`/`$17` step/attempt to start next (or NULL): END_ATTEMPT + STEP_DONE +
-/// UPSERT_RESOURCE or DELETE_RESOURCE + UPSERT_SECRET (+ INSERT_ATTEMPT +
-/// STEP_RUNNING for the next step).
+/// `$16`/`$17` steps/attempts to start next (arrays, maybe empty):
+/// END_ATTEMPT + STEP_DONE + UPSERT_RESOURCE or DELETE_RESOURCE +
+/// UPSERT_SECRET + INSERT_ATTEMPT and STEP_RUNNING for each next step.
 pub const PG_STEP_SUCCEEDED: &str = "WITH j AS (UPDATE jobs SET updated_at = {now} \
      WHERE id = $1 AND state = 'running' AND lease_owner = $2 RETURNING id, contract_id), \
      a AS (UPDATE attempts SET outcome = $5, finished_at = {now}, duration_ms = $6 \
@@ -272,10 +272,17 @@ pub const PG_STEP_SUCCEEDED: &str = "WITH j AS (UPDATE jobs SET updated_at = {no
          SELECT j.id, t.name, t.value FROM j, unnest($14::text[], $15::text[]) AS t(name, value) \
          ON CONFLICT (job_id, name) DO UPDATE SET value = excluded.value RETURNING 1), \
      na AS (INSERT INTO attempts (job_id, idx, attempt, worker, started_at) \
-         SELECT id, $16, $17, $2, {now} FROM j WHERE $16::bigint IS NOT NULL RETURNING 1), \
-     ns AS (UPDATE steps SET state = 'running', attempts = $17 \
-         WHERE $16::bigint IS NOT NULL AND job_id = (SELECT id FROM j) AND idx = $16 RETURNING 1) \
+         SELECT j.id, t.idx, t.att, $2, {now} FROM j, unnest($16::bigint[], $17::bigint[]) AS t(idx, att) \
+         RETURNING 1), \
+     ns AS (UPDATE steps SET state = 'running', attempts = t.att \
+         FROM unnest($16::bigint[], $17::bigint[]) AS t(idx, att) \
+         WHERE steps.job_id = (SELECT id FROM j) AND steps.idx = t.idx RETURNING 1) \
      SELECT count(*) FROM j";
+/// The first attempts of the plan's steps `$3` (array) for worker `$2` on
+/// job `$1`, journaled with the plan (INSERT_ATTEMPT + STEP_RUNNING each).
+pub const PG_START_FIRST_ATTEMPTS: &str = "WITH a AS (INSERT INTO attempts (job_id, idx, attempt, worker, started_at) \
+         SELECT $1, t.idx, 1, $2, {now} FROM unnest($3::bigint[]) AS t(idx) RETURNING 1) \
+     UPDATE steps SET state = 'running', attempts = 1 WHERE job_id = $1 AND idx = ANY($3::bigint[])";
 
 /// `$1` result JSON, `$2` job, `$3` worker, `$4` idempotency key,
 /// `$5` contract, `$6` body: JOB_SUCCEEDED + INSERT_OUTBOX.
@@ -299,6 +306,23 @@ pub const INSERT_REVISION: &str = "INSERT INTO revisions (contract_id, revision,
 pub const INSERT_JOB: &str = "INSERT INTO jobs (id, contract_id, revision, state, created_at, updated_at) \
      VALUES ($1, $2, $3, 'queued', {now}, {now})";
 
+/// PostgreSQL's intake in one statement, for the common case of a new
+/// revision: the revision and its job, inserted only when the revision is
+/// newer than every recorded one of the contract. `$1`..`$8` as
+/// INSERT_REVISION, `$9` the new job's id. Returns the job id (NULL when
+/// nothing was inserted) and the latest recorded revision before it. A
+/// concurrent intake of the same revision waits on the primary key and then
+/// inserts nothing (`ON CONFLICT DO NOTHING`); every case that inserts
+/// nothing is answered by the locked transaction instead (existing job or
+/// stale), so the answer is exact.
+pub const PG_RECORD_REVISION: &str = "WITH latest AS (SELECT MAX(revision) AS m FROM revisions \
+     WHERE contract_id = $1), \
+     rev AS (INSERT INTO revisions (contract_id, revision, customer_id, service, active, envelope, payload, received_at) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM latest WHERE latest.m IS NULL OR latest.m < $2 \
+         ON CONFLICT (contract_id, revision) DO NOTHING RETURNING contract_id, revision), \
+     job AS (INSERT INTO jobs (id, contract_id, revision, state, created_at, updated_at) \
+         SELECT $9, contract_id, revision, 'queued', {now}, {now} FROM rev RETURNING id) \
+     SELECT (SELECT id FROM job), (SELECT m FROM latest)";
 pub const INSERT_REJECTION: &str = "INSERT INTO rejections (contract_id, revision, kind, reasons, received, received_at) \
      VALUES ($1, $2, $3, $4, $5, $6)";
 

@@ -248,6 +248,26 @@ impl Store for SqlStore {
     }
 
     async fn record_revision(&self, rev: NewRevision) -> Result<IntakeOutcome> {
+        // One round trip for a new revision (the common case); anything else
+        // (a repeat, a stale revision, a race) is settled below under the
+        // contract's lock.
+        let job_id = uuid::Uuid::new_v4().to_string();
+        let row = sqlx::query(pg(q::PG_RECORD_REVISION))
+            .bind(&rev.contract_id)
+            .bind(i64::from(rev.revision))
+            .bind(&rev.customer_id)
+            .bind(&rev.service)
+            .bind(rev.active as i64)
+            .bind(&rev.envelope)
+            .bind(&rev.payload)
+            .bind(rev.received_at.timestamp_millis())
+            .bind(&job_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        if let Some(created) = row.get::<Option<String>, _>(0) {
+            return Ok(IntakeOutcome::Created { job_id: created });
+        }
         let mut tx = self.begin().await?;
         // Serialise intake per contract so two posts of one revision race safely.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
@@ -287,7 +307,6 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        let job_id = uuid::Uuid::new_v4().to_string();
         sqlx::query(pg(q::INSERT_JOB))
             .bind(&job_id)
             .bind(&rev.contract_id)
@@ -434,7 +453,7 @@ impl Store for SqlStore {
         job_id: &str,
         worker: &str,
         steps: &[PlannedStep],
-        start_first: bool,
+        start: &[u32],
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         let res = sqlx::query(pg(q::MARK_PLANNED))
@@ -466,19 +485,12 @@ impl Store for SqlStore {
                 insert = insert.bind(i as i64).bind(json_text(s));
             }
             insert.execute(&mut *tx).await.map_err(db)?;
-            if start_first {
-                sqlx::query(pg(q::INSERT_ATTEMPT))
+            if !start.is_empty() {
+                let start: Vec<i64> = start.iter().map(|&i| i64::from(i)).collect();
+                sqlx::query(pg(q::PG_START_FIRST_ATTEMPTS))
                     .bind(job_id)
-                    .bind(0i64)
-                    .bind(1i64)
                     .bind(worker)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                sqlx::query(pg(q::STEP_RUNNING))
-                    .bind(1i64)
-                    .bind(job_id)
-                    .bind(0i64)
+                    .bind(start)
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
@@ -603,8 +615,18 @@ impl Store for SqlStore {
             .bind(rfacts)
             .bind(names)
             .bind(values)
-            .bind(then_start.map(|(i, _)| i64::from(i)))
-            .bind(then_start.map(|(_, a)| i64::from(a)))
+            .bind(
+                then_start
+                    .iter()
+                    .map(|&(i, _)| i64::from(i))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                then_start
+                    .iter()
+                    .map(|&(_, a)| i64::from(a))
+                    .collect::<Vec<_>>(),
+            )
             .fetch_one(&self.pool)
             .await
             .map_err(db)?

@@ -634,9 +634,10 @@ impl Store for SqliteStore {
         job_id: &str,
         worker: &str,
         steps: &[PlannedStep],
-        start_first: bool,
+        start: &[u32],
     ) -> Result<()> {
         let (job_id, worker) = (job_id.to_string(), worker.to_string());
+        let start = start.to_vec();
         let mut values = Vec::with_capacity(1 + 2 * steps.len());
         values.push(Value::Text(job_id.clone()));
         for (i, s) in steps.iter().enumerate() {
@@ -665,9 +666,9 @@ impl Store for SqliteStore {
                     &q::insert_steps(n),
                     rusqlite::params_from_iter(values.iter()),
                 )?;
-                if start_first {
-                    exec(conn, q::INSERT_ATTEMPT, params![job_id, 0, 1, worker])?;
-                    exec(conn, q::STEP_RUNNING, params![1, job_id, 0])?;
+                for idx in &start {
+                    exec(conn, q::INSERT_ATTEMPT, params![job_id, idx, 1, worker])?;
+                    exec(conn, q::STEP_RUNNING, params![1, job_id, idx])?;
                 }
             }
             Ok(())
@@ -782,7 +783,7 @@ impl Store for SqliteStore {
             for (name, value) in &secrets {
                 exec(conn, q::UPSERT_SECRET, params![job_id, name, value])?;
             }
-            if let Some((next, next_attempt)) = then_start {
+            for &(next, next_attempt) in &then_start {
                 exec(
                     conn,
                     q::INSERT_ATTEMPT,
