@@ -156,3 +156,47 @@ zone_file_dir = "{zone_dir}"
     }
     Ok(out)
 }
+
+/// Runs one of an adapter's remote scripts here, under `sh -c`, the way the
+/// SSH transport runs it on a host (`$0` = `sh`, then `args`), with `bin_dir`
+/// first on `PATH` so that a test can put stand-ins for host tools
+/// (`getent`, `pure-pw`, `nginx`, ...) there. Feeds `stdin`; returns the exit
+/// status (-1 if killed by a signal) and the lines of stdout. For unit tests
+/// of the scripts' logic without a host.
+pub fn run_script<S: AsRef<std::ffi::OsStr>>(
+    script: &str,
+    args: &[S],
+    bin_dir: &Path,
+    stdin: &str,
+) -> (i32, Vec<String>) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("sh")
+        .args(args)
+        .env("PATH", path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sh starts");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(stdin.as_bytes())
+        .expect("script reads its stdin");
+    let out = child.wait_with_output().expect("script ends");
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    (out.status.code().unwrap_or(-1), lines)
+}

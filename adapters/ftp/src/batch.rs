@@ -443,41 +443,16 @@ moved:x:70003:70003:hostwright C-3:/elsewhere/moved:/usr/sbin/nologin
 
         /// Runs one batch; (exit status, result lines).
         fn run(&self, edits: &[Edit]) -> (i32, Vec<String>) {
-            use std::io::Write;
             let d = self.dir.path();
             let stdin: String = edits.iter().map(|e| e.encode().unwrap() + "\n").collect();
-            let path = format!(
-                "{}:{}",
-                d.join("bin").display(),
-                std::env::var("PATH").unwrap_or_default()
-            );
-            let mut child = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(EDIT_BATCH)
-                .arg("sh")
-                .arg(d.join("passwd"))
-                .arg(d.join("pdb"))
-                .arg(d.join("bin/pure-pw"))
-                .arg("/srv/home")
-                .arg("")
-                .env("PATH", path)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(stdin.as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
-            let lines = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(str::to_string)
-                .collect();
-            (out.status.code().unwrap_or(-1), lines)
+            let args = [
+                d.join("passwd"),
+                d.join("pdb"),
+                d.join("bin/pure-pw"),
+                "/srv/home".into(),
+                "".into(),
+            ];
+            hostwright_adapter::testenv::run_script(EDIT_BATCH, &args, &d.join("bin"), &stdin)
         }
     }
 

@@ -685,48 +685,25 @@ mod tests {
 
         /// Runs one batch: (status, stdout lines).
         fn run(&self, changes: &[SiteChange]) -> (i32, Vec<String>) {
-            use std::io::Write;
             let stdin: String = changes.iter().map(|c| c.encode().unwrap() + "\n").collect();
             let test = format!("[ ! -e '{}' ]", self.path("test-fails"));
             let reload = format!("echo x >>'{}'", self.path("reloads"));
-            let mut child = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(SITES_BATCH)
-                .args([
-                    "sh",
-                    "/nonexistent/nginx.conf",
-                    "3",
-                    "sh",
-                    "-c",
-                    &test,
-                    "sh",
-                    "-c",
-                    &reload,
-                ])
-                .env(
-                    "PATH",
-                    format!(
-                        "{}:{}",
-                        self.path("bin"),
-                        std::env::var("PATH").unwrap_or_default()
-                    ),
-                )
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(stdin.as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
-            let lines = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(str::to_string)
-                .collect();
-            (out.status.code().unwrap_or(-1), lines)
+            let args = [
+                "/nonexistent/nginx.conf",
+                "3",
+                "sh",
+                "-c",
+                &test,
+                "sh",
+                "-c",
+                &reload,
+            ];
+            hostwright_adapter::testenv::run_script(
+                SITES_BATCH,
+                &args,
+                std::path::Path::new(&self.path("bin")),
+                &stdin,
+            )
         }
 
         fn put(&self, name: &str, contents: &str, user: &str) -> SiteChange {

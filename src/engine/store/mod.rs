@@ -274,6 +274,21 @@ pub enum AttemptOutcome {
     },
 }
 
+impl AttemptOutcome {
+    /// What an attempt that ended this way leaves on its step: the error to
+    /// show, and the step's state — a permanent failure ends the step, any
+    /// other end leaves it pending for the next attempt (or a rerun).
+    pub fn step_after(&self) -> (Option<String>, StepState) {
+        match self {
+            AttemptOutcome::Succeeded => (None, StepState::Succeeded),
+            AttemptOutcome::Permanent { error } => (Some(error.clone()), StepState::Failed),
+            AttemptOutcome::Transient { error } | AttemptOutcome::Abandoned { error } => {
+                (Some(error.clone()), StepState::Pending)
+            }
+        }
+    }
+}
+
 /// One journaled attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {

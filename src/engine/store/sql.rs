@@ -532,16 +532,8 @@ impl Store for SqlStore {
         outcome: AttemptOutcome,
         duration: Duration,
     ) -> Result<()> {
-        let error = match &outcome {
-            AttemptOutcome::Succeeded => None,
-            AttemptOutcome::Transient { error }
-            | AttemptOutcome::Permanent { error }
-            | AttemptOutcome::Abandoned { error } => Some(error.clone()),
-        };
-        let step_state = match outcome {
-            AttemptOutcome::Permanent { .. } => "failed",
-            _ => "pending",
-        };
+        let (error, step_state) = outcome.step_after();
+        let step_state = step_state.as_str();
         let mut tx = self.begin().await?;
         touch_leased(&mut tx, job_id, worker).await?;
         sqlx::query(pg(q::END_ATTEMPT))

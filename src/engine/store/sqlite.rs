@@ -706,16 +706,8 @@ impl Store for SqliteStore {
         outcome: AttemptOutcome,
         duration: Duration,
     ) -> Result<()> {
-        let error = match &outcome {
-            AttemptOutcome::Succeeded => None,
-            AttemptOutcome::Transient { error }
-            | AttemptOutcome::Permanent { error }
-            | AttemptOutcome::Abandoned { error } => Some(error.clone()),
-        };
-        let step_state = match outcome {
-            AttemptOutcome::Permanent { .. } => "failed",
-            _ => "pending",
-        };
+        let (error, step_state) = outcome.step_after();
+        let step_state = step_state.as_str();
         let outcome = json_text(&outcome);
         let (job_id, worker) = (job_id.to_string(), worker.to_string());
         let ms = duration.as_millis() as i64;
