@@ -44,6 +44,15 @@ pub struct SecureMxConfig {
     /// Per-request timeout in seconds (default 10).
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// The provider's published rate limit for our API key, in requests per
+    /// second. When set, requests are paced to it (see [`Pacer`]) instead of
+    /// running into 429 answers, whose `Retry-After` is whole seconds.
+    #[serde(default)]
+    pub rate_limit_per_s: Option<f64>,
+    /// The provider's published burst (requests allowed at once above the
+    /// rate); 1 when absent. Only with `rate_limit_per_s`.
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 pub const DEFAULT_CONCURRENCY: usize = 16;
@@ -68,6 +77,10 @@ pub enum SecureMxError {
     BaseUrl { url: String, message: String },
     #[error("securemx: concurrency must be at least 1")]
     Concurrency,
+    #[error(
+        "securemx: rate_limit_per_s must be a positive number of requests per second, and burst at least 1 (and only with a rate)"
+    )]
+    RateLimit,
     #[error("securemx: building the HTTP client: {0}")]
     Client(String),
 }
@@ -77,6 +90,47 @@ pub struct SecureMxAdapter {
     key: Secret,
     http: reqwest::Client,
     concurrency: usize,
+    pacer: Option<Pacer>,
+}
+
+/// Paces requests to a published rate limit: the virtual-scheduling form of
+/// a token bucket (GCRA). Each request reserves the next slot `interval`
+/// after the previous one; up to `burst` requests may run ahead of that
+/// schedule. Slots are reserved under a lock and waited for outside it, so
+/// concurrent requests line up without holding each other.
+#[derive(Debug)]
+struct Pacer {
+    interval: Duration,
+    /// How far ahead of the schedule a request may go: (burst - 1) intervals.
+    tolerance: Duration,
+    /// The theoretical arrival time of the next request.
+    next: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Pacer {
+    fn new(per_s: f64, burst: u32) -> Option<Pacer> {
+        if !(per_s.is_finite() && per_s > 0.0) || burst == 0 {
+            return None;
+        }
+        let interval = Duration::from_secs_f64(1.0 / per_s);
+        Some(Pacer {
+            interval,
+            tolerance: interval * (burst - 1),
+            next: std::sync::Mutex::new(tokio::time::Instant::now()),
+        })
+    }
+
+    /// Waits for this request's slot.
+    async fn wait(&self) {
+        let at = {
+            let mut next = self.next.lock().expect("pacer lock");
+            let now = tokio::time::Instant::now();
+            let tat = (*next).max(now);
+            *next = tat + self.interval;
+            tat.checked_sub(self.tolerance).unwrap_or(now).max(now)
+        };
+        tokio::time::sleep_until(at).await;
+    }
 }
 
 impl std::fmt::Debug for SecureMxAdapter {
@@ -294,6 +348,13 @@ impl SecureMxAdapter {
         if concurrency == 0 {
             return Err(SecureMxError::Concurrency);
         }
+        let pacer = match (cfg.rate_limit_per_s, cfg.burst) {
+            (None, None) => None,
+            (None, Some(_)) => return Err(SecureMxError::RateLimit),
+            (Some(rate), burst) => {
+                Some(Pacer::new(rate, burst.unwrap_or(1)).ok_or(SecureMxError::RateLimit)?)
+            }
+        };
         let timeout = Duration::from_secs(cfg.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS).max(1));
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -306,6 +367,7 @@ impl SecureMxAdapter {
             key: Secret::new(key),
             http,
             concurrency,
+            pacer,
         })
     }
 
@@ -330,6 +392,9 @@ impl SecureMxAdapter {
     ) -> Result<Answer, AdapterError> {
         let mut attempt = 0;
         loop {
+            if let Some(pacer) = &self.pacer {
+                pacer.wait().await;
+            }
             let mut rb = self
                 .http
                 .request(method.clone(), url.clone())
@@ -732,7 +797,58 @@ mod tests {
             api_key_file: key,
             concurrency: None,
             timeout_secs: None,
+            rate_limit_per_s: None,
+            burst: None,
         }
+    }
+
+    #[test]
+    fn a_rate_limit_must_make_sense() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |rate: Option<f64>, burst: Option<u32>| {
+            SecureMxAdapter::new(SecureMxConfig {
+                rate_limit_per_s: rate,
+                burst,
+                ..cfg(dir.path(), "http://127.0.0.1:1")
+            })
+        };
+        for (rate, burst) in [
+            (Some(0.0), None),
+            (Some(-5.0), None),
+            (Some(f64::NAN), None),
+            (Some(f64::INFINITY), None),
+            (Some(10.0), Some(0)),
+            (None, Some(10)),
+        ] {
+            assert!(
+                matches!(with(rate, burst), Err(SecureMxError::RateLimit)),
+                "{rate:?} {burst:?}"
+            );
+        }
+        assert!(with(Some(2000.0), Some(500)).unwrap().pacer.is_some());
+        assert!(with(None, None).unwrap().pacer.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_pacer_lets_a_burst_through_then_holds_the_rate() {
+        // 200/s with a burst of 5: 25 requests at once need at least the 20
+        // beyond the burst × 5 ms = 100 ms; without pacing they take ~0.
+        let pacer = Pacer::new(200.0, 5).unwrap();
+        let start = tokio::time::Instant::now();
+        let mut burst_done = Duration::ZERO;
+        let waits: Vec<_> = (0..25).map(|_| pacer.wait()).collect();
+        for (i, w) in waits.into_iter().enumerate() {
+            w.await;
+            if i == 4 {
+                burst_done = start.elapsed();
+            }
+        }
+        let all = start.elapsed();
+        assert!(all >= Duration::from_millis(99), "25 requests in {all:?}");
+        assert!(
+            burst_done < all,
+            "the burst ({burst_done:?}) did not go ahead of the paced rest ({all:?})"
+        );
     }
 
     #[test]

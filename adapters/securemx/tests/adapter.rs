@@ -97,6 +97,8 @@ impl Mock {
             api_key_file: key_file.to_path_buf(),
             concurrency: None,
             timeout_secs: Some(5),
+            rate_limit_per_s: None,
+            burst: None,
         })
         .unwrap()
     }
@@ -402,6 +404,8 @@ async fn an_unreachable_api_is_transient() {
         api_key_file: dir.path().join("api-key"),
         concurrency: Some(4),
         timeout_secs: Some(2),
+        rate_limit_per_s: None,
+        burst: None,
     })
     .unwrap();
     let e = a.ensure(&ctx("t"), &tenant(3, 15, &[])).await.unwrap_err();
