@@ -95,13 +95,43 @@ async fn kill_9_mid_step_then_another_process_finishes_the_job_exactly_once() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // The FTP accounts do not wait for the vhost (the playbook's
+        // `after`): they run beside the hung step. Kill only once the journal
+        // holds every other step as succeeded, so what counts as "finished
+        // before the kill" is exact (a step killed between its adapter call
+        // and its journal entry would rightly run again).
+        let client = reqwest::Client::new();
+        loop {
+            let d: serde_json::Value = client
+                .get(format!("http://127.0.0.1:{port}/v1/jobs/{job_id}"))
+                .bearer_auth("test-ops-token")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let steps = d["steps"].as_array().cloned().unwrap_or_default();
+            let others_done = !steps.is_empty()
+                && steps
+                    .iter()
+                    .filter(|s| s["step"]["resource"]["kind"] != "vhost")
+                    .all(|s| s["state"] == "succeeded");
+            if others_done {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{backend:?}: the steps beside the vhost did not finish: {d}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         first.kill_9();
 
         let port2 = free_port();
         let config2 = write_config(dir.path(), &url, port2);
         let mut second = Serve::start(&config2);
         wait_http(port2, "/healthz").await;
-        let client = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let detail = loop {
             let d: serde_json::Value = client
