@@ -102,15 +102,8 @@ async fn kill_9_mid_step_then_another_process_finishes_the_job_exactly_once() {
         // and its journal entry would rightly run again).
         let client = reqwest::Client::new();
         loop {
-            let d: serde_json::Value = client
-                .get(format!("http://127.0.0.1:{port}/v1/jobs/{job_id}"))
-                .bearer_auth("test-ops-token")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let base = format!("http://127.0.0.1:{port}");
+            let d = job_detail(&client, &base, "test-ops-token", &job_id).await;
             let steps = d["steps"].as_array().cloned().unwrap_or_default();
             let others_done = !steps.is_empty()
                 && steps
@@ -134,15 +127,8 @@ async fn kill_9_mid_step_then_another_process_finishes_the_job_exactly_once() {
         wait_http(port2, "/healthz").await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let detail = loop {
-            let d: serde_json::Value = client
-                .get(format!("http://127.0.0.1:{port2}/v1/jobs/{job_id}"))
-                .bearer_auth("test-ops-token")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let base = format!("http://127.0.0.1:{port2}");
+            let d = job_detail(&client, &base, "test-ops-token", &job_id).await;
             if d["summary"]["state"] == "succeeded" {
                 break d;
             }

@@ -153,16 +153,7 @@ impl Api {
     async fn wait(&self, job: &str) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
-            let d: Value = self
-                .client
-                .get(format!("{}/v1/jobs/{job}", self.base))
-                .bearer_auth("full-stack-token")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let d = job_detail(&self.client, &self.base, "full-stack-token", job).await;
             match d["summary"]["state"].as_str() {
                 Some("succeeded") => return d,
                 Some("failed") | Some("cancelled") => panic!("job {job} ended badly: {d:#}"),

@@ -62,6 +62,25 @@ pub async fn wait_http(port: u16, path: &str) {
     }
 }
 
+/// `GET /v1/jobs/{job}` of the server at `base` (`http://127.0.0.1:PORT`)
+/// with the ops `token`: the job's detail as JSON.
+pub async fn job_detail(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    job: &str,
+) -> serde_json::Value {
+    client
+        .get(format!("{base}/v1/jobs/{job}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Writes the trusted keys of the test signing key and an ops token into
 /// `dir`, for a config that names `trusted-keys.toml` and `ops-token`.
 pub fn write_keys(dir: &Path, ops_token: &str) {
