@@ -142,10 +142,8 @@ async fn throughput(
             (url, Some(name))
         }
     };
-    let port = serve::free_port()?;
     let config = serve::write_config(
         &dir,
-        port,
         signer,
         &ServeConfig {
             store_url,
@@ -155,7 +153,7 @@ async fn throughput(
         },
     )?;
     let env = envelopes(signer, n);
-    let serve = Serve::start(ctx, &config, port, &dir.join("serve.log")).await?;
+    let serve = Serve::start(ctx, &config, &dir.join("serve.log")).await?;
     let res = async {
         let b = serve
             .run_batch(env, opts.in_flight, n as u64, Duration::from_secs(900))
@@ -187,10 +185,8 @@ async fn throughput(
 /// store and reads its VmHWM once every job has ended.
 async fn queued_rss(ctx: &Ctx, signer: &Signer, n: usize) -> Result<Value> {
     let dir = ctx.dir("part3-queued")?;
-    let port = serve::free_port()?;
     let config = serve::write_config(
         &dir,
-        port,
         signer,
         &ServeConfig {
             store_url: "sqlite:jobs.db".into(),
@@ -200,7 +196,7 @@ async fn queued_rss(ctx: &Ctx, signer: &Signer, n: usize) -> Result<Value> {
         },
     )?;
     let intake_s = {
-        let cfg = hostwright::engine::config::Config::load(&config)?;
+        let cfg = hostwright::engine::config::Config::load(&config.config)?;
         let engine = hostwright::engine::server::build(&cfg).await?;
         let env = envelopes(signer, n);
         let clock = Instant::now();
@@ -213,7 +209,7 @@ async fn queued_rss(ctx: &Ctx, signer: &Signer, n: usize) -> Result<Value> {
         }
         clock.elapsed().as_secs_f64()
     };
-    let serve = Serve::start(ctx, &config, port, &dir.join("serve.log")).await?;
+    let serve = Serve::start(ctx, &config, &dir.join("serve.log")).await?;
     let res = async {
         let clock = Instant::now();
         serve

@@ -114,11 +114,9 @@ pub async fn run(
 async fn one(ctx: &Ctx, signer: &Signer, n: usize, opts: &Opts) -> Result<Value> {
     let tag = common::tag();
     let dir = ctx.dir(&format!("part1-n{n}"))?;
-    let port = serve::free_port()?;
     let adapters = serve::real_adapters(true)?;
     let config = serve::write_config(
         &dir,
-        port,
         signer,
         &ServeConfig {
             store_url: "sqlite:jobs.db".into(),
@@ -139,7 +137,7 @@ async fn one(ctx: &Ctx, signer: &Signer, n: usize, opts: &Opts) -> Result<Value>
         .map(|(id, _, d)| signer.sign(&common::www_contract(id, d, true)))
         .collect();
 
-    let serve = Serve::start(ctx, &config, port, &dir.join("serve.log")).await?;
+    let serve = Serve::start(ctx, &config, &dir.join("serve.log")).await?;
     let result = measure(ctx, &serve, signer, &sites, envelopes, opts).await;
     let _ = serve.stop();
     let leftovers = sweep(ctx, &tag, &sites);

@@ -41,7 +41,14 @@ pub fn real_adapters(all: bool) -> Result<String> {
 /// end transaction, so the engine's share of that work is measured; only the
 /// HTTP delivery to billing is left out, and the shared test billing sink is
 /// not flooded with bench reports).
-pub fn write_config(dir: &Path, port: u16, signer: &Signer, c: &ServeConfig) -> Result<PathBuf> {
+/// A written serve config and the API port it listens on (picked free).
+pub struct ServeFiles {
+    pub config: PathBuf,
+    pub port: u16,
+}
+
+pub fn write_config(dir: &Path, signer: &Signer, c: &ServeConfig) -> Result<ServeFiles> {
+    let port = free_port()?;
     std::fs::write(dir.join("trusted-keys.toml"), signer.trusted_keys_toml())?;
     std::fs::write(dir.join("ops-token"), format!("{OPS_TOKEN}\n"))?;
     let cfg = format!(
@@ -72,12 +79,12 @@ ttl = 300
         concurrency = c.concurrency,
         adapters = c.adapters,
     );
-    let path = dir.join("hostwright.toml");
-    std::fs::write(&path, cfg)?;
-    Ok(path)
+    let config = dir.join("hostwright.toml");
+    std::fs::write(&config, cfg)?;
+    Ok(ServeFiles { config, port })
 }
 
-pub fn free_port() -> Result<u16> {
+fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -153,7 +160,8 @@ pub struct Serve {
 }
 
 impl Serve {
-    pub async fn start(ctx: &Ctx, config: &Path, port: u16, log: &Path) -> Result<Serve> {
+    pub async fn start(ctx: &Ctx, files: &ServeFiles, log: &Path) -> Result<Serve> {
+        let ServeFiles { config, port } = files;
         let log_file = std::fs::File::create(log)?;
         let child = Command::new(&ctx.hostwright)
             .args(["serve", "--config"])

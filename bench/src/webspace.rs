@@ -159,11 +159,9 @@ fn names(prefix: &str, tag: &str, n: usize) -> Vec<(String, String)> {
 async fn hostwright(ctx: &Ctx, tag: &str, n: usize, opts: &Opts) -> Result<Value> {
     let signer = Signer::new();
     let dir = ctx.dir(&format!("part2-hostwright-n{n}"))?;
-    let port = serve::free_port()?;
     let adapters = serve::real_adapters(false)?;
     let config = serve::write_config(
         &dir,
-        port,
         &signer,
         &ServeConfig {
             store_url: "sqlite:jobs.db".into(),
@@ -188,7 +186,7 @@ async fn hostwright(ctx: &Ctx, tag: &str, n: usize, opts: &Opts) -> Result<Value
         .zip(&sites)
         .map(|(id, (_, d))| signer.sign(&common::www_contract(id, d, false)))
         .collect();
-    let serve = Serve::start(ctx, &config, port, &dir.join("serve.log")).await?;
+    let serve = Serve::start(ctx, &config, &dir.join("serve.log")).await?;
     let res = async {
         let b = serve
             .run_batch(
