@@ -37,7 +37,8 @@ pub struct Figure {
     pub value: f64,
     pub unit: String,
     pub target: Option<Target>,
-    /// `met` / `missed`, or absent without a target.
+    /// `met` / `missed` (`n/a` when the figure was not measured), or
+    /// absent without a target.
     pub verdict: Option<&'static str>,
     /// Conditions worth knowing next to the number.
     pub note: String,
@@ -56,7 +57,11 @@ impl Figure {
         }
     }
     pub fn target(mut self, t: Target) -> Figure {
-        self.verdict = Some(if self.value.is_finite() && t.met(self.value) {
+        // A figure that was not measured (a failed or skipped run) has no
+        // verdict to claim either way.
+        self.verdict = Some(if !self.value.is_finite() {
+            "n/a"
+        } else if t.met(self.value) {
             "met"
         } else {
             "missed"
@@ -135,4 +140,19 @@ pub fn write_json(path: &Path, v: &Value) -> Result<()> {
     }
     std::fs::write(path, serde_json::to_string_pretty(v)? + "\n")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_figure_not_measured_is_neither_met_nor_missed() {
+        let f = |v: f64| Figure::new("3", "x", v, "jobs/s").target(Target::AtLeast(2000.0));
+        assert_eq!(f(f64::NAN).verdict, Some("n/a"));
+        assert_eq!(f(2500.0).verdict, Some("met"));
+        assert_eq!(f(1500.0).verdict, Some("missed"));
+        let below = Figure::new("3", "rss", 19.3, "MiB").target(Target::Below(64.0));
+        assert_eq!(below.verdict, Some("met"));
+    }
 }
