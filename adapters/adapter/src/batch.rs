@@ -27,6 +27,45 @@ use tokio::sync::oneshot;
 
 use crate::AdapterError;
 
+/// The stdin of a batch script: one line per change, in batch order, as
+/// `encode` writes it (`encode` refuses what must not reach the host).
+pub fn stdin_lines<T>(
+    batch: &[T],
+    encode: impl Fn(&T) -> Result<String, AdapterError>,
+) -> Result<String, AdapterError> {
+    let mut stdin = String::new();
+    for item in batch {
+        stdin.push_str(&encode(item)?);
+        stdin.push('\n');
+    }
+    Ok(stdin)
+}
+
+/// Pairs a batch with the result lines its script printed, one per change in
+/// order, and parses each into that change's own result. Any other number of
+/// lines means the script did not get through the batch: the whole batch
+/// fails (transient: its steps retry).
+pub fn results_by_line<T, O>(
+    what: &str,
+    batch: &[T],
+    stdout: &str,
+    parse: impl Fn(&T, &str) -> Result<O, AdapterError>,
+) -> Result<Vec<Result<O, AdapterError>>, AdapterError> {
+    let lines: Vec<&str> = stdout.lines().collect();
+    if lines.len() != batch.len() {
+        return Err(AdapterError::transient(format!(
+            "{what}: {} result lines for {} changes",
+            lines.len(),
+            batch.len()
+        )));
+    }
+    Ok(batch
+        .iter()
+        .zip(lines)
+        .map(|(item, line)| parse(item, line))
+        .collect())
+}
+
 /// Applies a batch of changes (one remote command, typically).
 #[async_trait::async_trait]
 pub trait BatchRunner: Send + Sync + 'static {
@@ -298,5 +337,37 @@ mod tests {
         assert_eq!(other, 4);
         let sizes = c.runner().sizes.lock().unwrap().clone();
         assert_eq!(sizes, [1, 1], "the abandoned change was still applied");
+    }
+
+    #[test]
+    fn stdin_and_results_are_one_line_per_change_in_order() {
+        let batch = ["a", "b", "c"];
+        let enc = |x: &&str| Ok(format!("put:{x}"));
+        assert_eq!(stdin_lines(&batch, enc).unwrap(), "put:a\nput:b\nput:c\n");
+        let refuse = |x: &&str| {
+            if *x == "b" {
+                Err(AdapterError::permanent("b is malformed"))
+            } else {
+                Ok(x.to_string())
+            }
+        };
+        assert!(!stdin_lines(&batch, refuse).unwrap_err().is_transient());
+
+        let parse = |x: &&str, line: &str| {
+            if line == format!("{x}:ok") {
+                Ok(x.len())
+            } else {
+                Err(AdapterError::permanent(format!("{x}: {line}")))
+            }
+        };
+        let r = results_by_line("t", &batch, "a:ok\nb:refused\nc:ok\n", parse).unwrap();
+        assert!(r[0].is_ok() && r[1].is_err() && r[2].is_ok());
+        // A script that stopped short fails the whole batch, retryably.
+        let e = results_by_line("t", &batch, "a:ok\n", parse).unwrap_err();
+        assert!(e.is_transient(), "{e:?}");
+        assert!(
+            e.to_string().contains("1 result lines for 3 changes"),
+            "{e}"
+        );
     }
 }

@@ -23,7 +23,7 @@
 use std::sync::Arc;
 
 use hostwright_adapter::AdapterError;
-use hostwright_adapter::batch::{BatchRunner, Coalescer};
+use hostwright_adapter::batch::{BatchRunner, Coalescer, results_by_line, stdin_lines};
 use hostwright_ssh::{Command, SshError, SshPool, excerpt};
 
 /// Most edits in one batch (one stdin payload of ~200 bytes each).
@@ -231,12 +231,8 @@ impl BatchRunner for PasswdBatch {
         &self,
         batch: &[Edit],
     ) -> Result<Vec<Result<Applied, AdapterError>>, AdapterError> {
-        let mut stdin = String::new();
-        for e in batch {
-            // Encoded once already by the adapter, before submitting.
-            stdin.push_str(&e.encode()?);
-            stdin.push('\n');
-        }
+        // Encoded once already by the adapter, before submitting.
+        let stdin = stdin_lines(batch, Edit::encode)?;
         tracing::debug!(edits = batch.len(), "ftp: applying a batch of passwd edits");
         let t = &self.target;
         let cmd = Command::script(
@@ -266,28 +262,15 @@ impl BatchRunner for PasswdBatch {
                 AdapterError::permanent(e.to_string())
             });
         }
-        let text = out.stdout_str();
-        let lines: Vec<&str> = text.lines().collect();
-        if lines.len() != batch.len() {
-            return Err(AdapterError::transient(format!(
-                "ftp passwd batch: {} result lines for {} edits",
-                lines.len(),
-                batch.len()
-            )));
-        }
-        Ok(batch
-            .iter()
-            .zip(lines)
-            .map(|(edit, line)| {
-                parse_result(edit, line).ok_or_else(|| {
-                    AdapterError::transient(format!(
-                        "ftp passwd batch: unexpected result {:?} for {:?}",
-                        excerpt(line.as_bytes()),
-                        edit.login()
-                    ))
-                })
+        results_by_line(self.what(), batch, &out.stdout_str(), |edit, line| {
+            parse_result(edit, line).ok_or_else(|| {
+                AdapterError::transient(format!(
+                    "ftp passwd batch: unexpected result {:?} for {:?}",
+                    excerpt(line.as_bytes()),
+                    edit.login()
+                ))
             })
-            .collect())
+        })
     }
 }
 

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hostwright_adapter::AdapterError;
-use hostwright_adapter::batch::{BatchRunner, Coalescer};
+use hostwright_adapter::batch::{BatchRunner, Coalescer, stdin_lines};
 use hostwright_ssh::{Command, Output, SshPool, excerpt};
 
 /// How nginx is tested and reloaded on the host.
@@ -409,11 +409,7 @@ impl BatchRunner for SiteBatch {
         &self,
         batch: &[SiteChange],
     ) -> Result<Vec<Result<SiteApplied, AdapterError>>, AdapterError> {
-        let mut stdin = String::new();
-        for c in batch {
-            stdin.push_str(&c.encode()?);
-            stdin.push('\n');
-        }
+        let stdin = stdin_lines(batch, SiteChange::encode)?;
         tracing::debug!(changes = batch.len(), "nginx: a batch of vhost changes");
         let out = self
             .pool

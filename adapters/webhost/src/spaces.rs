@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hostwright_adapter::AdapterError;
-use hostwright_adapter::batch::{BatchRunner, Coalescer};
+use hostwright_adapter::batch::{BatchRunner, Coalescer, results_by_line, stdin_lines};
 use hostwright_ssh::{Command, SshError, SshPool, excerpt};
 
 /// Most changes in one batch: a removal archives a home (tar), and the
@@ -321,11 +321,7 @@ impl BatchRunner for SpaceBatch {
         &self,
         batch: &[Change],
     ) -> Result<Vec<Result<Facts, AdapterError>>, AdapterError> {
-        let mut stdin = String::new();
-        for c in batch {
-            stdin.push_str(&c.encode()?);
-            stdin.push('\n');
-        }
+        let stdin = stdin_lines(batch, Change::encode)?;
         tracing::debug!(
             changes = batch.len(),
             "webhost: applying a batch of web spaces"
@@ -354,28 +350,15 @@ impl BatchRunner for SpaceBatch {
                 .to_string(),
             ));
         }
-        let text = out.stdout_str();
-        let lines: Vec<&str> = text.lines().collect();
-        if lines.len() != batch.len() {
-            return Err(AdapterError::transient(format!(
-                "web space batch: {} result lines for {} changes",
-                lines.len(),
-                batch.len()
-            )));
-        }
-        Ok(batch
-            .iter()
-            .zip(lines)
-            .map(|(c, line)| {
-                parse_result(c, line).unwrap_or_else(|| {
-                    Err(AdapterError::transient(format!(
-                        "web space batch: unexpected result {:?} for {:?}",
-                        excerpt(line.as_bytes()),
-                        c.user()
-                    )))
-                })
+        results_by_line(self.what(), batch, &out.stdout_str(), |c, line| {
+            parse_result(c, line).unwrap_or_else(|| {
+                Err(AdapterError::transient(format!(
+                    "web space batch: unexpected result {:?} for {:?}",
+                    excerpt(line.as_bytes()),
+                    c.user()
+                )))
             })
-            .collect())
+        })
     }
 }
 
