@@ -137,8 +137,16 @@ fn stored_revision(r: &PgRow) -> StoredRevision {
     }
 }
 
-async fn rerun_in(conn: &mut Conn, job_id: &str, actor: &str) -> Result<()> {
-    let res = sqlx::query(pg(q::RERUN))
+/// Runs an ops transition of one job (`sql`: an UPDATE guarded by the states
+/// it may leave, `$1` the job id); when it matches no row, the refusal names
+/// the job's state.
+async fn transition(
+    conn: &mut Conn,
+    sql: &'static str,
+    job_id: &str,
+    action: &'static str,
+) -> Result<()> {
+    let res = sqlx::query(pg(sql))
         .bind(job_id)
         .execute(&mut *conn)
         .await
@@ -147,9 +155,14 @@ async fn rerun_in(conn: &mut Conn, job_id: &str, actor: &str) -> Result<()> {
         return Err(StoreError::InvalidTransition {
             job: job_id.to_string(),
             state: job_state(conn, job_id).await?,
-            action: "rerun (only failed jobs are)",
+            action,
         });
     }
+    Ok(())
+}
+
+async fn rerun_in(conn: &mut Conn, job_id: &str, actor: &str) -> Result<()> {
+    transition(conn, q::RERUN, job_id, "rerun (only failed jobs are)").await?;
     // The failed step gets a fresh retry budget; finished steps stay finished.
     sqlx::query(pg(q::FAILED_STEPS_PENDING))
         .bind(job_id)
@@ -821,18 +834,7 @@ impl Store for SqlStore {
 
     async fn cancel(&self, job_id: &str, actor: &str) -> Result<()> {
         let mut tx = self.begin().await?;
-        let res = sqlx::query(pg(q::CANCEL))
-            .bind(job_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        if res.rows_affected() != 1 {
-            return Err(StoreError::InvalidTransition {
-                job: job_id.to_string(),
-                state: job_state(&mut tx, job_id).await?,
-                action: "cancelled",
-            });
-        }
+        transition(&mut tx, q::CANCEL, job_id, "cancelled").await?;
         log_op(&mut tx, job_id, "cancel", actor).await?;
         tx.commit().await.map_err(db)?;
         Ok(())

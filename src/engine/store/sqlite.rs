@@ -481,14 +481,22 @@ fn claim_in(conn: &Connection, worker: &str, lease_ms: i64) -> Result<Option<Cla
     }))
 }
 
-fn rerun_in(conn: &Connection, job_id: &str, actor: &str) -> Result<()> {
-    if exec(conn, q::RERUN, [job_id])? != 1 {
+/// Runs an ops transition of one job (`sql`: an UPDATE guarded by the states
+/// it may leave, `$1` the job id); when it matches no row, the refusal names
+/// the job's state.
+fn transition(conn: &Connection, sql: &str, job_id: &str, action: &'static str) -> Result<()> {
+    if exec(conn, sql, [job_id])? != 1 {
         return Err(StoreError::InvalidTransition {
             job: job_id.to_string(),
             state: job_state(conn, job_id)?,
-            action: "rerun (only failed jobs are)",
+            action,
         });
     }
+    Ok(())
+}
+
+fn rerun_in(conn: &Connection, job_id: &str, actor: &str) -> Result<()> {
+    transition(conn, q::RERUN, job_id, "rerun (only failed jobs are)")?;
     // The failed step gets a fresh retry budget; finished steps stay finished.
     exec(conn, q::FAILED_STEPS_PENDING, [job_id])?;
     exec(conn, q::LOG_OP, params![job_id, "rerun", actor])?;
@@ -931,13 +939,7 @@ impl Store for SqliteStore {
     async fn cancel(&self, job_id: &str, actor: &str) -> Result<()> {
         let (job_id, actor) = (job_id.to_string(), actor.to_string());
         self.write(move |conn| {
-            if exec(conn, q::CANCEL, [&job_id])? != 1 {
-                return Err(StoreError::InvalidTransition {
-                    state: job_state(conn, &job_id)?,
-                    job: job_id,
-                    action: "cancelled",
-                });
-            }
+            transition(conn, q::CANCEL, &job_id, "cancelled")?;
             exec(conn, q::LOG_OP, params![job_id, "cancel", actor])?;
             Ok(())
         })
