@@ -12,7 +12,7 @@ use common::*;
 use hostwright::engine::intake::IntakeResult;
 use hostwright::engine::outbox::{ReportSink, SinkError, run_reporter};
 use hostwright::engine::scripted::{Behavior, Rule, Script};
-use hostwright::engine::store::{Action, JobState, StepState};
+use hostwright::engine::store::{Action, JobState, StepState, StoreError};
 
 fn rule(kind: &str, behavior: Behavior, times: Option<u32>) -> Rule {
     Rule {
@@ -1051,5 +1051,46 @@ async fn concurrent_intake_of_one_revision_queues_one_job() {
         // The next revision goes through (the one-statement path on PostgreSQL).
         let next = accepted(&engine, &sign(&keys(), &www_contract("C-7701", 2))).await;
         assert_ne!(next, created[0]);
+    }
+}
+
+#[tokio::test]
+async fn ops_transitions_refuse_a_job_in_the_wrong_state_and_name_it() {
+    for backend in BACKENDS {
+        let (_dir, _script, engine) = fixture(backend, vec![]).await;
+        let job = accepted(&engine, &sign(&keys(), &www_contract("C-7901", 1))).await;
+        // A queued job is not failed: it cannot be rerun.
+        match engine.store.rerun(&job, "ops@test").await {
+            Err(StoreError::InvalidTransition { state, action, .. }) => {
+                assert_eq!(state, JobState::Queued, "{backend:?}");
+                assert!(action.starts_with("rerun"), "{backend:?}: {action}");
+            }
+            other => panic!("{backend:?}: rerun of a queued job: {other:?}"),
+        }
+        let workers = start_workers(&engine, "w", 1);
+        assert_eq!(wait_final(&engine, &job, 15).await, JobState::Succeeded);
+        workers.stop(Duration::from_secs(2)).await;
+        // A job that ended cannot be cancelled; nothing about it changed.
+        match engine.store.cancel(&job, "ops@test").await {
+            Err(StoreError::InvalidTransition { state, action, .. }) => {
+                assert_eq!(state, JobState::Succeeded, "{backend:?}");
+                assert_eq!(action, "cancelled", "{backend:?}");
+            }
+            other => panic!("{backend:?}: cancel of a finished job: {other:?}"),
+        }
+        let d = engine.store.job(&job).await.unwrap().unwrap();
+        assert_eq!(d.summary.state, JobState::Succeeded, "{backend:?}");
+        assert!(
+            d.ops.is_empty(),
+            "{backend:?}: refusals are not ops: {:?}",
+            d.ops
+        );
+        assert!(
+            matches!(
+                engine.store.cancel("no-such-job", "ops@test").await,
+                Err(StoreError::JobNotFound(_))
+            ),
+            "{backend:?}"
+        );
     }
 }
