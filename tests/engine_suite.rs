@@ -11,41 +11,8 @@ use std::time::Duration;
 use common::*;
 use hostwright::engine::intake::IntakeResult;
 use hostwright::engine::outbox::{ReportSink, SinkError, run_reporter};
-use hostwright::engine::scripted::{Behavior, Rule, Script};
+use hostwright::engine::scripted::{Behavior, Script};
 use hostwright::engine::store::{Action, JobState, StepState, StoreError};
-
-fn rule(kind: &str, behavior: Behavior, times: Option<u32>) -> Rule {
-    Rule {
-        kind: Some(kind.into()),
-        key: None,
-        op: None,
-        behavior,
-        times,
-    }
-}
-
-/// A fresh store on `backend` (its folder lives as long as the first value)
-/// and an engine over it whose stand-in adapters follow `rules`.
-async fn fixture(
-    backend: Backend,
-    rules: Vec<Rule>,
-) -> (tempfile::TempDir, Script, Arc<hostwright::engine::Engine>) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = fresh_store_url(backend, dir.path()).await;
-    let script = Script::new();
-    for r in rules {
-        script.push(r);
-    }
-    let engine = engine(&url, &script, fast_settings()).await;
-    (dir, script, engine)
-}
-
-async fn accepted(engine: &hostwright::engine::Engine, body: &[u8]) -> String {
-    match engine.intake(body, chrono::Utc::now()).await.unwrap() {
-        IntakeResult::Accepted { job_id, .. } => job_id,
-        other => panic!("expected acceptance, got {other:?}"),
-    }
-}
 
 #[tokio::test]
 async fn intake_is_idempotent_and_refuses_with_reasons() {
@@ -374,7 +341,7 @@ async fn revisions_of_one_contract_run_in_order() {
         // Revision 2 only adds the fourth FTP account (2 included + 2 additional).
         let j2_calls: Vec<_> = calls.iter().filter(|c| c.job_id == j2).collect();
         assert_eq!(j2_calls.len(), 1, "{j2_calls:?}");
-        assert_eq!(j2_calls[0].key, "c-7001-4");
+        assert_eq!(j2_calls[0].key, "c-7001_4");
         workers.stop(Duration::from_secs(2)).await;
     }
 }
@@ -417,7 +384,7 @@ async fn claims_keep_revision_order_and_take_over_expired_leases() {
         assert_eq!(claim("w3", long).await, Some(a1.clone()), "{backend:?}");
         assert!(
             matches!(
-                store.attempt_started(&a1, "w1", 0, 1).await,
+                store.attempt_started(&a1, "w1", 0, 1, &[]).await,
                 Err(hostwright::engine::store::StoreError::LeaseLost(_))
             ),
             "{backend:?}: the old lease holder could still write"
@@ -990,7 +957,7 @@ async fn a_plan_stored_without_dependencies_runs_sequentially() {
         assert_eq!(claimed.job_id, job);
         engine
             .store
-            .set_plan(&job, "old", &plan, &[])
+            .set_plan(&job, "old", &plan, &[], &[])
             .await
             .unwrap();
         engine.store.release_job(&job, "old").await.unwrap();

@@ -270,7 +270,7 @@ async fn a_pack_contract_lives_and_ends_on_the_real_backends() {
         .to_string();
     assert!(
         secrets
-            .get(format!("ftp_account/{user}-2/password"))
+            .get(format!("ftp_account/{user}_2/password"))
             .is_some(),
         "{secrets}"
     );

@@ -112,6 +112,7 @@ async fn submit(State(st): State<AppState>, body: Bytes) -> Response {
         IntakeResult::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
         IntakeResult::Malformed { .. } => StatusCode::BAD_REQUEST,
         IntakeResult::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        IntakeResult::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
     };
     (status, axum::Json(res)).into_response()
 }
@@ -186,10 +187,20 @@ async fn cancel(
 }
 
 /// Read-once: the credentials a job created (FTP passwords, mailbox initial
-/// passwords), for the contract system. A second call returns nothing.
-async fn take_secrets(State(st): State<AppState>, Path(id): Path<String>) -> Response {
-    match st.engine.store.take_secrets(&id).await {
-        Ok(s) => axum::Json(s).into_response(),
+/// passwords), for the contract system. A second call returns nothing; an
+/// unknown job is a 404. The hand-out is in the job's ops log.
+async fn take_secrets(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    match st.engine.store.take_secrets(&id, &actor(&headers)).await {
+        Ok(s) => axum::Json(
+            s.iter()
+                .map(|(name, secret)| (name.as_str(), secret.expose()))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        )
+        .into_response(),
         Err(e) => store_error(e),
     }
 }

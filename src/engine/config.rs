@@ -64,6 +64,19 @@ pub struct StoreConfig {
     pub url: String,
     #[serde(default = "default_pg_conns")]
     pub max_connections: u32,
+    /// The key file that seals secrets at rest (`<data_dir>/secrets.key`
+    /// when absent; made, mode 0600, at first start). Keep it apart from the
+    /// store's backups.
+    #[serde(default)]
+    pub secrets_key_file: Option<PathBuf>,
+}
+
+impl StoreConfig {
+    pub fn secrets_key_path(&self, data_dir: &Path) -> PathBuf {
+        self.secrets_key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("secrets.key"))
+    }
 }
 
 fn default_pg_conns() -> u32 {
@@ -75,6 +88,7 @@ impl Default for StoreConfig {
         StoreConfig {
             url: "sqlite:jobs.db".into(),
             max_connections: default_pg_conns(),
+            secrets_key_file: None,
         }
     }
 }
@@ -247,6 +261,9 @@ impl Config {
         abs(&mut self.intake.trusted_keys);
         if let Some(t) = self.api.ops_token_file.as_mut() {
             abs(t);
+        }
+        if let Some(k) = self.store.secrets_key_file.as_mut() {
+            abs(k);
         }
         if let Some(b) = self.billing.as_mut() {
             abs(&mut b.secret_file);

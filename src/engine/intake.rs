@@ -6,11 +6,29 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::{info, warn};
 
-use super::Engine;
-use super::store::{IntakeOutcome, NewRevision, Rejection, StoreError};
+use super::claims::{self, Claim, Claims};
+use super::store::{
+    IntakeOutcome, IntakeView, Judged, NewRevision, RecordedResource, Rejection, StoreError,
+};
+use super::{Engine, plan};
 use crate::contract::Contract;
 use crate::rules::{self, Finding};
 use crate::signing;
+
+/// How often intake judges one revision again because a concurrent revision
+/// of its contract or customer changed what it was judged against. Each
+/// round is a read and a check of microseconds, so only a storm of
+/// revisions for one customer reaches this; the contract system then gets a
+/// 503 and sends the revision again.
+const MAX_JUDGEMENTS: usize = 16;
+
+/// What judging a revision decided.
+enum Judgement {
+    /// Refused (or answered) without recording.
+    Answer(IntakeResult),
+    /// To record, if what it was judged against still holds.
+    Record(NewRevision),
+}
 
 /// The answer to one submitted contract, mapped to HTTP by the API.
 #[derive(Debug, Serialize)]
@@ -47,6 +65,9 @@ pub enum IntakeResult {
     Malformed { error: String },
     /// 413: larger than the limit.
     TooLarge { limit: usize },
+    /// 503: concurrent revisions of the same contract or customer kept
+    /// changing what this one was judged against; nothing was recorded.
+    Busy { message: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,96 +132,250 @@ impl Engine {
             }
         };
         let contract = verified.contract;
+        let payload = verified.payload;
+        // What the steps would need: every derived name must pass its
+        // backend's allow-list, every domain must be one a customer can
+        // hold; refused now rather than failing at a step.
+        let derived = self
+            .derive(&contract)
+            .map(|desired| claims::of_revision(&contract, &desired));
+        let claims = derived.as_ref().cloned().unwrap_or_default();
+        // Judge against what is recorded, then record only onto that same
+        // state: if another intake changed it meanwhile, judge again.
+        for _ in 0..MAX_JUDGEMENTS {
+            let view = self
+                .store
+                .intake_view(
+                    contract.contract_id.as_str(),
+                    &contract.customer.id,
+                    &claims,
+                )
+                .await?;
+            let revision = match self.judge(&contract, &payload, &derived, &view, body, now)? {
+                Judgement::Answer(result) => return self.answer(result, body, now).await,
+                Judgement::Record(rev) => rev,
+            };
+            match self.store.record_revision(revision).await? {
+                IntakeOutcome::Changed => {
+                    self.metrics.intake_rejudged.inc();
+                    continue;
+                }
+                outcome => return self.answered_outcome(&contract, outcome, body, now).await,
+            }
+        }
+        let message = format!(
+            "revision {} of {} could not be recorded: what it is judged against kept changing \
+             under concurrent revisions ({MAX_JUDGEMENTS} tries); send it again",
+            contract.revision, contract.contract_id
+        );
+        warn!(contract_id = %contract.contract_id, revision = contract.revision, "intake gave up re-judging");
+        self.reject(
+            Some(contract.contract_id.as_str()),
+            Some(contract.revision),
+            "busy",
+            serde_json::json!({"error": message}),
+            body,
+            now,
+        )
+        .await?;
+        Ok(IntakeResult::Busy { message })
+    }
+
+    /// The rules and the planner on one revision against what intake read.
+    fn judge(
+        &self,
+        contract: &Contract,
+        payload: &[u8],
+        derived: &Result<Claims, plan::PlanError>,
+        view: &IntakeView,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Judgement, IntakeError> {
         let cid = contract.contract_id.as_str().to_string();
         let rev = contract.revision;
-
-        let latest = self.store.latest_revision(&cid).await?;
-        let previous: Option<Contract> = match &latest {
+        let previous: Option<Contract> = match &view.latest {
             Some(l) if l.revision == rev => {
-                if l.payload != verified.payload {
+                if l.payload != payload {
                     let message = format!(
                         "revision {rev} of {cid} was already recorded with different content; revisions are immutable"
                     );
-                    return self
-                        .refuse_stale("conflict", cid, rev, l.revision, message, body, now)
-                        .await
-                        .map_err(Into::into);
+                    return Ok(Judgement::Answer(IntakeResult::Stale {
+                        contract_id: cid,
+                        revision: rev,
+                        latest: l.revision,
+                        message,
+                    }));
                 }
-                // Same bytes again: answer with the existing job.
-                return self.record(&contract, verified.payload, body, now).await;
+                // Same bytes again: recording answers with the existing job.
+                None
             }
             Some(l) if l.revision > rev => {
                 let message = format!(
                     "revision {rev} is older than the latest recorded revision {} (revisions strictly increase)",
                     l.revision
                 );
-                return self
-                    .refuse_stale("stale", cid, rev, l.revision, message, body, now)
-                    .await
-                    .map_err(Into::into);
+                return Ok(Judgement::Answer(IntakeResult::Stale {
+                    contract_id: cid,
+                    revision: rev,
+                    latest: l.revision,
+                    message,
+                }));
             }
             Some(l) => Some(Contract::from_json(&l.payload).map_err(|e| {
                 StoreError::Corrupt(format!("recorded revision {} of {cid}: {e}", l.revision))
             })?),
             None => None,
         };
-        let others = self.store.customer_contracts(&contract.customer.id).await?;
-        let others: Vec<rules::OtherContract> = others
-            .into_iter()
-            .map(|o| rules::OtherContract {
-                contract_id: o.contract_id,
-                service: o.service,
-                active: o.active,
-            })
-            .collect();
-        let findings = rules::check(&rules::CheckInput {
-            contract: &contract,
-            previous: previous.as_ref(),
-            others: &others,
-            catalog: &self.catalog,
-        });
+        let same_again = view.latest.as_ref().is_some_and(|l| l.revision == rev);
+        let mut findings = Vec::new();
+        if !same_again {
+            let others: Vec<rules::OtherContract> = view
+                .others
+                .iter()
+                .map(|o| rules::OtherContract {
+                    contract_id: o.contract_id.clone(),
+                    service: o.service.clone(),
+                    active: o.active,
+                })
+                .collect();
+            findings = rules::check(&rules::CheckInput {
+                contract,
+                previous: previous.as_ref(),
+                others: &others,
+                catalog: &self.catalog,
+            });
+        }
+        let claims = match derived {
+            Ok(claims) => claims.clone(),
+            Err(e) => {
+                findings.push(plan_finding(e));
+                Claims::default()
+            }
+        };
+        findings.extend(taken_findings(&view.taken_names, &view.taken_domains));
+        for d in &claims.domains {
+            if claims::registrable(d).is_none() {
+                findings.push(Finding {
+                    rule: "domain-registrable",
+                    article: "第8条".into(),
+                    path: "/domains".into(),
+                    message: format!(
+                        "{d} is a public suffix (Public Suffix List): no customer can hold it"
+                    ),
+                });
+            }
+        }
         if !findings.is_empty() {
             info!(contract_id = %cid, revision = rev, findings = findings.len(), "contract rejected by the rules");
-            self.reject(
-                Some(&cid),
-                Some(rev),
-                "rules",
-                serde_json::to_value(&findings).expect("findings serialize"),
-                body,
-                now,
-            )
-            .await?;
-            return Ok(IntakeResult::Rejected {
+            return Ok(Judgement::Answer(IntakeResult::Rejected {
                 contract_id: cid,
                 revision: rev,
                 findings,
-            });
+            }));
         }
-        self.record(&contract, verified.payload, body, now).await
+        Ok(Judgement::Record(NewRevision {
+            contract_id: cid,
+            revision: rev,
+            customer_id: contract.customer.id.clone(),
+            service: contract.service.code().to_string(),
+            active: !matches!(contract.status, crate::contract::Status::Terminated { .. }),
+            envelope: body.to_vec(),
+            payload: payload.to_vec(),
+            received_at: now,
+            judged: Judged {
+                latest: view.latest.as_ref().map(|l| l.revision),
+                customer_version: view.customer_version,
+            },
+            claims,
+        }))
     }
 
-    async fn record(
+    /// The resources a revision needs (the planner's pure part, no I/O), as
+    /// intake judges them: before anything is recorded for the revision.
+    pub fn derive(&self, contract: &Contract) -> Result<Vec<plan::Desired>, plan::PlanError> {
+        self.derive_with(contract, &[])
+    }
+
+    /// As [`Engine::derive`], keeping the names `recorded` resources hold.
+    pub fn derive_with(
         &self,
         contract: &Contract,
-        payload: Vec<u8>,
-        envelope: &[u8],
+        recorded: &[RecordedResource],
+    ) -> Result<Vec<plan::Desired>, plan::PlanError> {
+        let service = contract.service.code();
+        let playbook = self
+            .playbooks
+            .for_service(service)
+            .ok_or_else(|| plan::PlanError::NoPlaybook(service.to_string()))?;
+        plan::desired(
+            contract,
+            &self.catalog,
+            playbook,
+            &self.provisioning,
+            recorded,
+        )
+    }
+
+    /// Records a refusal decided before the store was asked, and answers it.
+    async fn answer(
+        &self,
+        result: IntakeResult,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<IntakeResult, IntakeError> {
+        match &result {
+            IntakeResult::Stale {
+                contract_id,
+                revision,
+                message,
+                latest,
+            } => {
+                let kind = if revision == latest {
+                    "conflict"
+                } else {
+                    "stale"
+                };
+                self.reject(
+                    Some(contract_id),
+                    Some(*revision),
+                    kind,
+                    serde_json::json!({"error": message}),
+                    body,
+                    now,
+                )
+                .await?;
+            }
+            IntakeResult::Rejected {
+                contract_id,
+                revision,
+                findings,
+            } => {
+                self.reject(
+                    Some(contract_id),
+                    Some(*revision),
+                    "rules",
+                    serde_json::to_value(findings).expect("findings serialize"),
+                    body,
+                    now,
+                )
+                .await?;
+            }
+            _ => {}
+        }
+        Ok(result)
+    }
+
+    /// Answers what recording did; a refusal the store decided (stale,
+    /// names taken) is recorded like any other.
+    async fn answered_outcome(
+        &self,
+        contract: &Contract,
+        outcome: IntakeOutcome,
+        body: &[u8],
         now: DateTime<Utc>,
     ) -> Result<IntakeResult, IntakeError> {
         let cid = contract.contract_id.as_str().to_string();
         let rev = contract.revision;
-        let outcome = self
-            .store
-            .record_revision(NewRevision {
-                contract_id: cid.clone(),
-                revision: rev,
-                customer_id: contract.customer.id.clone(),
-                service: contract.service.code().to_string(),
-                active: !matches!(contract.status, crate::contract::Status::Terminated { .. }),
-                envelope: envelope.to_vec(),
-                payload,
-                received_at: now,
-            })
-            .await?;
         Ok(match outcome {
             IntakeOutcome::Created { job_id } => {
                 info!(contract_id = %cid, revision = rev, job_id = %job_id, "contract accepted; job queued");
@@ -220,43 +395,35 @@ impl Engine {
                 let message = format!(
                     "revision {rev} is not newer than the latest recorded revision {latest}"
                 );
-                IntakeResult::Stale {
-                    contract_id: cid,
-                    revision: rev,
-                    latest,
-                    message,
-                }
+                return self
+                    .answer(
+                        IntakeResult::Stale {
+                            contract_id: cid,
+                            revision: rev,
+                            latest,
+                            message,
+                        },
+                        body,
+                        now,
+                    )
+                    .await;
             }
-        })
-    }
-
-    /// Records and answers a revision that cannot be applied over the
-    /// recorded ones (older, or the same number with other content).
-    #[allow(clippy::too_many_arguments)]
-    async fn refuse_stale(
-        &self,
-        kind: &str,
-        contract_id: String,
-        revision: u32,
-        latest: u32,
-        message: String,
-        body: &[u8],
-        now: DateTime<Utc>,
-    ) -> Result<IntakeResult, StoreError> {
-        self.reject(
-            Some(&contract_id),
-            Some(revision),
-            kind,
-            serde_json::json!({"error": message}),
-            body,
-            now,
-        )
-        .await?;
-        Ok(IntakeResult::Stale {
-            contract_id,
-            revision,
-            latest,
-            message,
+            IntakeOutcome::Taken { names, domains } => {
+                let findings = taken_findings(&names, &domains);
+                info!(contract_id = %cid, revision = rev, taken = findings.len(), "contract refused: resources taken");
+                return self
+                    .answer(
+                        IntakeResult::Rejected {
+                            contract_id: cid,
+                            revision: rev,
+                            findings,
+                        },
+                        body,
+                        now,
+                    )
+                    .await;
+            }
+            IntakeOutcome::Changed => unreachable!("intake judges a changed state again"),
         })
     }
 
@@ -280,4 +447,38 @@ impl Engine {
             })
             .await
     }
+}
+
+/// A planner refusal as a finding: the derived name and the limit it breaks.
+fn plan_finding(e: &plan::PlanError) -> Finding {
+    let (path, message) = match e {
+        plan::PlanError::Invalid { path, message } => (path.clone(), message.clone()),
+        other => ("/service".to_string(), other.to_string()),
+    };
+    Finding {
+        rule: "derived-name",
+        article: "—".into(),
+        path,
+        message,
+    }
+}
+
+/// Names and domains another contract holds, as findings. They say what is
+/// taken, never by whom: that is another customer's business.
+fn taken_findings(names: &[Claim], domains: &[String]) -> Vec<Finding> {
+    let domain_findings = domains.iter().map(|d| Finding {
+        rule: "domain-taken",
+        article: "第8条".into(),
+        path: "/domains".into(),
+        message: format!(
+            "the domain {d} (or a domain above or below it) is held by another customer"
+        ),
+    });
+    let name_findings = names.iter().map(|c| Finding {
+        rule: "resource-taken",
+        article: "—".into(),
+        path: "/contract_id".into(),
+        message: format!("the {c} belongs to another contract"),
+    });
+    domain_findings.chain(name_findings).collect()
 }

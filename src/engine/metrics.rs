@@ -38,6 +38,9 @@ pub struct Metrics {
     pub jobs: Family<StateLabels, Gauge>,
     pub outbox_backlog: Gauge,
     pub reports_delivered: Counter,
+    /// Revisions judged again because a concurrent revision of their
+    /// contract or customer was recorded first.
+    pub intake_rejudged: Counter,
 }
 
 impl Default for Metrics {
@@ -56,6 +59,12 @@ impl Metrics {
         let jobs = Family::<StateLabels, Gauge>::default();
         let outbox_backlog = Gauge::default();
         let reports_delivered = Counter::default();
+        let intake_rejudged = Counter::default();
+        registry.register(
+            "intake_rejudged",
+            "Revisions judged again because a concurrent revision of their contract or customer was recorded first",
+            intake_rejudged.clone(),
+        );
         registry.register(
             "step_duration_seconds",
             "Duration of step attempts",
@@ -84,6 +93,7 @@ impl Metrics {
             jobs,
             outbox_backlog,
             reports_delivered,
+            intake_rejudged,
         }
     }
 

@@ -10,6 +10,7 @@
 
 pub mod adapters;
 pub mod api;
+pub mod claims;
 pub mod config;
 pub mod intake;
 pub mod metrics;
@@ -96,7 +97,13 @@ impl Engine {
         let recorded = self.store.resources(contract.contract_id.as_str()).await?;
         // A terminated contract removes everything recorded, whatever the
         // playbook of its (possibly changed) service type lists.
-        let desired = plan::desired(contract, &self.catalog, playbook, &self.provisioning)?;
+        let desired = plan::desired(
+            contract,
+            &self.catalog,
+            playbook,
+            &self.provisioning,
+            &recorded,
+        )?;
         let steps = plan::diff(contract.contract_id.as_str(), playbook, &desired, &recorded);
         Ok((steps, recorded))
     }
@@ -118,11 +125,13 @@ impl Engine {
     /// step's change since); `None` reads them from the store. Knowing them
     /// is sound because a contract's jobs run one at a time and a worker that
     /// lost its lease cannot end the job.
+    /// Also answers the claims the contract keeps after the job: its
+    /// revision's and its remaining resources'.
     pub(crate) async fn success_report(
         &self,
         job: &ClaimedJob,
         resources: Option<Vec<RecordedResource>>,
-    ) -> Result<(serde_json::Value, NewOutboxItem), JobPlanError> {
+    ) -> Result<(serde_json::Value, NewOutboxItem, claims::Claims), JobPlanError> {
         let contract =
             Contract::from_json(&job.payload).map_err(|e| JobPlanError::Contract(e.to_string()))?;
         let mut resources = match resources {
@@ -139,6 +148,9 @@ impl Engine {
         let result = serde_json::json!({
             "resources": resources.iter().map(|r| format!("{}/{}", r.kind, r.key)).collect::<Vec<_>>(),
         });
+        let desired = self.derive_with(&contract, &resources)?;
+        let mut keep = claims::of_revision(&contract, &desired);
+        keep.extend(claims::of_recorded(&resources));
         Ok((
             result,
             NewOutboxItem {
@@ -151,6 +163,7 @@ impl Engine {
                 contract_id: contract.contract_id.as_str().to_string(),
                 body,
             },
+            keep,
         ))
     }
 }

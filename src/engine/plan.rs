@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use hostwright_adapter::Resource;
+use hostwright_adapter::{Resource, validate};
 use serde_json::{Value, json};
 
 use super::config::ProvisioningConfig;
@@ -38,6 +38,10 @@ pub enum PlanError {
     UnknownKind { playbook: String, kind: String },
     #[error("contract {contract}: {message}")]
     Contract { contract: String, message: String },
+    /// A name the planner derives from the contract would not pass its
+    /// backend's allow-list: refused at intake, before anything is recorded.
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
 }
 
 /// The Unix user (and FTP owner) of a contract: its id in lower case, which
@@ -46,12 +50,35 @@ pub fn unix_user(contract: &Contract) -> String {
     contract.contract_id.as_str().to_ascii_lowercase()
 }
 
+/// The FTP login of a contract's `n`th account: the Unix user for the
+/// first, `{user}_{n}` for the others. `_` cannot occur in a contract id, so
+/// no contract's login can be another's (`C-COL`'s second login was once
+/// `c-col-2`, the first login of contract `C-COL-2`). A login of that older
+/// form already recorded for the contract keeps its name.
+pub fn ftp_login(user: &str, n: u32, recorded: &[RecordedResource]) -> String {
+    if n == 1 {
+        return user.to_string();
+    }
+    let legacy = format!("{user}-{n}");
+    if recorded
+        .iter()
+        .any(|r| r.kind == "ftp_account" && r.key == legacy)
+    {
+        return legacy;
+    }
+    format!("{user}_{n}")
+}
+
 /// The resources `contract` needs under `playbook`, in playbook order.
+/// `recorded`: what the contract has now (names of an older form it holds
+/// are kept); intake, which judges a revision before anything is recorded
+/// for it, passes none.
 pub fn desired(
     contract: &Contract,
     catalog: &Catalog,
     playbook: &Playbook,
     prov: &ProvisioningConfig,
+    recorded: &[RecordedResource],
 ) -> Result<Vec<Desired>, PlanError> {
     if matches!(contract.status, Status::Terminated { .. }) {
         return Ok(Vec::new());
@@ -104,11 +131,21 @@ pub fn desired(
             }
             "ftp_account" => {
                 for n in 1..=ent.ftp_accounts {
-                    let login = if n == 1 {
-                        user.clone()
-                    } else {
-                        format!("{user}-{n}")
-                    };
+                    let login = ftp_login(&user, n, recorded);
+                    if let Err(e) = validate::user_name(&login) {
+                        return Err(PlanError::Invalid {
+                            path: "/contract_id".into(),
+                            message: format!(
+                                "FTP account {n} of {} would log in as `{login}` ({} characters): {} \
+                                 (a contract id of {} characters leaves room for {} FTP accounts)",
+                                ent.ftp_accounts,
+                                login.len(),
+                                e.rule,
+                                cid.len(),
+                                max_ftp_accounts(user.len()),
+                            ),
+                        });
+                    }
                     push(
                         login.clone(),
                         json!({ "login": login, "user": user, "quota_mb": ent.web_disk_mb }),
@@ -192,6 +229,17 @@ pub fn desired(
         }
     }
     Ok(out)
+}
+
+/// How many FTP accounts a Unix user of `user_len` characters can have
+/// whose logins (`{user}_{n}`) fit the 32-character allow-list.
+fn max_ftp_accounts(user_len: usize) -> u32 {
+    let room = 32usize.saturating_sub(user_len + 1);
+    if room == 0 {
+        1
+    } else {
+        10u32.saturating_pow(room.min(9) as u32) - 1
+    }
 }
 
 /// The contract's mailbox addresses, on the first target domain (第8条).

@@ -13,16 +13,18 @@ use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 use tracing::{error, info, warn};
 
+use super::claims;
 use super::config::Config;
 use super::metrics::Metrics;
 use super::playbook::{Known, Playbooks};
 use super::registry::Registry;
 use super::scripted::{Script, ScriptedAdapter, ScriptedConfig};
-use super::store::Store;
 use super::store::sql::SqlStore;
 use super::store::sqlite::SqliteStore;
+use super::store::{SecretKeys, Store, StoreError};
 use super::{Engine, api, outbox, worker};
 use crate::catalog::Catalog;
+use crate::contract::Contract;
 use crate::signing::TrustedKeys;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,22 +55,45 @@ fn read_secret_file(path: &Path) -> Result<String, StartError> {
         })
 }
 
-/// Opens the job store named by a URL (`sqlite:PATH` or `postgres://...`).
-pub async fn open_store(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StartError> {
+/// Opens the job store named by a URL (`sqlite:PATH` or `postgres://...`),
+/// with the key that seals its secrets (made at first start).
+pub async fn open_store(
+    url: &str,
+    max_connections: u32,
+    secrets_key: &Path,
+) -> Result<Arc<dyn Store>, StartError> {
+    let keys = SecretKeys::load_or_create(secrets_key).map_err(StoreError::from)?;
     if let Some(path) = url.strip_prefix("sqlite:") {
         let path = Path::new(path.trim_start_matches("//"));
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| StartError::Io {
-                path: dir.display().to_string(),
-                source,
-            })?;
+            private_dir(dir)?;
         }
-        Ok(Arc::new(SqliteStore::open(path).await?))
+        Ok(Arc::new(SqliteStore::open(path, keys).await?))
     } else {
         Ok(Arc::new(
-            SqlStore::connect_postgres(url, max_connections).await?,
+            SqlStore::connect_postgres(url, max_connections, keys).await?,
         ))
     }
+}
+
+/// Creates `dir` (and its parents) if needed; the folder itself is made
+/// (or narrowed to) 0700: it holds the store and the secrets key.
+pub fn private_dir(dir: &Path) -> Result<(), StartError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let io = |source| StartError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io)?;
+    let mode = std::fs::metadata(dir).map_err(io)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
+    Ok(())
 }
 
 /// The adapters named in `[adapters.*]`. `[adapters.scripted]` replaces every
@@ -91,7 +116,13 @@ pub async fn build_registry(cfg: &Config) -> Result<(Registry, Option<Script>), 
 
 /// Builds an engine from a config file's settings.
 pub async fn build(cfg: &Config) -> Result<Arc<Engine>, StartError> {
-    let store = open_store(&cfg.store.url, cfg.store.max_connections).await?;
+    private_dir(&cfg.data_dir)?;
+    let store = open_store(
+        &cfg.store.url,
+        cfg.store.max_connections,
+        &cfg.store.secrets_key_path(&cfg.data_dir),
+    )
+    .await?;
     let (adapters, _) = build_registry(cfg).await?;
     let catalog = match &cfg.catalog {
         Some(p) => Catalog::load(p).map_err(|e| StartError::Catalog(e.to_string()))?,
@@ -100,7 +131,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Engine>, StartError> {
     let playbooks = load_playbooks(&cfg.playbooks, &adapters, &catalog)?;
     let trusted_keys =
         TrustedKeys::load(&cfg.intake.trusted_keys).map_err(|e| StartError::Keys(e.to_string()))?;
-    Ok(Arc::new(Engine {
+    let engine = Arc::new(Engine {
         store,
         adapters,
         playbooks,
@@ -112,7 +143,61 @@ pub async fn build(cfg: &Config) -> Result<Arc<Engine>, StartError> {
         max_body_bytes: cfg.api.max_body_bytes,
         wake: Notify::new(),
         report_wake: Notify::new(),
-    }))
+    });
+    adopt_legacy_claims(&engine).await?;
+    Ok(engine)
+}
+
+/// The `hw_meta` mark of [`adopt_legacy_claims`].
+const CLAIMS_ADOPTED: &str = "claims_adopted";
+
+/// Once per store written before ownership existed (migration 0003): every
+/// contract, oldest first, claims the names its recorded resources and its
+/// latest revision use. A name two contracts used (possible before claims)
+/// goes to the older contract; the other is logged, and its steps will
+/// refuse to touch that name (`StoreError::NotOwner`) until ops resolve it.
+pub async fn adopt_legacy_claims(engine: &Engine) -> Result<(), StartError> {
+    let store = &engine.store;
+    if store.meta(CLAIMS_ADOPTED).await?.is_some() {
+        return Ok(());
+    }
+    let mut conflicts = 0usize;
+    for rev in store.latest_revisions().await? {
+        let contract = Contract::from_json(&rev.payload).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "recorded revision {} of {}: {e}",
+                rev.revision, rev.contract_id
+            ))
+        })?;
+        let recorded = store.resources(&rev.contract_id).await?;
+        let mut claims = claims::of_recorded(&recorded);
+        if let Ok(desired) = engine.derive_with(&contract, &recorded) {
+            claims.extend(claims::of_revision(&contract, &desired));
+        }
+        let (names, domains) = store
+            .adopt_claims(
+                &rev.contract_id,
+                &contract.customer.id,
+                rev.revision,
+                &claims,
+            )
+            .await?;
+        for n in &names {
+            warn!(contract_id = %rev.contract_id, name = %n, "already owned by an older contract; this contract's steps will not touch it");
+        }
+        for d in &domains {
+            warn!(contract_id = %rev.contract_id, domain = %d, "held by another customer's older contract; this contract keeps it unclaimed");
+        }
+        conflicts += names.len() + domains.len();
+    }
+    store
+        .set_meta(CLAIMS_ADOPTED, &chrono::Utc::now().to_rfc3339())
+        .await?;
+    info!(
+        conflicts,
+        "claims adopted for the contracts recorded before ownership"
+    );
+    Ok(())
 }
 
 /// Loads and validates the playbooks against the registered adapters and the

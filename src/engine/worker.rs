@@ -39,11 +39,12 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use hostwright_adapter::{AdapterError, StepContext};
+use hostwright_adapter::{AdapterError, Secret, StepContext};
 use tokio::sync::watch;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::Engine;
+use super::claims::{self, Claim};
 use super::metrics::{AdapterLabels, StepLabels};
 use super::store::{
     Action, AttemptOutcome, ClaimedJob, JobEnd, PlannedStep, RecordedResource, ResourceChange,
@@ -179,9 +180,28 @@ async fn drive(
                 // The first attempts of the steps that can start at once are
                 // journaled with the plan.
                 let roots = roots(&planned);
-                store
-                    .set_plan(&job.job_id, worker, &planned, &roots)
-                    .await?;
+                let owned = owned_names(&planned);
+                match store
+                    .set_plan(&job.job_id, worker, &planned, &roots, &owned)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e @ StoreError::NotOwner { .. }) => {
+                        error!(error = %e, "plan refused: it touches what another contract owns");
+                        store
+                            .finish_job(
+                                &job.job_id,
+                                worker,
+                                JobEnd::Failed {
+                                    step_index: None,
+                                    error: format!("planning refused: {e}"),
+                                },
+                            )
+                            .await?;
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
                 first_started = roots;
                 known = Some(
                     recorded
@@ -369,7 +389,11 @@ async fn drive(
 
     let resources = known.map(|k| k.into_values().collect());
     let end = match engine.success_report(&job, resources).await {
-        Ok((result, outbox)) => JobEnd::Succeeded { result, outbox },
+        Ok((result, outbox, keep)) => JobEnd::Succeeded {
+            result,
+            outbox,
+            keep,
+        },
         Err(e) => JobEnd::Failed {
             step_index: None,
             error: format!("computing the billable state failed: {e}"),
@@ -415,16 +439,35 @@ impl<'a> Running<'a> {
 }
 
 /// The steps of a fresh plan that can start at once (no dependencies), by
-/// index: their first attempts are journaled with the plan.
+/// index: their first attempts are journaled with the plan. Removals are
+/// not: each journals its own start with its ownership check.
 fn roots(planned: &[PlannedStep]) -> Vec<u32> {
     planned
         .iter()
         .enumerate()
+        .filter(|(_, s)| s.action != Action::Delete)
         .filter(|(i, s)| match &s.after {
             Some(after) => after.is_empty(),
             None => *i == 0,
         })
         .map(|(i, _)| i as u32)
+        .collect()
+}
+
+/// Every backend name a plan's steps touch: its job's contract must own
+/// each before the plan is stored.
+fn owned_names(planned: &[PlannedStep]) -> Vec<Claim> {
+    let mut names: Vec<Claim> = planned.iter().flat_map(step_names).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The backend names one step touches.
+fn step_names(step: &PlannedStep) -> Vec<Claim> {
+    claims::of_resource(&step.resource.kind, &step.resource.key, &step.resource.spec)
+        .names
+        .into_iter()
         .collect()
 }
 
@@ -523,6 +566,8 @@ impl Sched<'_> {
         let done = |d: usize| d == pos || slots[d] == Slot::Done;
         let ready: Vec<usize> = (0..slots.len())
             .filter(|&p| p != pos && slots[p] == Slot::Pending)
+            // A removal journals its own start, with its ownership check.
+            .filter(|&p| self.steps[p].step.action != Action::Delete)
             .filter(|&p| self.deps[p].iter().all(|&d| done(d)))
             .collect();
         ready
@@ -617,9 +662,22 @@ impl StepRun<'_> {
             attempt += 1;
             tries += 1;
             if !(started && tries == 1) {
-                store
-                    .attempt_started(job_id, worker, rec.index, attempt)
-                    .await?;
+                let owned = match step.action {
+                    Action::Delete => step_names(step),
+                    _ => Vec::new(),
+                };
+                match store
+                    .attempt_started(job_id, worker, rec.index, attempt, &owned)
+                    .await
+                {
+                    Ok(()) => {}
+                    // Not journaled: nothing was tried, nothing will be.
+                    Err(e @ StoreError::NotOwner { .. }) => {
+                        warn!(error = %e, "removal refused");
+                        return Ok(StepEnd::Failed(e.to_string()));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             let ctx = StepContext {
                 job_id: job_id.to_string(),
@@ -679,13 +737,13 @@ impl StepRun<'_> {
                             facts: outcome.facts.clone(),
                         }),
                     };
-                    let secrets: BTreeMap<String, String> = outcome
+                    let secrets: BTreeMap<String, Secret> = outcome
                         .secrets
-                        .iter()
+                        .into_iter()
                         .map(|(name, s)| {
                             (
                                 format!("{}/{}/{}", step.resource.kind, step.resource.key, name),
-                                s.expose().to_string(),
+                                s,
                             )
                         })
                         .collect();

@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use hostwright::catalog::Catalog;
 use hostwright::engine::config::{ProvisioningConfig, WorkerSettings};
+use hostwright::engine::intake::IntakeResult;
 use hostwright::engine::metrics::Metrics;
 use hostwright::engine::registry::Registry;
 use hostwright::engine::retry::RetryPolicy;
-use hostwright::engine::scripted::{Script, ScriptedAdapter};
+use hostwright::engine::scripted::{Behavior, Rule, Script, ScriptedAdapter};
 use hostwright::engine::store::{JobState, Store};
 use hostwright::engine::{Engine, server};
 use hostwright::signing::{self, TrustedKeys};
@@ -105,9 +106,22 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The secrets key of the test store at `url`: one per store, so engines
+/// sharing a store share its key.
+pub fn secrets_key_for(url: &str) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    url.hash(&mut h);
+    std::env::temp_dir()
+        .join("hostwright-test-keys")
+        .join(format!("{:016x}.key", h.finish()))
+}
+
 /// An engine over `store_url` whose adapters are scripted stand-ins.
 pub async fn engine(store_url: &str, script: &Script, settings: WorkerSettings) -> Arc<Engine> {
-    let store: Arc<dyn Store> = server::open_store(store_url, 8).await.expect("store opens");
+    let store: Arc<dyn Store> = server::open_store(store_url, 8, &secrets_key_for(store_url))
+        .await
+        .expect("store opens");
     let mut reg = Registry::new();
     for a in ScriptedAdapter::all(script) {
         reg.register(a);
@@ -128,6 +142,39 @@ pub async fn engine(store_url: &str, script: &Script, settings: WorkerSettings) 
         wake: Notify::new(),
         report_wake: Notify::new(),
     })
+}
+
+pub fn rule(kind: &str, behavior: Behavior, times: Option<u32>) -> Rule {
+    Rule {
+        kind: Some(kind.into()),
+        key: None,
+        op: None,
+        behavior,
+        times,
+    }
+}
+
+/// A fresh store on `backend` (its folder lives as long as the first value)
+/// and an engine over it whose stand-in adapters follow `rules`.
+pub async fn fixture(
+    backend: Backend,
+    rules: Vec<Rule>,
+) -> (tempfile::TempDir, Script, Arc<hostwright::engine::Engine>) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_store_url(backend, dir.path()).await;
+    let script = Script::new();
+    for r in rules {
+        script.push(r);
+    }
+    let engine = engine(&url, &script, fast_settings()).await;
+    (dir, script, engine)
+}
+
+pub async fn accepted(engine: &hostwright::engine::Engine, body: &[u8]) -> String {
+    match engine.intake(body, chrono::Utc::now()).await.unwrap() {
+        IntakeResult::Accepted { job_id, .. } => job_id,
+        other => panic!("expected acceptance, got {other:?}"),
+    }
 }
 
 /// Workers running on an engine until dropped or stopped.

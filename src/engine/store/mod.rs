@@ -24,8 +24,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub mod queries;
+pub mod sealed;
 pub mod sql;
 pub mod sqlite;
+
+pub use sealed::SecretKeys;
+
+use super::claims::{Claim, Claims};
+use hostwright_adapter::Secret;
 
 /// Errors of the store. Database errors are kept as text: the caller can only
 /// retry or report them.
@@ -47,6 +53,12 @@ pub enum StoreError {
     LeaseLost(String),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A step of a contract would touch a backend name another contract
+    /// owns (or nobody does): refused before the adapter is called.
+    #[error("contract {contract} does not own the {claim}: refusing to touch it")]
+    NotOwner { contract: String, claim: Claim },
+    #[error(transparent)]
+    Sealed(#[from] sealed::SealError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -175,6 +187,30 @@ pub struct PlannedStep {
     pub after: Option<Vec<String>>,
 }
 
+/// What intake reads to judge a revision (see [`Store::intake_view`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntakeView {
+    /// The contract's latest accepted revision.
+    pub latest: Option<StoredRevision>,
+    /// The customer's contracts, latest revision each (the rules of 第11条).
+    pub others: Vec<CustomerContract>,
+    /// The customer's version when read (0: no contract yet).
+    pub customer_version: i64,
+    /// The names of the revision's claims other contracts own, and its
+    /// domains other customers hold, when read (recording checks again).
+    pub taken_names: Vec<Claim>,
+    pub taken_domains: Vec<String>,
+}
+
+/// The state a revision was judged against. [`Store::record_revision`]
+/// records it only if this still holds, so the rules are always judged
+/// against exactly the state the revision is recorded onto.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Judged {
+    pub latest: Option<u32>,
+    pub customer_version: i64,
+}
+
 /// A signed contract revision that passed verification and the rules.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewRevision {
@@ -189,6 +225,48 @@ pub struct NewRevision {
     /// The verified contract JSON (the envelope's payload).
     pub payload: Vec<u8>,
     pub received_at: DateTime<Utc>,
+    /// What the rules saw.
+    pub judged: Judged,
+    /// The backend names and domains the revision needs.
+    pub claims: Claims,
+}
+
+/// A contract's head as the store keeps it (migration 0003).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub revision: u32,
+    pub customer_id: String,
+    pub service: String,
+    pub active: bool,
+}
+
+impl NewRevision {
+    /// The customers whose version this revision moves on: those whose
+    /// contracts, as the rules of their other contracts read them (which
+    /// exist, their service type, whether in force), it changes.
+    pub fn moves_customers<'a>(&'a self, head: Option<&'a Head>) -> Vec<&'a str> {
+        match head {
+            None => vec![self.customer_id.as_str()],
+            Some(h) if h.customer_id != self.customer_id => {
+                vec![h.customer_id.as_str(), self.customer_id.as_str()]
+            }
+            Some(h) if h.service != self.service || h.active != self.active => {
+                vec![self.customer_id.as_str()]
+            }
+            Some(_) => Vec::new(),
+        }
+    }
+}
+
+/// The ops-log action of a secrets hand-out: what and how many, never a value.
+pub fn secrets_taken(n: usize) -> String {
+    format!("secrets taken ({n})")
+}
+
+/// The registrable domain a domain claim is filed (and, on PostgreSQL,
+/// locked) under; a name the Public Suffix List does not place is its own.
+pub fn base_of(domain: &str) -> &str {
+    super::claims::registrable(domain).unwrap_or(domain)
 }
 
 /// What intake of a revision did.
@@ -200,6 +278,16 @@ pub enum IntakeOutcome {
     Existing { job_id: String },
     /// An older (or equal but different) revision than the latest recorded.
     Stale { latest: u32 },
+    /// What the revision was judged against changed before it could be
+    /// recorded (a concurrent revision of the contract or the customer):
+    /// nothing was recorded; judge it again.
+    Changed,
+    /// Names other contracts own, or domains other customers hold: nothing
+    /// was recorded.
+    Taken {
+        names: Vec<Claim>,
+        domains: Vec<String>,
+    },
 }
 
 /// A contract revision refused at intake, kept with its reasons.
@@ -328,6 +416,10 @@ pub enum JobEnd {
         result: serde_json::Value,
         /// The billable-state report to deliver to billing.
         outbox: NewOutboxItem,
+        /// What the contract still needs after this job (its revision's
+        /// claims and its remaining resources'): its claims of this or an
+        /// older revision outside these are released.
+        keep: Claims,
     },
     Failed {
         step_index: Option<u32>,
@@ -405,8 +497,9 @@ pub struct StepSuccess {
     /// Facts the adapter reported (never secret).
     pub facts: serde_json::Value,
     pub change: ResourceChange,
-    /// `kind/key/name` -> clear text, readable once by ops.
-    pub secrets: BTreeMap<String, String>,
+    /// `kind/key/name` -> the secret, readable once by ops; sealed by the
+    /// store before it is written.
+    pub secrets: BTreeMap<String, Secret>,
     /// `(step index, attempt)` pairs whose start to journal in the same
     /// transaction, as [`Store::attempt_started`] would: the first attempts
     /// of the steps this success makes ready, so moving on costs no extra
@@ -428,12 +521,34 @@ pub trait Store: Send + Sync + 'static {
     /// idempotently (see [`IntakeOutcome`]).
     async fn record_revision(&self, rev: NewRevision) -> Result<IntakeOutcome>;
     async fn record_rejection(&self, rej: Rejection) -> Result<()>;
-    /// Latest accepted revision of a contract.
-    async fn latest_revision(&self, contract_id: &str) -> Result<Option<StoredRevision>>;
+    /// What the rules read for a revision of `contract_id` by `customer_id`:
+    /// the contract's latest revision, the customer's contracts, which of
+    /// `claims` others hold, and the version [`Store::record_revision`]
+    /// checks (read first, so a change after it is always caught).
+    async fn intake_view(
+        &self,
+        contract_id: &str,
+        customer_id: &str,
+        claims: &Claims,
+    ) -> Result<IntakeView>;
     /// All accepted revisions of a contract, oldest first (for billing).
     async fn revisions(&self, contract_id: &str) -> Result<Vec<StoredRevision>>;
-    /// The customer's contracts (latest revision of each).
-    async fn customer_contracts(&self, customer_id: &str) -> Result<Vec<CustomerContract>>;
+    /// The latest revision of every contract, the oldest contract first (the
+    /// one-time adoption of claims for stores written before them).
+    async fn latest_revisions(&self) -> Result<Vec<StoredRevision>>;
+    /// Records claims for resources provisioned before claims existed: the
+    /// free ones become `contract_id`'s; those another contract (customer)
+    /// holds are answered, not taken.
+    async fn adopt_claims(
+        &self,
+        contract_id: &str,
+        customer_id: &str,
+        revision: u32,
+        claims: &Claims,
+    ) -> Result<(Vec<Claim>, Vec<String>)>;
+    /// A one-time conversion's mark (`hw_meta`).
+    async fn meta(&self, key: &str) -> Result<Option<String>>;
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
     /// Rejections, newest first.
     async fn rejections(&self, limit: u32) -> Result<Vec<Rejection>>;
 
@@ -449,21 +564,29 @@ pub trait Store: Send + Sync + 'static {
     /// Stores the plan of a claimed job (once; a second call is an error).
     /// Also journals the start of the first attempt of each step index in
     /// `start` (the steps that can start at once) in the same transaction,
-    /// as [`Store::attempt_started`] would.
+    /// as [`Store::attempt_started`] would. `owned`: every name the plan's
+    /// steps touch; unless the job's contract owns each, nothing is stored
+    /// and the answer is [`StoreError::NotOwner`].
     async fn set_plan(
         &self,
         job_id: &str,
         worker: &str,
         steps: &[PlannedStep],
         start: &[u32],
+        owned: &[Claim],
     ) -> Result<()>;
-    /// Journals the start of an attempt and marks the step running.
+    /// Journals the start of an attempt and marks the step running. `owned`:
+    /// the names a removal is about to delete; unless the job's contract
+    /// owns each, nothing is journaled and the answer is
+    /// [`StoreError::NotOwner`] (the check and the journal entry that
+    /// precedes the adapter call are one transaction).
     async fn attempt_started(
         &self,
         job_id: &str,
         worker: &str,
         step_index: u32,
         attempt: u32,
+        owned: &[Claim],
     ) -> Result<()>;
     /// Journals the end of an attempt that did not succeed.
     async fn attempt_failed(
@@ -503,10 +626,12 @@ pub trait Store: Send + Sync + 'static {
     /// Reruns every failed job; returns their ids.
     async fn rerun_failed(&self, actor: &str) -> Result<Vec<String>>;
     /// Cancels a queued or failed job (a running job is cancelled by its
-    /// worker at the next step boundary).
+    /// worker at the next step boundary). The job's secrets are wiped.
     async fn cancel(&self, job_id: &str, actor: &str) -> Result<()>;
-    /// Hands back a job's secrets once: returns and deletes them.
-    async fn take_secrets(&self, job_id: &str) -> Result<BTreeMap<String, String>>;
+    /// Hands back a job's secrets once: returns and wipes them, and records
+    /// the hand-out (who, when; never the values) in the ops log.
+    /// [`StoreError::JobNotFound`] for an unknown job.
+    async fn take_secrets(&self, job_id: &str, actor: &str) -> Result<BTreeMap<String, Secret>>;
     async fn stats(&self) -> Result<StoreStats>;
 
     // --- outbox ---------------------------------------------------------------

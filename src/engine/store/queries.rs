@@ -141,6 +141,8 @@ pub const LEASE_HELD: &str =
 
 pub const JOB_EXISTS: &str = "SELECT 1 FROM jobs WHERE id = $1";
 
+pub const CONTRACT_OF_JOB: &str = "SELECT contract_id FROM jobs WHERE id = $1";
+
 pub const JOB_STATE: &str = "SELECT state FROM jobs WHERE id = $1";
 
 /// The plan's steps in one statement: `rows` rows of (`job`, index, step).
@@ -184,14 +186,14 @@ pub const UPSERT_RESOURCE: &str = "INSERT INTO resources (contract_id, kind, key
 pub const DELETE_RESOURCE: &str =
     "DELETE FROM resources WHERE contract_id = $1 AND kind = $2 AND key = $3";
 
-/// `$1` job, `$2` name, `$3` value.
-pub const UPSERT_SECRET: &str = "INSERT INTO secrets (job_id, name, value) VALUES ($1, $2, $3) \
-     ON CONFLICT (job_id, name) DO UPDATE SET value = excluded.value";
+/// `$1` job, `$2` name, `$3` key id, `$4` sealed value (see `sealed.rs`).
+pub const UPSERT_SECRET: &str = "INSERT INTO secrets (job_id, name, key_id, sealed) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (job_id, name) DO UPDATE SET key_id = excluded.key_id, sealed = excluded.sealed";
 
-/// `$1` result JSON, `$2` job, `$3` worker.
+/// `$1` result JSON, `$2` job, `$3` worker. Returns the job's revision.
 pub const JOB_SUCCEEDED: &str = "UPDATE jobs SET state = 'succeeded', result = $1, error = NULL, \
      failed_step = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = {now} \
-     WHERE id = $2 AND state = 'running' AND lease_owner = $3";
+     WHERE id = $2 AND state = 'running' AND lease_owner = $3 RETURNING revision";
 
 /// `$1` error, `$2` failed step, `$3` job, `$4` worker.
 pub const JOB_FAILED: &str = "UPDATE jobs SET state = 'failed', error = $1, failed_step = $2, \
@@ -252,8 +254,9 @@ pub const PG_ATTEMPT_STARTED: &str = "WITH j AS (UPDATE jobs SET updated_at = {n
 /// `$1` job, `$2` worker, `$3` step, `$4` attempt, `$5` outcome JSON,
 /// `$6` duration ms, `$7` step facts JSON, `$8` kind, `$9` key, `$10` whether
 /// the resource is upserted (else deleted), `$11` adapter, `$12` spec JSON,
-/// `$13` resource facts JSON, `$14`/`$15` secret names/values (arrays),
-/// `$16`/`$17` steps/attempts to start next (arrays, maybe empty):
+/// `$13` resource facts JSON, `$14`/`$18`/`$15` secret names, key ids and
+/// sealed values (arrays), `$16`/`$17` steps/attempts to start next
+/// (arrays, maybe empty):
 /// END_ATTEMPT + STEP_DONE + UPSERT_RESOURCE or DELETE_RESOURCE +
 /// UPSERT_SECRET + INSERT_ATTEMPT and STEP_RUNNING for each next step.
 pub const PG_STEP_SUCCEEDED: &str = "WITH j AS (UPDATE jobs SET updated_at = {now} \
@@ -268,9 +271,10 @@ pub const PG_STEP_SUCCEEDED: &str = "WITH j AS (UPDATE jobs SET updated_at = {no
          spec = excluded.spec, facts = excluded.facts, updated_at = excluded.updated_at RETURNING 1), \
      d AS (DELETE FROM resources WHERE NOT $10 AND contract_id = (SELECT contract_id FROM j) \
          AND kind = $8 AND key = $9 RETURNING 1), \
-     x AS (INSERT INTO secrets (job_id, name, value) \
-         SELECT j.id, t.name, t.value FROM j, unnest($14::text[], $15::text[]) AS t(name, value) \
-         ON CONFLICT (job_id, name) DO UPDATE SET value = excluded.value RETURNING 1), \
+     x AS (INSERT INTO secrets (job_id, name, key_id, sealed) \
+         SELECT j.id, t.name, t.key_id, t.sealed FROM j, \
+         unnest($14::text[], $18::text[], $15::bytea[]) AS t(name, key_id, sealed) \
+         ON CONFLICT (job_id, name) DO UPDATE SET key_id = excluded.key_id, sealed = excluded.sealed RETURNING 1), \
      na AS (INSERT INTO attempts (job_id, idx, attempt, worker, started_at) \
          SELECT j.id, t.idx, t.att, $2, {now} FROM j, unnest($16::bigint[], $17::bigint[]) AS t(idx, att) \
          RETURNING 1), \
@@ -285,19 +289,27 @@ pub const PG_START_FIRST_ATTEMPTS: &str = "WITH a AS (INSERT INTO attempts (job_
      UPDATE steps SET state = 'running', attempts = 1 WHERE job_id = $1 AND idx = ANY($3::bigint[])";
 
 /// `$1` result JSON, `$2` job, `$3` worker, `$4` idempotency key,
-/// `$5` contract, `$6` body: JOB_SUCCEEDED + INSERT_OUTBOX.
+/// `$5` contract, `$6` body, `$7` the names to keep (`space name` each),
+/// `$8` the domains to keep: JOB_SUCCEEDED + INSERT_OUTBOX + the release of
+/// the contract's claims of this or an older revision not kept.
 pub const PG_JOB_SUCCEEDED: &str = "WITH j AS (UPDATE jobs SET state = 'succeeded', result = $1, \
      error = NULL, failed_step = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = {now} \
-     WHERE id = $2 AND state = 'running' AND lease_owner = $3 RETURNING id), \
+     WHERE id = $2 AND state = 'running' AND lease_owner = $3 RETURNING id, revision), \
      o AS (INSERT INTO outbox (idempotency_key, contract_id, body, created_at, next_attempt_at) \
-         SELECT $4, $5, $6, {now}, {now} FROM j RETURNING 1) \
+         SELECT $4, $5, $6, {now}, {now} FROM j RETURNING 1), \
+     rc AS (DELETE FROM claims c WHERE c.contract_id = $5 AND c.revision <= (SELECT revision FROM j) \
+         AND NOT ((c.space || ' ' || c.name) = ANY($7::text[])) RETURNING 1), \
+     rd AS (DELETE FROM domain_claims d WHERE d.contract_id = $5 AND d.revision <= (SELECT revision FROM j) \
+         AND NOT (d.name = ANY($8::text[])) RETURNING 1) \
      SELECT count(*) FROM j";
 
 // --- intake ------------------------------------------------------------------
 
-pub const JOB_OF_REVISION: &str = "SELECT id FROM jobs WHERE contract_id = $1 AND revision = $2";
-
-pub const MAX_REVISION: &str = "SELECT MAX(revision) FROM revisions WHERE contract_id = $1";
+/// `$1` contract, `$2` revision, `$3` payload: the revision's job, and
+/// whether it was recorded with this payload.
+pub const JOB_OF_REVISION: &str = "SELECT j.id, CASE WHEN r.payload = $3 THEN 1 ELSE 0 END \
+     FROM jobs j JOIN revisions r ON r.contract_id = j.contract_id AND r.revision = j.revision \
+     WHERE j.contract_id = $1 AND j.revision = $2";
 
 pub const INSERT_REVISION: &str = "INSERT INTO revisions (contract_id, revision, customer_id, service, active, envelope, payload, received_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
@@ -306,23 +318,6 @@ pub const INSERT_REVISION: &str = "INSERT INTO revisions (contract_id, revision,
 pub const INSERT_JOB: &str = "INSERT INTO jobs (id, contract_id, revision, state, created_at, updated_at) \
      VALUES ($1, $2, $3, 'queued', {now}, {now})";
 
-/// PostgreSQL's intake in one statement, for the common case of a new
-/// revision: the revision and its job, inserted only when the revision is
-/// newer than every recorded one of the contract. `$1`..`$8` as
-/// INSERT_REVISION, `$9` the new job's id. Returns the job id (NULL when
-/// nothing was inserted) and the latest recorded revision before it. A
-/// concurrent intake of the same revision waits on the primary key and then
-/// inserts nothing (`ON CONFLICT DO NOTHING`); every case that inserts
-/// nothing is answered by the locked transaction instead (existing job or
-/// stale), so the answer is exact.
-pub const PG_RECORD_REVISION: &str = "WITH latest AS (SELECT MAX(revision) AS m FROM revisions \
-     WHERE contract_id = $1), \
-     rev AS (INSERT INTO revisions (contract_id, revision, customer_id, service, active, envelope, payload, received_at) \
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM latest WHERE latest.m IS NULL OR latest.m < $2 \
-         ON CONFLICT (contract_id, revision) DO NOTHING RETURNING contract_id, revision), \
-     job AS (INSERT INTO jobs (id, contract_id, revision, state, created_at, updated_at) \
-         SELECT $9, contract_id, revision, 'queued', {now}, {now} FROM rev RETURNING id) \
-     SELECT (SELECT id FROM job), (SELECT m FROM latest)";
 pub const INSERT_REJECTION: &str = "INSERT INTO rejections (contract_id, revision, kind, reasons, received, received_at) \
      VALUES ($1, $2, $3, $4, $5, $6)";
 
@@ -332,9 +327,153 @@ pub const LATEST_REVISION: &str = "SELECT contract_id, revision, payload, receiv
 pub const REVISIONS: &str = "SELECT contract_id, revision, payload, received_at FROM revisions \
      WHERE contract_id = $1 ORDER BY revision";
 
-pub const CUSTOMER_CONTRACTS: &str = "SELECT r.contract_id, r.service, r.active FROM revisions r \
-     WHERE r.customer_id = $1 AND r.revision = (SELECT MAX(x.revision) FROM revisions x WHERE x.contract_id = r.contract_id) \
-     ORDER BY r.contract_id";
+pub const CUSTOMER_CONTRACTS: &str = "SELECT contract_id, service, active FROM contract_heads \
+     WHERE customer_id = $1 ORDER BY contract_id";
+
+pub const LATEST_REVISIONS: &str = "SELECT r.contract_id, r.revision, r.payload, r.received_at \
+     FROM contract_heads h JOIN revisions r ON r.contract_id = h.contract_id AND r.revision = h.revision \
+     ORDER BY (SELECT MIN(f.received_at) FROM revisions f WHERE f.contract_id = h.contract_id), h.contract_id";
+
+// --- serialised intake and ownership (claims.rs, migration 0003) ---------------
+//
+// A revision is recorded only onto the state its rules were judged against:
+// the contract's head revision and the customer's version, both read before
+// the rules ran and checked again in the recording transaction (SQLite: the
+// one writer; PostgreSQL: the rows locked). A revision that changes what
+// the customer's other contracts' rules read (a new contract, another
+// service type, in force or not, another customer) moves the version on.
+
+pub const CUSTOMER_VERSION: &str = "SELECT version FROM customers WHERE customer_id = $1";
+
+/// `$1` contract: its head revision, customer, service, whether in force.
+pub const CONTRACT_HEAD: &str =
+    "SELECT revision, customer_id, service, active FROM contract_heads WHERE contract_id = $1";
+
+/// `$1` contract, `$2` customer, `$3` revision, `$4` service, `$5` active.
+/// No row when another intake made the head meanwhile.
+pub const INSERT_HEAD: &str = "INSERT INTO contract_heads (contract_id, customer_id, revision, service, active) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (contract_id) DO NOTHING RETURNING 1";
+
+/// As INSERT_HEAD, moving the head from revision `$6` only.
+pub const MOVE_HEAD: &str = "UPDATE contract_heads SET customer_id = $2, revision = $3, service = $4, \
+     active = $5 WHERE contract_id = $1 AND revision = $6 RETURNING 1";
+
+/// `$1` customer.
+pub const BUMP_CUSTOMER: &str = "INSERT INTO customers (customer_id, version) VALUES ($1, 1) \
+     ON CONFLICT (customer_id) DO UPDATE SET version = customers.version + 1";
+
+/// `$1` space, `$2` name: the owning contract.
+pub const CLAIM_OWNER: &str = "SELECT contract_id FROM claims WHERE space = $1 AND name = $2";
+
+/// `$1` space, `$2` name, `$3` contract, `$4` revision. No row when another
+/// contract owns the name.
+pub const CLAIM_NAME: &str = "INSERT INTO claims (space, name, contract_id, revision) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (space, name) DO UPDATE SET revision = excluded.revision \
+     WHERE claims.contract_id = excluded.contract_id RETURNING 1";
+
+/// PostgreSQL: CLAIM_NAME for arrays `$1` spaces and `$2` names; returns the
+/// names claimed (the others are owned by other contracts). A name another
+/// transaction is claiming waits for it to end.
+pub const PG_CLAIM_NAMES: &str = "INSERT INTO claims (space, name, contract_id, revision) \
+     SELECT t.space, t.name, $3, $4 FROM unnest($1::text[], $2::text[]) AS t(space, name) \
+     ON CONFLICT (space, name) DO UPDATE SET revision = excluded.revision \
+     WHERE claims.contract_id = excluded.contract_id RETURNING space, name";
+
+/// Domains under the registrable domain `$1` held by other customers than
+/// `$2` (rows of contract `$3` itself excepted: a contract that changes hands
+/// keeps its own domains).
+pub const DOMAINS_UNDER: &str = "SELECT name FROM domain_claims \
+     WHERE base = $1 AND customer_id <> $2 AND contract_id <> $3";
+
+/// `$1` name, `$2` contract, `$3` base, `$4` customer, `$5` revision.
+pub const CLAIM_DOMAIN: &str = "INSERT INTO domain_claims (name, contract_id, base, customer_id, revision) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, contract_id) DO UPDATE SET \
+     customer_id = excluded.customer_id, revision = excluded.revision";
+
+/// `$1` contract, `$2` its new customer (第18条 succession).
+pub const DOMAINS_TO_CUSTOMER: &str =
+    "UPDATE domain_claims SET customer_id = $2 WHERE contract_id = $1";
+
+/// `$1` contract: its claimed names and the revision of each.
+pub const CLAIMS_OF: &str = "SELECT space, name, revision FROM claims WHERE contract_id = $1";
+
+pub const DOMAIN_CLAIMS_OF: &str =
+    "SELECT name, revision FROM domain_claims WHERE contract_id = $1";
+
+/// `$1` space, `$2` name, `$3` contract.
+pub const RELEASE_CLAIM: &str =
+    "DELETE FROM claims WHERE space = $1 AND name = $2 AND contract_id = $3";
+
+/// `$1` name, `$2` contract.
+pub const RELEASE_DOMAIN: &str = "DELETE FROM domain_claims WHERE name = $1 AND contract_id = $2";
+
+/// PostgreSQL: the first of the names `$1` spaces / `$2` names that contract
+/// `$3` does not own (no row: it owns them all).
+pub const PG_NOT_OWNED: &str = "SELECT t.space, t.name FROM unnest($1::text[], $2::text[]) AS t(space, name) \
+     LEFT JOIN claims c ON c.space = t.space AND c.name = t.name \
+     WHERE c.contract_id IS DISTINCT FROM $3 LIMIT 1";
+
+/// PostgreSQL: whether a revision's job exists (`$1` contract, `$2`
+/// revision) and the contract's head, in one round trip.
+pub const PG_EXISTING_AND_HEAD: &str = "SELECT j.id, h.revision, h.customer_id, h.service, h.active, \
+     CASE WHEN r.payload = $3 THEN 1 ELSE 0 END \
+     FROM (SELECT 1) AS one LEFT JOIN jobs j ON j.contract_id = $1 AND j.revision = $2 \
+     LEFT JOIN revisions r ON r.contract_id = $1 AND r.revision = $2 \
+     LEFT JOIN contract_heads h ON h.contract_id = $1";
+
+/// PostgreSQL: which of the names `$1` spaces / `$2` names contracts other
+/// than `$3` own.
+pub const PG_OWNED_BY_OTHERS: &str = "SELECT c.space, c.name FROM unnest($1::text[], $2::text[]) AS t(space, name) \
+     JOIN claims c ON c.space = t.space AND c.name = t.name WHERE c.contract_id <> $3";
+
+/// PostgreSQL: the customer's version is still `$2`, and stays so until
+/// commit (a concurrent change of it waits for this transaction, and one
+/// that committed first makes this match nothing).
+pub const PG_HOLD_CUSTOMER: &str =
+    "SELECT 1 FROM customers WHERE customer_id = $1 AND version = $2 FOR SHARE";
+
+/// PostgreSQL: moves the customer's version on from `$2` (no row: it moved).
+pub const PG_MOVE_CUSTOMER: &str = "UPDATE customers SET version = version + 1 \
+     WHERE customer_id = $1 AND version = $2 RETURNING 1";
+
+/// PostgreSQL: a new customer's first version (no row: another intake made it).
+pub const PG_NEW_CUSTOMER: &str = "INSERT INTO customers (customer_id, version) VALUES ($1, 1) \
+     ON CONFLICT (customer_id) DO NOTHING RETURNING 1";
+
+/// PostgreSQL: serialises claims of domains per registrable domain (`$1`,
+/// array), the locks taken in one order so two intakes cannot deadlock.
+pub const PG_LOCK_BASES: &str = "SELECT pg_advisory_xact_lock(7242025, h) \
+     FROM (SELECT DISTINCT hashtext(b) AS h FROM unnest($1::text[]) AS t(b) ORDER BY 1) AS s";
+
+/// PostgreSQL: DOMAINS_UNDER for the registrable domains `$1` (array).
+pub const PG_DOMAINS_UNDER: &str = "SELECT name FROM domain_claims \
+     WHERE base = ANY($1::text[]) AND customer_id <> $2 AND contract_id <> $3";
+
+/// PostgreSQL: CLAIM_DOMAIN for arrays `$1` names and `$2` bases, contract
+/// `$3`, customer `$4`, revision `$5`.
+pub const PG_CLAIM_DOMAINS: &str = "INSERT INTO domain_claims (name, contract_id, base, customer_id, revision) \
+     SELECT t.name, $3, t.base, $4, $5 FROM unnest($1::text[], $2::text[]) AS t(name, base) \
+     ON CONFLICT (name, contract_id) DO UPDATE SET customer_id = excluded.customer_id, \
+     revision = excluded.revision";
+
+/// PostgreSQL: INSERT_REVISION and INSERT_JOB (`$9` job id) in one statement.
+pub const PG_INSERT_REVISION: &str = "WITH rev AS (INSERT INTO revisions (contract_id, revision, customer_id, \
+         service, active, envelope, payload, received_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING contract_id, revision) \
+     INSERT INTO jobs (id, contract_id, revision, state, created_at, updated_at) \
+     SELECT $9, contract_id, revision, 'queued', {now}, {now} FROM rev";
+
+/// PostgreSQL: the customer's version, then the contract's latest revision
+/// (one statement: one snapshot).
+pub const PG_INTAKE_VIEW: &str = "SELECT (SELECT version FROM customers WHERE customer_id = $2), \
+     r.contract_id, r.revision, r.payload, r.received_at FROM (SELECT 1) AS one \
+     LEFT JOIN LATERAL (SELECT contract_id, revision, payload, received_at FROM revisions \
+         WHERE contract_id = $1 ORDER BY revision DESC LIMIT 1) AS r ON true";
+
+pub const META: &str = "SELECT value FROM hw_meta WHERE key = $1";
+
+pub const SET_META: &str = "INSERT INTO hw_meta (key, value) VALUES ($1, $2) \
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
 pub const REJECTIONS: &str = "SELECT contract_id, revision, kind, reasons, received, received_at FROM rejections \
      ORDER BY id DESC LIMIT $1";
@@ -390,7 +529,16 @@ pub const FAILED_JOBS: &str = "SELECT id FROM jobs WHERE state = 'failed' ORDER 
 pub const CANCEL: &str = "UPDATE jobs SET state = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, \
      updated_at = {now} WHERE id = $1 AND state IN ('queued', 'failed', 'running')";
 
-pub const SECRETS_OF: &str = "SELECT name, value FROM secrets WHERE job_id = $1";
+/// Clear-text secrets of stores older than migration 0003, sealed at start.
+pub const UNSEALED_SECRETS: &str = "SELECT job_id, name, value FROM secrets_unsealed";
+
+pub const DROP_UNSEALED_SECRETS: &str = "DROP TABLE secrets_unsealed";
+
+/// Secrets sealed under another key than `$1` (re-sealed at start).
+pub const SECRETS_UNDER_OLD_KEYS: &str =
+    "SELECT job_id, name, key_id, sealed FROM secrets WHERE key_id <> $1";
+
+pub const SECRETS_OF: &str = "SELECT name, key_id, sealed FROM secrets WHERE job_id = $1";
 
 pub const DELETE_SECRETS: &str = "DELETE FROM secrets WHERE job_id = $1";
 
@@ -420,6 +568,10 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         2,
         include_str!("../../../migrations/sqlite/0002_claim_index.sql"),
     ),
+    (
+        3,
+        include_str!("../../../migrations/sqlite/0003_ownership.sql"),
+    ),
 ];
 pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
@@ -429,6 +581,10 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
         2,
         include_str!("../../../migrations/postgres/0002_claim_index.sql"),
+    ),
+    (
+        3,
+        include_str!("../../../migrations/postgres/0003_ownership.sql"),
     ),
 ];
 

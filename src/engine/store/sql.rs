@@ -20,6 +20,7 @@ use sqlx::{Postgres, Row};
 
 use super::queries::{self as q, Dialect};
 use super::*;
+use crate::engine::claims::{Space, overlaps};
 
 const D: Dialect = Dialect::Postgres;
 
@@ -31,6 +32,7 @@ fn pg(sql: &str) -> sqlx::AssertSqlSafe<String> {
 
 pub struct SqlStore {
     pool: PgPool,
+    keys: SecretKeys,
 }
 
 fn db(e: sqlx::Error) -> StoreError {
@@ -183,18 +185,353 @@ async fn log_op(conn: &mut Conn, job_id: &str, action: &str, actor: &str) -> Res
     Ok(())
 }
 
+/// Why a recording transaction stopped short.
+enum Conflict {
+    /// A concurrent transaction got there first (a guard matched nothing, a
+    /// deadlock, a unique key taken meanwhile): nothing was recorded, and
+    /// intake judges the revision again.
+    Retry,
+    Store(StoreError),
+}
+
+impl From<sqlx::Error> for Conflict {
+    fn from(e: sqlx::Error) -> Self {
+        if retryable(&e) {
+            Conflict::Retry
+        } else {
+            Conflict::Store(db(e))
+        }
+    }
+}
+
+/// Deadlock, serialization failure or a unique key another transaction
+/// took while this one ran.
+fn retryable(e: &sqlx::Error) -> bool {
+    matches!(
+        e.as_database_error().and_then(|d| d.code()).as_deref(),
+        Some("40P01" | "40001" | "23505")
+    )
+}
+
+/// Intake's recording step on PostgreSQL (see [`Store::record_revision`]):
+/// every check ends in a guarded write or a row lock held to commit, so a
+/// concurrent intake either waits for this one or finds its guard moved.
+async fn record_pg(
+    conn: &mut Conn,
+    rev: &NewRevision,
+) -> std::result::Result<IntakeOutcome, Conflict> {
+    let r = sqlx::query(pg(q::PG_EXISTING_AND_HEAD))
+        .bind(&rev.contract_id)
+        .bind(i64::from(rev.revision))
+        .bind(&rev.payload)
+        .fetch_one(&mut *conn)
+        .await?;
+    if let Some(job_id) = r.get::<Option<String>, _>(0) {
+        if r.get::<Option<i32>, _>(5) == Some(1) {
+            return Ok(IntakeOutcome::Existing { job_id });
+        }
+        // The same revision with other content: immutable.
+        return Ok(IntakeOutcome::Stale {
+            latest: rev.revision,
+        });
+    }
+    let head = r.get::<Option<i64>, _>(1).map(|revision| Head {
+        revision: revision as u32,
+        customer_id: r.get(2),
+        service: r.get(3),
+        active: r.get::<i64, _>(4) != 0,
+    });
+    let latest = head.as_ref().map(|h| h.revision);
+    if let Some(l) = latest
+        && l >= rev.revision
+    {
+        return Ok(IntakeOutcome::Stale { latest: l });
+    }
+    if latest != rev.judged.latest {
+        return Ok(IntakeOutcome::Changed);
+    }
+    // The head first: a concurrent revision of this contract waits here.
+    let sql = if head.is_some() {
+        q::MOVE_HEAD
+    } else {
+        q::INSERT_HEAD
+    };
+    let mut write_head = sqlx::query(pg(sql))
+        .bind(&rev.contract_id)
+        .bind(&rev.customer_id)
+        .bind(i64::from(rev.revision))
+        .bind(&rev.service)
+        .bind(rev.active as i64);
+    if let Some(h) = &head {
+        write_head = write_head.bind(i64::from(h.revision));
+    }
+    let moved = write_head.fetch_optional(&mut *conn).await?;
+    if moved.is_none() {
+        return Err(Conflict::Retry);
+    }
+    let moves = rev.moves_customers(head.as_ref());
+    let own = if moves.contains(&rev.customer_id.as_str()) {
+        if rev.judged.customer_version == 0 {
+            sqlx::query(pg(q::PG_NEW_CUSTOMER)).bind(&rev.customer_id)
+        } else {
+            sqlx::query(pg(q::PG_MOVE_CUSTOMER))
+                .bind(&rev.customer_id)
+                .bind(rev.judged.customer_version)
+        }
+    } else {
+        sqlx::query(pg(q::PG_HOLD_CUSTOMER))
+            .bind(&rev.customer_id)
+            .bind(rev.judged.customer_version)
+    }
+    .fetch_optional(&mut *conn)
+    .await?;
+    if own.is_none() {
+        return Err(Conflict::Retry);
+    }
+    for other in moves.iter().filter(|c| **c != rev.customer_id) {
+        sqlx::query(pg(q::BUMP_CUSTOMER))
+            .bind(*other)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if head
+        .as_ref()
+        .is_some_and(|h| h.customer_id != rev.customer_id)
+    {
+        sqlx::query(pg(q::DOMAINS_TO_CUSTOMER))
+            .bind(&rev.contract_id)
+            .bind(&rev.customer_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let (names, domains) = claim_pg(
+        conn,
+        &rev.contract_id,
+        &rev.customer_id,
+        rev.revision,
+        &rev.claims,
+        false,
+    )
+    .await?;
+    if !names.is_empty() || !domains.is_empty() {
+        return Ok(IntakeOutcome::Taken { names, domains });
+    }
+    let job_id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(pg(q::PG_INSERT_REVISION))
+        .bind(&rev.contract_id)
+        .bind(i64::from(rev.revision))
+        .bind(&rev.customer_id)
+        .bind(&rev.service)
+        .bind(rev.active as i64)
+        .bind(&rev.envelope)
+        .bind(&rev.payload)
+        .bind(rev.received_at.timestamp_millis())
+        .bind(&job_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(IntakeOutcome::Created { job_id })
+}
+
+/// Claims `claims` for the contract at `revision`; answers what others
+/// hold. Domains are judged under a lock per registrable domain (held to
+/// commit); names by their unique key. Unless `adopt`, nothing is claimed
+/// when anything is taken (and the caller rolls back what this wrote);
+/// with `adopt`, the free ones are.
+async fn claim_pg(
+    conn: &mut Conn,
+    contract_id: &str,
+    customer_id: &str,
+    revision: u32,
+    claims: &Claims,
+    adopt: bool,
+) -> std::result::Result<(Vec<Claim>, Vec<String>), Conflict> {
+    if !claims.domains.is_empty() {
+        let bases: Vec<&str> = claims.domains.iter().map(|d| base_of(d)).collect();
+        sqlx::query(pg(q::PG_LOCK_BASES))
+            .bind(&bases)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let taken_domains = domains_held_by_others(conn, contract_id, customer_id, claims).await?;
+    let (spaces, names): (Vec<&str>, Vec<&str>) = claims
+        .names
+        .iter()
+        .map(|c| (c.space.as_str(), c.name.as_str()))
+        .unzip();
+    let claimed: Vec<(String, String)> = if names.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query(pg(q::PG_CLAIM_NAMES))
+            .bind(&spaces)
+            .bind(&names)
+            .bind(contract_id)
+            .bind(i64::from(revision))
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    let taken_names: Vec<Claim> = claims
+        .names
+        .iter()
+        .filter(|c| {
+            !claimed
+                .iter()
+                .any(|(s, n)| s == c.space.as_str() && *n == c.name)
+        })
+        .cloned()
+        .collect();
+    if !adopt && (!taken_names.is_empty() || !taken_domains.is_empty()) {
+        return Ok((taken_names, taken_domains));
+    }
+    let (free, bases): (Vec<&str>, Vec<&str>) = claims
+        .domains
+        .iter()
+        .filter(|d| !taken_domains.contains(d))
+        .map(|d| (d.as_str(), base_of(d)))
+        .unzip();
+    if !free.is_empty() {
+        sqlx::query(pg(q::PG_CLAIM_DOMAINS))
+            .bind(&free)
+            .bind(&bases)
+            .bind(contract_id)
+            .bind(customer_id)
+            .bind(i64::from(revision))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok((taken_names, taken_domains))
+}
+
+/// The domains of `claims` other customers hold (same name, above or
+/// below it).
+async fn domains_held_by_others(
+    conn: &mut Conn,
+    contract_id: &str,
+    customer_id: &str,
+    claims: &Claims,
+) -> std::result::Result<Vec<String>, sqlx::Error> {
+    if claims.domains.is_empty() {
+        return Ok(Vec::new());
+    }
+    let bases: Vec<&str> = claims.domains.iter().map(|d| base_of(d)).collect();
+    let held: Vec<String> = sqlx::query(pg(q::PG_DOMAINS_UNDER))
+        .bind(&bases)
+        .bind(customer_id)
+        .bind(contract_id)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(claims
+        .domains
+        .iter()
+        .filter(|d| held.iter().any(|h| overlaps(h, d)))
+        .cloned()
+        .collect())
+}
+
+/// `Err(NotOwner)` unless `contract_id` owns every name of `owned`.
+async fn owned_pg(conn: &mut Conn, contract_id: &str, owned: &[Claim]) -> Result<()> {
+    if owned.is_empty() {
+        return Ok(());
+    }
+    let (spaces, names): (Vec<&str>, Vec<&str>) = owned
+        .iter()
+        .map(|c| (c.space.as_str(), c.name.as_str()))
+        .unzip();
+    let not_owned = sqlx::query(pg(q::PG_NOT_OWNED))
+        .bind(&spaces)
+        .bind(&names)
+        .bind(contract_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+    match not_owned {
+        None => Ok(()),
+        Some(r) => {
+            let space: String = r.get(0);
+            Err(StoreError::NotOwner {
+                contract: contract_id.to_string(),
+                claim: Claim::new(
+                    Space::parse(&space)
+                        .ok_or_else(|| StoreError::Corrupt("claim space".into()))?,
+                    r.get::<String, _>(1),
+                ),
+            })
+        }
+    }
+}
+
 impl SqlStore {
     /// Connects to PostgreSQL and migrates the database.
-    pub async fn connect_postgres(url: &str, max_connections: u32) -> Result<SqlStore> {
+    pub async fn connect_postgres(
+        url: &str,
+        max_connections: u32,
+        keys: SecretKeys,
+    ) -> Result<SqlStore> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await
             .map_err(db)?;
-        let store = SqlStore { pool };
+        let store = SqlStore { pool, keys };
         store.migrate().await?;
+        store.seal_at_rest().await?;
         Ok(store)
+    }
+
+    /// Seals the clear-text secrets a store older than migration 0003
+    /// holds, and re-seals under the current key what older keys sealed
+    /// (rotation), in one transaction.
+    async fn seal_at_rest(&self) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let unsealed: Option<String> = sqlx::query("SELECT to_regclass('secrets_unsealed')::text")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?
+            .get(0);
+        let mut rows: Vec<(String, String, Secret)> = Vec::new();
+        if unsealed.is_some() {
+            for r in sqlx::query(q::UNSEALED_SECRETS)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?
+            {
+                rows.push((r.get(0), r.get(1), Secret::new(r.get::<String, _>(2))));
+            }
+            sqlx::query(q::DROP_UNSEALED_SECRETS)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        for r in sqlx::query(pg(q::SECRETS_UNDER_OLD_KEYS))
+            .bind(self.keys.current_id())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?
+        {
+            let (job, name, key_id): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            let secret = self
+                .keys
+                .open(&key_id, &job, &name, &r.get::<Vec<u8>, _>(3))?;
+            rows.push((job, name, secret));
+        }
+        for (job, name, secret) in rows {
+            let (key_id, sealed) = self.keys.seal(&job, &name, &secret);
+            sqlx::query(pg(q::UPSERT_SECRET))
+                .bind(job)
+                .bind(name)
+                .bind(key_id)
+                .bind(sealed)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
     }
 
     /// Applies the migrations this build ships that the database lacks,
@@ -261,74 +598,27 @@ impl Store for SqlStore {
     }
 
     async fn record_revision(&self, rev: NewRevision) -> Result<IntakeOutcome> {
-        // One round trip for a new revision (the common case); anything else
-        // (a repeat, a stale revision, a race) is settled below under the
-        // contract's lock.
-        let job_id = uuid::Uuid::new_v4().to_string();
-        let row = sqlx::query(pg(q::PG_RECORD_REVISION))
-            .bind(&rev.contract_id)
-            .bind(i64::from(rev.revision))
-            .bind(&rev.customer_id)
-            .bind(&rev.service)
-            .bind(rev.active as i64)
-            .bind(&rev.envelope)
-            .bind(&rev.payload)
-            .bind(rev.received_at.timestamp_millis())
-            .bind(&job_id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?;
-        if let Some(created) = row.get::<Option<String>, _>(0) {
-            return Ok(IntakeOutcome::Created { job_id: created });
-        }
         let mut tx = self.begin().await?;
-        // Serialise intake per contract so two posts of one revision race safely.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(&rev.contract_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        let existing = sqlx::query(pg(q::JOB_OF_REVISION))
-            .bind(&rev.contract_id)
-            .bind(i64::from(rev.revision))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-        if let Some(r) = existing {
-            return Ok(IntakeOutcome::Existing { job_id: r.get(0) });
+        match record_pg(&mut tx, &rev).await {
+            Ok(created @ IntakeOutcome::Created { .. }) => match tx.commit().await {
+                Ok(()) => Ok(created),
+                Err(e) if retryable(&e) => Ok(IntakeOutcome::Changed),
+                Err(e) => Err(db(e)),
+            },
+            // Whatever else was answered recorded nothing.
+            Ok(other) => {
+                tx.rollback().await.map_err(db)?;
+                Ok(other)
+            }
+            Err(Conflict::Retry) => {
+                let _ = tx.rollback().await;
+                Ok(IntakeOutcome::Changed)
+            }
+            Err(Conflict::Store(e)) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
         }
-        let latest: Option<i64> = sqlx::query(pg(q::MAX_REVISION))
-            .bind(&rev.contract_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?
-            .get(0);
-        if let Some(l) = latest
-            && l >= i64::from(rev.revision)
-        {
-            return Ok(IntakeOutcome::Stale { latest: l as u32 });
-        }
-        sqlx::query(pg(q::INSERT_REVISION))
-            .bind(&rev.contract_id)
-            .bind(i64::from(rev.revision))
-            .bind(&rev.customer_id)
-            .bind(&rev.service)
-            .bind(rev.active as i64)
-            .bind(&rev.envelope)
-            .bind(&rev.payload)
-            .bind(rev.received_at.timestamp_millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        sqlx::query(pg(q::INSERT_JOB))
-            .bind(&job_id)
-            .bind(&rev.contract_id)
-            .bind(i64::from(rev.revision))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(IntakeOutcome::Created { job_id })
     }
 
     async fn record_rejection(&self, rej: Rejection) -> Result<()> {
@@ -345,13 +635,73 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn latest_revision(&self, contract_id: &str) -> Result<Option<StoredRevision>> {
-        let r = sqlx::query(pg(q::LATEST_REVISION))
+    async fn intake_view(
+        &self,
+        contract_id: &str,
+        customer_id: &str,
+        claims: &Claims,
+    ) -> Result<IntakeView> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let r = sqlx::query(pg(q::PG_INTAKE_VIEW))
             .bind(contract_id)
-            .fetch_optional(&self.pool)
+            .bind(customer_id)
+            .fetch_one(&mut *conn)
             .await
             .map_err(db)?;
-        Ok(r.as_ref().map(stored_revision))
+        let customer_version: i64 = r.get::<Option<i64>, _>(0).unwrap_or(0);
+        let latest = r
+            .get::<Option<String>, _>(1)
+            .map(|contract_id| StoredRevision {
+                contract_id,
+                revision: r.get::<i64, _>(2) as u32,
+                payload: r.get(3),
+                received_at: ms_to_time(r.get(4)),
+            });
+        // Read after the version: a change of the customer's contracts in
+        // between moved the version on, and recording will say so.
+        let others = sqlx::query(pg(q::CUSTOMER_CONTRACTS))
+            .bind(customer_id)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| CustomerContract {
+                contract_id: r.get(0),
+                service: r.get(1),
+                active: r.get::<i64, _>(2) != 0,
+            })
+            .collect();
+        let (spaces, names): (Vec<&str>, Vec<&str>) = claims
+            .names
+            .iter()
+            .map(|c| (c.space.as_str(), c.name.as_str()))
+            .unzip();
+        let mut taken_names = Vec::new();
+        if !names.is_empty() {
+            for r in sqlx::query(pg(q::PG_OWNED_BY_OTHERS))
+                .bind(&spaces)
+                .bind(&names)
+                .bind(contract_id)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db)?
+            {
+                let space: String = r.get(0);
+                if let Some(space) = Space::parse(&space) {
+                    taken_names.push(Claim::new(space, r.get::<String, _>(1)));
+                }
+            }
+        }
+        let taken_domains = domains_held_by_others(&mut conn, contract_id, customer_id, claims)
+            .await
+            .map_err(db)?;
+        Ok(IntakeView {
+            latest,
+            others,
+            customer_version,
+            taken_names,
+            taken_domains,
+        })
     }
 
     async fn revisions(&self, contract_id: &str) -> Result<Vec<StoredRevision>> {
@@ -363,20 +713,52 @@ impl Store for SqlStore {
         Ok(rows.iter().map(stored_revision).collect())
     }
 
-    async fn customer_contracts(&self, customer_id: &str) -> Result<Vec<CustomerContract>> {
-        let rows = sqlx::query(pg(q::CUSTOMER_CONTRACTS))
-            .bind(customer_id)
+    async fn latest_revisions(&self) -> Result<Vec<StoredRevision>> {
+        let rows = sqlx::query(pg(q::LATEST_REVISIONS))
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|r| CustomerContract {
-                contract_id: r.get(0),
-                service: r.get(1),
-                active: r.get::<i64, _>(2) != 0,
-            })
-            .collect())
+        Ok(rows.iter().map(stored_revision).collect())
+    }
+
+    async fn adopt_claims(
+        &self,
+        contract_id: &str,
+        customer_id: &str,
+        revision: u32,
+        claims: &Claims,
+    ) -> Result<(Vec<Claim>, Vec<String>)> {
+        let mut tx = self.begin().await?;
+        let taken = claim_pg(&mut tx, contract_id, customer_id, revision, claims, true).await;
+        match taken {
+            Ok(t) => {
+                tx.commit().await.map_err(db)?;
+                Ok(t)
+            }
+            Err(Conflict::Store(e)) => Err(e),
+            Err(Conflict::Retry) => Err(StoreError::Database(
+                "adopting claims collided with an intake; start again".into(),
+            )),
+        }
+    }
+
+    async fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(sqlx::query(pg(q::META))
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .map(|r| r.get(0)))
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query(pg(q::SET_META))
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
     }
 
     async fn rejections(&self, limit: u32) -> Result<Vec<Rejection>> {
@@ -467,6 +849,7 @@ impl Store for SqlStore {
         worker: &str,
         steps: &[PlannedStep],
         start: &[u32],
+        owned: &[Claim],
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         let res = sqlx::query(pg(q::MARK_PLANNED))
@@ -491,6 +874,13 @@ impl Store for SqlStore {
                 None => lease_error(&mut tx, job_id).await,
             });
         }
+        let contract_id: String = sqlx::query(pg(q::CONTRACT_OF_JOB))
+            .bind(job_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?
+            .get(0);
+        owned_pg(&mut tx, &contract_id, owned).await?;
         if !steps.is_empty() {
             let sql = q::insert_steps(steps.len());
             let mut insert = sqlx::query(pg(&sql)).bind(job_id);
@@ -519,7 +909,31 @@ impl Store for SqlStore {
         worker: &str,
         step_index: u32,
         attempt: u32,
+        owned: &[Claim],
     ) -> Result<()> {
+        if !owned.is_empty() {
+            // A removal: the ownership check and the journal entry in one
+            // transaction (the job row stays locked from the lease check on).
+            let mut tx = self.begin().await?;
+            let contract_id = touch_leased(&mut tx, job_id, worker).await?;
+            owned_pg(&mut tx, &contract_id, owned).await?;
+            sqlx::query(pg(q::INSERT_ATTEMPT))
+                .bind(job_id)
+                .bind(i64::from(step_index))
+                .bind(i64::from(attempt))
+                .bind(worker)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            sqlx::query(pg(q::STEP_RUNNING))
+                .bind(i64::from(attempt))
+                .bind(job_id)
+                .bind(i64::from(step_index))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            return tx.commit().await.map_err(db);
+        }
         let matched: i64 = sqlx::query(pg(q::PG_ATTEMPT_STARTED))
             .bind(job_id)
             .bind(worker)
@@ -603,7 +1017,15 @@ impl Store for SqlStore {
                 String::new(),
             ),
         };
-        let (names, values): (Vec<String>, Vec<String>) = secrets.into_iter().unzip();
+        let mut names = Vec::with_capacity(secrets.len());
+        let mut key_ids = Vec::with_capacity(secrets.len());
+        let mut values = Vec::with_capacity(secrets.len());
+        for (name, secret) in &secrets {
+            let (key_id, sealed) = self.keys.seal(job_id, name, secret);
+            names.push(name.clone());
+            key_ids.push(key_id);
+            values.push(sealed);
+        }
         let matched: i64 = sqlx::query(pg(q::PG_STEP_SUCCEEDED))
             .bind(job_id)
             .bind(worker)
@@ -632,6 +1054,7 @@ impl Store for SqlStore {
                     .map(|&(_, a)| i64::from(a))
                     .collect::<Vec<_>>(),
             )
+            .bind(key_ids)
             .fetch_one(&self.pool)
             .await
             .map_err(db)?
@@ -645,7 +1068,17 @@ impl Store for SqlStore {
 
     async fn finish_job(&self, job_id: &str, worker: &str, end: JobEnd) -> Result<()> {
         let (step_index, error) = match end {
-            JobEnd::Succeeded { result, outbox } => {
+            JobEnd::Succeeded {
+                result,
+                outbox,
+                keep,
+            } => {
+                let keep_names: Vec<String> = keep
+                    .names
+                    .iter()
+                    .map(|c| format!("{} {}", c.space.as_str(), c.name))
+                    .collect();
+                let keep_domains: Vec<&str> = keep.domains.iter().map(String::as_str).collect();
                 let matched: i64 = sqlx::query(pg(q::PG_JOB_SUCCEEDED))
                     .bind(json_text(&result))
                     .bind(job_id)
@@ -653,6 +1086,8 @@ impl Store for SqlStore {
                     .bind(&outbox.idempotency_key)
                     .bind(&outbox.contract_id)
                     .bind(&outbox.body)
+                    .bind(keep_names)
+                    .bind(keep_domains)
                     .fetch_one(&self.pool)
                     .await
                     .map_err(db)?
@@ -836,24 +1271,47 @@ impl Store for SqlStore {
         let mut tx = self.begin().await?;
         transition(&mut tx, q::CANCEL, job_id, "cancelled").await?;
         log_op(&mut tx, job_id, "cancel", actor).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(())
-    }
-
-    async fn take_secrets(&self, job_id: &str) -> Result<BTreeMap<String, String>> {
-        let mut tx = self.begin().await?;
-        let rows = sqlx::query(pg(q::SECRETS_OF))
-            .bind(job_id)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
+        // Nobody will take them now.
         sqlx::query(pg(q::DELETE_SECRETS))
             .bind(job_id)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(())
+    }
+
+    async fn take_secrets(&self, job_id: &str, actor: &str) -> Result<BTreeMap<String, Secret>> {
+        let mut tx = self.begin().await?;
+        job_state(&mut tx, job_id).await?;
+        let rows = sqlx::query(pg(q::SECRETS_OF))
+            .bind(job_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        // Opened before they are deleted: a secret that cannot be opened
+        // (its key is gone) fails the take and stays.
+        let secrets = rows
+            .iter()
+            .map(|r| {
+                let name: String = r.get(0);
+                let secret = self.keys.open(
+                    &r.get::<String, _>(1),
+                    job_id,
+                    &name,
+                    &r.get::<Vec<u8>, _>(2),
+                )?;
+                Ok((name, secret))
+            })
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        sqlx::query(pg(q::DELETE_SECRETS))
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        log_op(&mut tx, job_id, &secrets_taken(secrets.len()), actor).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(secrets)
     }
 
     async fn stats(&self) -> Result<StoreStats> {

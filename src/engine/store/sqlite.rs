@@ -33,6 +33,7 @@ use tokio::sync::oneshot;
 
 use super::queries::{self as q, Dialect};
 use super::*;
+use crate::engine::claims::{Space, overlaps};
 
 const D: Dialect = Dialect::Sqlite;
 
@@ -76,6 +77,15 @@ fn rows<T>(
     Ok(out)
 }
 
+/// Runs a statement with `RETURNING`: whether it returned a row.
+fn returns_row(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<bool> {
+    Ok(stmt(conn, sql)?
+        .query_row(params, |_| Ok(()))
+        .optional()
+        .map_err(db)?
+        .is_some())
+}
+
 fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
     stmt(conn, sql)?.execute(params).map_err(db)
 }
@@ -103,7 +113,11 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
-    conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
+    // secure_delete: a deleted row's bytes (a secret taken, a job's secrets
+    // wiped at cancel) are overwritten, not left in free pages.
+    conn.execute_batch(
+        "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
+    )?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
@@ -138,12 +152,101 @@ fn migrate(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// Creates the database file 0600 if it does not exist, and narrows the
+/// database, its WAL and its shared-memory index to 0600 where they exist.
+fn private_files(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |e: std::io::Error| StoreError::Database(format!("{}: {e}", path.display()));
+    if !path.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let f = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::metadata(&f) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).map_err(io)?
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Seals the clear-text secrets a store older than migration 0003 holds,
+/// and re-seals under the current key what older keys sealed (rotation).
+/// One transaction; the WAL is truncated after it, so the clear text is gone
+/// from both files.
+fn seal_at_rest(conn: &Connection, keys: &SecretKeys) -> Result<()> {
+    let unsealed_table: bool = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'secrets_unsealed'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(db)?
+        .is_some();
+    let old = rows(conn, q::SECRETS_UNDER_OLD_KEYS, [keys.current_id()], |r| {
+        Ok((
+            get::<String>(r, 0)?,
+            get::<String>(r, 1)?,
+            get::<String>(r, 2)?,
+            get::<Vec<u8>>(r, 3)?,
+        ))
+    })?;
+    if !unsealed_table && old.is_empty() {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(db)?;
+    let work = (|| {
+        if unsealed_table {
+            let clear = rows(conn, q::UNSEALED_SECRETS, [], |r| {
+                Ok((
+                    get::<String>(r, 0)?,
+                    get::<String>(r, 1)?,
+                    get::<String>(r, 2)?,
+                ))
+            })?;
+            for (job, name, value) in clear {
+                let (key_id, sealed) = keys.seal(&job, &name, &Secret::new(value));
+                exec(conn, q::UPSERT_SECRET, params![job, name, key_id, sealed])?;
+            }
+            exec(conn, q::DROP_UNSEALED_SECRETS, [])?;
+        }
+        for (job, name, key_id, sealed) in old {
+            let secret = keys.open(&key_id, &job, &name, &sealed)?;
+            let (key_id, sealed) = keys.seal(&job, &name, &secret);
+            exec(conn, q::UPSERT_SECRET, params![job, name, key_id, sealed])?;
+        }
+        Ok(())
+    })();
+    match work {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(db)?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(db)?;
+    Ok(())
+}
+
 // --- the writer thread ----------------------------------------------------------
 
 /// One write operation waiting for the writer thread.
 trait WriteOp: Send {
     /// Runs the operation inside the open transaction, in its own savepoint.
     fn run(&mut self, conn: &Connection);
+    /// Whether the WAL must be checkpointed and truncated before the answer
+    /// (the op wiped secrets: their old pages must not linger in the WAL).
+    fn wipes(&self) -> bool;
     /// Answers the caller once the transaction ended (`committed` is the
     /// commit's outcome).
     fn answer(self: Box<Self>, committed: std::result::Result<(), String>);
@@ -153,6 +256,7 @@ struct Op<T, F> {
     f: Option<F>,
     result: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
+    wipes: bool,
 }
 
 impl<T, F> WriteOp for Op<T, F>
@@ -170,6 +274,10 @@ where
                 .unwrap_or_else(|_| Err(StoreError::Database("store operation panicked".into())))
         };
         self.result = Some(in_savepoint(conn, f));
+    }
+
+    fn wipes(&self) -> bool {
+        self.wipes
     }
 
     fn answer(self: Box<Self>, committed: std::result::Result<(), String>) {
@@ -213,6 +321,17 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>, transacti
         }
         let committed = run_batch(&conn, &mut batch);
         transactions.fetch_add(1, Ordering::Relaxed);
+        if committed.is_ok() && batch.iter().any(|op| op.wipes()) {
+            // The deleted rows' pages were zeroed in the database file
+            // (secure_delete); copy them back and cut the WAL so no older
+            // frame keeps them. Readers holding an old snapshot can leave
+            // part of the WAL for the next wipe: best effort, logged.
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            }) {
+                tracing::warn!(error = %e, "WAL checkpoint after a wipe failed");
+            }
+        }
         for op in batch {
             op.answer(committed.clone());
         }
@@ -267,6 +386,7 @@ impl Readers {
 
 /// The SQLite job store.
 pub struct SqliteStore {
+    keys: SecretKeys,
     writer: mpsc::Sender<Box<dyn WriteOp>>,
     readers: Arc<Readers>,
     /// Transactions the writer ran: with ops from many callers in flight,
@@ -275,14 +395,22 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store at `path`, migrates it, and
-    /// starts its writer thread.
-    pub async fn open(path: &Path) -> Result<SqliteStore> {
+    /// Opens (creating if needed) the store at `path`, migrates it, seals
+    /// what older versions left in clear, and starts its writer thread.
+    /// The file and its WAL are the owner's alone (0600): they hold every
+    /// contract and, sealed, the secrets.
+    pub async fn open(path: &Path, keys: SecretKeys) -> Result<SqliteStore> {
         let path = path.to_path_buf();
         let p = path.clone();
+        let k = keys.clone();
         let conn = tokio::task::spawn_blocking(move || {
+            private_files(&p)?;
             let conn = open_conn(&p).map_err(db)?;
             migrate(&conn)?;
+            // SQLite makes the WAL and its index with the database's mode;
+            // files an older version made world-readable are narrowed too.
+            private_files(&p)?;
+            seal_at_rest(&conn, &k)?;
             Ok::<_, StoreError>(conn)
         })
         .await
@@ -295,6 +423,7 @@ impl SqliteStore {
             .spawn(move || writer_loop(conn, rx, &counter))
             .map_err(|e| StoreError::Database(format!("starting the writer thread: {e}")))?;
         Ok(SqliteStore {
+            keys,
             writer: tx,
             readers: Arc::new(Readers {
                 path,
@@ -311,12 +440,22 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        self.submit(f)?.await.map_err(|_| stopped())?
+        self.submit(f, false)?.await.map_err(|_| stopped())?
+    }
+
+    /// As [`SqliteStore::write`], for an op that deletes secrets: answered
+    /// only once the WAL was checkpointed and truncated after its commit.
+    async fn write_wiping<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.submit(f, true)?.await.map_err(|_| stopped())?
     }
 
     /// Queues `f` for the writer thread; the receiver answers after the
     /// commit of the transaction that carried it.
-    fn submit<T, F>(&self, f: F) -> Result<oneshot::Receiver<Result<T>>>
+    fn submit<T, F>(&self, f: F, wipes: bool) -> Result<oneshot::Receiver<Result<T>>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -327,6 +466,7 @@ impl SqliteStore {
                 f: Some(f),
                 result: None,
                 reply,
+                wipes,
             }))
             .map_err(|_| stopped())?;
         Ok(answer)
@@ -503,6 +643,241 @@ fn rerun_in(conn: &Connection, job_id: &str, actor: &str) -> Result<()> {
     Ok(())
 }
 
+fn customer_version(conn: &Connection, customer_id: &str) -> Result<i64> {
+    Ok(stmt(conn, q::CUSTOMER_VERSION)?
+        .query_row([customer_id], |r| r.get(0))
+        .optional()
+        .map_err(db)?
+        .unwrap_or(0))
+}
+
+/// The names of `claims` other contracts own, and its domains other
+/// customers hold (same name, above or below it).
+fn taken_in(
+    conn: &Connection,
+    contract_id: &str,
+    customer_id: &str,
+    claims: &Claims,
+) -> Result<(Vec<Claim>, Vec<String>)> {
+    let mut names = Vec::new();
+    for c in &claims.names {
+        let owner: Option<String> = stmt(conn, q::CLAIM_OWNER)?
+            .query_row(params![c.space.as_str(), c.name], |r| r.get(0))
+            .optional()
+            .map_err(db)?;
+        if owner.is_some_and(|o| o != contract_id) {
+            names.push(c.clone());
+        }
+    }
+    let mut domains = Vec::new();
+    for d in &claims.domains {
+        let held = rows(
+            conn,
+            q::DOMAINS_UNDER,
+            params![base_of(d), customer_id, contract_id],
+            |r| get::<String>(r, 0),
+        )?;
+        if held.iter().any(|h| overlaps(h, d)) {
+            domains.push(d.clone());
+        }
+    }
+    Ok((names, domains))
+}
+
+/// Records `claims` for the contract at `revision` (all free: checked first).
+fn record_claims_in(
+    conn: &Connection,
+    contract_id: &str,
+    customer_id: &str,
+    revision: u32,
+    claims: &Claims,
+) -> Result<()> {
+    for c in &claims.names {
+        let claimed = returns_row(
+            conn,
+            q::CLAIM_NAME,
+            params![c.space.as_str(), c.name, contract_id, revision],
+        )?;
+        if !claimed {
+            return Err(StoreError::Corrupt(format!(
+                "{c} was taken between its check and its claim"
+            )));
+        }
+    }
+    for d in &claims.domains {
+        exec(
+            conn,
+            q::CLAIM_DOMAIN,
+            params![d, contract_id, base_of(d), customer_id, revision],
+        )?;
+    }
+    Ok(())
+}
+
+/// `Err(NotOwner)` unless `contract_id` owns every name of `owned`.
+fn owned_in(conn: &Connection, contract_id: &str, owned: &[Claim]) -> Result<()> {
+    for c in owned {
+        let owner: Option<String> = stmt(conn, q::CLAIM_OWNER)?
+            .query_row(params![c.space.as_str(), c.name], |r| r.get(0))
+            .optional()
+            .map_err(db)?;
+        if owner.as_deref() != Some(contract_id) {
+            return Err(StoreError::NotOwner {
+                contract: contract_id.to_string(),
+                claim: c.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Intake's recording step (see [`Store::record_revision`]).
+fn record_in(conn: &Connection, rev: &NewRevision) -> Result<IntakeOutcome> {
+    let existing: Option<(String, i64)> = stmt(conn, q::JOB_OF_REVISION)?
+        .query_row(params![rev.contract_id, rev.revision, rev.payload], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
+        .map_err(db)?;
+    match existing {
+        Some((job_id, 1)) => return Ok(IntakeOutcome::Existing { job_id }),
+        // The same revision with other content: immutable.
+        Some(_) => {
+            return Ok(IntakeOutcome::Stale {
+                latest: rev.revision,
+            });
+        }
+        None => {}
+    }
+    let head: Option<Head> = stmt(conn, q::CONTRACT_HEAD)?
+        .query_row([&rev.contract_id], |r| {
+            Ok(Head {
+                revision: r.get::<_, i64>(0)? as u32,
+                customer_id: r.get(1)?,
+                service: r.get(2)?,
+                active: r.get::<_, i64>(3)? != 0,
+            })
+        })
+        .optional()
+        .map_err(db)?;
+    let latest = head.as_ref().map(|h| h.revision);
+    if let Some(l) = latest
+        && l >= rev.revision
+    {
+        return Ok(IntakeOutcome::Stale { latest: l });
+    }
+    if latest != rev.judged.latest
+        || customer_version(conn, &rev.customer_id)? != rev.judged.customer_version
+    {
+        return Ok(IntakeOutcome::Changed);
+    }
+    let (names, domains) = taken_in(conn, &rev.contract_id, &rev.customer_id, &rev.claims)?;
+    if !names.is_empty() || !domains.is_empty() {
+        return Ok(IntakeOutcome::Taken { names, domains });
+    }
+    exec(
+        conn,
+        q::INSERT_REVISION,
+        params![
+            rev.contract_id,
+            rev.revision,
+            rev.customer_id,
+            rev.service,
+            rev.active as i64,
+            rev.envelope,
+            rev.payload,
+            rev.received_at.timestamp_millis()
+        ],
+    )?;
+    let job_id = uuid::Uuid::new_v4().to_string();
+    exec(
+        conn,
+        q::INSERT_JOB,
+        params![job_id, rev.contract_id, rev.revision],
+    )?;
+    // The writer thread is the only writer: the guard holds (checked above).
+    let moved = match &head {
+        None => returns_row(
+            conn,
+            q::INSERT_HEAD,
+            params![
+                rev.contract_id,
+                rev.customer_id,
+                rev.revision,
+                rev.service,
+                rev.active as i64,
+            ],
+        )?,
+        Some(h) => returns_row(
+            conn,
+            q::MOVE_HEAD,
+            params![
+                rev.contract_id,
+                rev.customer_id,
+                rev.revision,
+                rev.service,
+                rev.active as i64,
+                h.revision
+            ],
+        )?,
+    };
+    if !moved {
+        return Err(StoreError::Corrupt(format!(
+            "the head of {} moved under the writer",
+            rev.contract_id
+        )));
+    }
+    for customer in rev.moves_customers(head.as_ref()) {
+        exec(conn, q::BUMP_CUSTOMER, [customer])?;
+    }
+    if head
+        .as_ref()
+        .is_some_and(|h| h.customer_id != rev.customer_id)
+    {
+        exec(
+            conn,
+            q::DOMAINS_TO_CUSTOMER,
+            params![rev.contract_id, rev.customer_id],
+        )?;
+    }
+    record_claims_in(
+        conn,
+        &rev.contract_id,
+        &rev.customer_id,
+        rev.revision,
+        &rev.claims,
+    )?;
+    Ok(IntakeOutcome::Created { job_id })
+}
+
+/// Releases the contract's claims of revision `revision` or older that
+/// `keep` does not hold.
+fn release_in(conn: &Connection, contract_id: &str, revision: i64, keep: &Claims) -> Result<()> {
+    let names = rows(conn, q::CLAIMS_OF, [contract_id], |r| {
+        Ok((
+            get::<String>(r, 0)?,
+            get::<String>(r, 1)?,
+            get::<i64>(r, 2)?,
+        ))
+    })?;
+    for (space, name, rev) in names {
+        let kept = Space::parse(&space)
+            .is_some_and(|sp| keep.names.contains(&Claim::new(sp, name.clone())));
+        if rev <= revision && !kept {
+            exec(conn, q::RELEASE_CLAIM, params![space, name, contract_id])?;
+        }
+    }
+    let domains = rows(conn, q::DOMAIN_CLAIMS_OF, [contract_id], |r| {
+        Ok((get::<String>(r, 0)?, get::<i64>(r, 1)?))
+    })?;
+    for (name, rev) in domains {
+        if rev <= revision && !keep.domains.contains(&name) {
+            exec(conn, q::RELEASE_DOMAIN, params![name, contract_id])?;
+        }
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -510,45 +885,10 @@ impl Store for SqliteStore {
     }
 
     async fn record_revision(&self, rev: NewRevision) -> Result<IntakeOutcome> {
-        self.write(move |conn| {
-            let existing: Option<String> = stmt(conn, q::JOB_OF_REVISION)?
-                .query_row(params![rev.contract_id, rev.revision], |r| r.get(0))
-                .optional()
-                .map_err(db)?;
-            if let Some(job_id) = existing {
-                return Ok(IntakeOutcome::Existing { job_id });
-            }
-            let latest: Option<i64> = stmt(conn, q::MAX_REVISION)?
-                .query_row([&rev.contract_id], |r| r.get(0))
-                .map_err(db)?;
-            if let Some(l) = latest
-                && l >= i64::from(rev.revision)
-            {
-                return Ok(IntakeOutcome::Stale { latest: l as u32 });
-            }
-            exec(
-                conn,
-                q::INSERT_REVISION,
-                params![
-                    rev.contract_id,
-                    rev.revision,
-                    rev.customer_id,
-                    rev.service,
-                    rev.active as i64,
-                    rev.envelope,
-                    rev.payload,
-                    rev.received_at.timestamp_millis()
-                ],
-            )?;
-            let job_id = uuid::Uuid::new_v4().to_string();
-            exec(
-                conn,
-                q::INSERT_JOB,
-                params![job_id, rev.contract_id, rev.revision],
-            )?;
-            Ok(IntakeOutcome::Created { job_id })
-        })
-        .await
+        // The writer thread is the only writer: the checks below and the
+        // records they allow are one serial step, so no other intake can
+        // change what they saw in between.
+        self.write(move |conn| record_in(conn, &rev)).await
     }
 
     async fn record_rejection(&self, rej: Rejection) -> Result<()> {
@@ -571,12 +911,35 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn latest_revision(&self, contract_id: &str) -> Result<Option<StoredRevision>> {
-        let cid = contract_id.to_string();
+    async fn intake_view(
+        &self,
+        contract_id: &str,
+        customer_id: &str,
+        claims: &Claims,
+    ) -> Result<IntakeView> {
+        let (cid, cust) = (contract_id.to_string(), customer_id.to_string());
+        let claims = claims.clone();
+        // One read transaction: one snapshot for all of it.
         self.read(move |conn| {
-            Ok(rows(conn, q::LATEST_REVISION, [&cid], stored_revision)?
+            let customer_version = customer_version(conn, &cust)?;
+            let latest = rows(conn, q::LATEST_REVISION, [&cid], stored_revision)?
                 .into_iter()
-                .next())
+                .next();
+            let others = rows(conn, q::CUSTOMER_CONTRACTS, [&cust], |r| {
+                Ok(CustomerContract {
+                    contract_id: get(r, 0)?,
+                    service: get(r, 1)?,
+                    active: get::<i64>(r, 2)? != 0,
+                })
+            })?;
+            let (taken_names, taken_domains) = taken_in(conn, &cid, &cust, &claims)?;
+            Ok(IntakeView {
+                latest,
+                others,
+                customer_version,
+                taken_names,
+                taken_domains,
+            })
         })
         .await
     }
@@ -587,18 +950,60 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn customer_contracts(&self, customer_id: &str) -> Result<Vec<CustomerContract>> {
-        let cust = customer_id.to_string();
-        self.read(move |conn| {
-            rows(conn, q::CUSTOMER_CONTRACTS, [&cust], |r| {
-                Ok(CustomerContract {
-                    contract_id: get(r, 0)?,
-                    service: get(r, 1)?,
-                    active: get::<i64>(r, 2)? != 0,
-                })
-            })
+    async fn latest_revisions(&self) -> Result<Vec<StoredRevision>> {
+        self.read(move |conn| rows(conn, q::LATEST_REVISIONS, [], stored_revision))
+            .await
+    }
+
+    async fn adopt_claims(
+        &self,
+        contract_id: &str,
+        customer_id: &str,
+        revision: u32,
+        claims: &Claims,
+    ) -> Result<(Vec<Claim>, Vec<String>)> {
+        let (cid, cust, claims) = (
+            contract_id.to_string(),
+            customer_id.to_string(),
+            claims.clone(),
+        );
+        self.write(move |conn| {
+            let (names, domains) = taken_in(conn, &cid, &cust, &claims)?;
+            let free = Claims {
+                names: claims
+                    .names
+                    .iter()
+                    .filter(|c| !names.contains(c))
+                    .cloned()
+                    .collect(),
+                domains: claims
+                    .domains
+                    .iter()
+                    .filter(|d| !domains.contains(d))
+                    .cloned()
+                    .collect(),
+            };
+            record_claims_in(conn, &cid, &cust, revision, &free)?;
+            Ok((names, domains))
         })
         .await
+    }
+
+    async fn meta(&self, key: &str) -> Result<Option<String>> {
+        let key = key.to_string();
+        self.read(move |conn| {
+            stmt(conn, q::META)?
+                .query_row([&key], |r| r.get(0))
+                .optional()
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.write(move |conn| exec(conn, q::SET_META, params![key, value]).map(drop))
+            .await
     }
 
     async fn rejections(&self, limit: u32) -> Result<Vec<Rejection>> {
@@ -643,9 +1048,11 @@ impl Store for SqliteStore {
         worker: &str,
         steps: &[PlannedStep],
         start: &[u32],
+        owned: &[Claim],
     ) -> Result<()> {
         let (job_id, worker) = (job_id.to_string(), worker.to_string());
         let start = start.to_vec();
+        let owned = owned.to_vec();
         let mut values = Vec::with_capacity(1 + 2 * steps.len());
         values.push(Value::Text(job_id.clone()));
         for (i, s) in steps.iter().enumerate() {
@@ -668,6 +1075,10 @@ impl Store for SqliteStore {
                     None => lease_error(conn, &job_id),
                 });
             }
+            let contract_id: String = stmt(conn, q::CONTRACT_OF_JOB)?
+                .query_row([&job_id], |r| r.get(0))
+                .map_err(db)?;
+            owned_in(conn, &contract_id, &owned)?;
             if n > 0 {
                 exec(
                     conn,
@@ -690,10 +1101,13 @@ impl Store for SqliteStore {
         worker: &str,
         step_index: u32,
         attempt: u32,
+        owned: &[Claim],
     ) -> Result<()> {
         let (job_id, worker) = (job_id.to_string(), worker.to_string());
+        let owned = owned.to_vec();
         self.write(move |conn| {
-            touch_leased(conn, &job_id, &worker)?;
+            let contract_id = touch_leased(conn, &job_id, &worker)?;
+            owned_in(conn, &contract_id, &owned)?;
             exec(
                 conn,
                 q::INSERT_ATTEMPT,
@@ -762,6 +1176,13 @@ impl Store for SqliteStore {
         };
         let (job_id, worker) = (job_id.to_string(), worker.to_string());
         let ms = duration.as_millis() as i64;
+        let secrets: Vec<(String, String, Vec<u8>)> = secrets
+            .iter()
+            .map(|(name, secret)| {
+                let (key_id, sealed) = self.keys.seal(&job_id, name, secret);
+                (name.clone(), key_id, sealed)
+            })
+            .collect();
         self.write(move |conn| {
             let contract_id = touch_leased(conn, &job_id, &worker)?;
             exec(
@@ -780,8 +1201,12 @@ impl Store for SqliteStore {
                     exec(conn, q::DELETE_RESOURCE, params![contract_id, kind, key])?
                 }
             };
-            for (name, value) in &secrets {
-                exec(conn, q::UPSERT_SECRET, params![job_id, name, value])?;
+            for (name, key_id, sealed) in &secrets {
+                exec(
+                    conn,
+                    q::UPSERT_SECRET,
+                    params![job_id, name, key_id, sealed],
+                )?;
             }
             for &(next, next_attempt) in &then_start {
                 exec(
@@ -799,20 +1224,27 @@ impl Store for SqliteStore {
     async fn finish_job(&self, job_id: &str, worker: &str, end: JobEnd) -> Result<()> {
         let (job_id, worker) = (job_id.to_string(), worker.to_string());
         let end = match end {
-            JobEnd::Succeeded { result, outbox } => Ok((json_text(&result), outbox)),
+            JobEnd::Succeeded {
+                result,
+                outbox,
+                keep,
+            } => Ok((json_text(&result), outbox, keep)),
             JobEnd::Failed { step_index, error } => Err((step_index, error)),
         };
         self.write(move |conn| {
             match &end {
-                Ok((result, outbox)) => {
-                    if exec(conn, q::JOB_SUCCEEDED, params![result, job_id, worker])? != 1 {
-                        return Err(lease_error(conn, &job_id));
-                    }
+                Ok((result, outbox, keep)) => {
+                    let revision: i64 = stmt(conn, q::JOB_SUCCEEDED)?
+                        .query_row(params![result, job_id, worker], |r| r.get(0))
+                        .optional()
+                        .map_err(db)?
+                        .ok_or_else(|| lease_error(conn, &job_id))?;
                     exec(
                         conn,
                         q::INSERT_OUTBOX,
                         params![outbox.idempotency_key, outbox.contract_id, outbox.body],
                     )?;
+                    release_in(conn, &outbox.contract_id, revision, keep)?;
                 }
                 Err((step_index, error)) => {
                     if exec(
@@ -938,21 +1370,38 @@ impl Store for SqliteStore {
 
     async fn cancel(&self, job_id: &str, actor: &str) -> Result<()> {
         let (job_id, actor) = (job_id.to_string(), actor.to_string());
-        self.write(move |conn| {
+        self.write_wiping(move |conn| {
             transition(conn, q::CANCEL, &job_id, "cancelled")?;
             exec(conn, q::LOG_OP, params![job_id, "cancel", actor])?;
+            // Nobody will take them now.
+            exec(conn, q::DELETE_SECRETS, [&job_id])?;
             Ok(())
         })
         .await
     }
 
-    async fn take_secrets(&self, job_id: &str) -> Result<BTreeMap<String, String>> {
-        let job_id = job_id.to_string();
-        self.write(move |conn| {
+    async fn take_secrets(&self, job_id: &str, actor: &str) -> Result<BTreeMap<String, Secret>> {
+        let (job_id, actor) = (job_id.to_string(), actor.to_string());
+        let keys = self.keys.clone();
+        self.write_wiping(move |conn| {
+            job_state(conn, &job_id)?;
             let secrets = rows(conn, q::SECRETS_OF, [&job_id], |r| {
-                Ok((get::<String>(r, 0)?, get::<String>(r, 1)?))
+                let (name, key_id, sealed) = (
+                    get::<String>(r, 0)?,
+                    get::<String>(r, 1)?,
+                    get::<Vec<u8>>(r, 2)?,
+                );
+                // Opened before they are wiped: a secret that cannot be
+                // opened (its key is gone) fails the take and stays.
+                let secret = keys.open(&key_id, &job_id, &name, &sealed)?;
+                Ok((name, secret))
             })?;
             exec(conn, q::DELETE_SECRETS, [&job_id])?;
+            exec(
+                conn,
+                q::LOG_OP,
+                params![job_id, secrets_taken(secrets.len()), actor],
+            )?;
             Ok(secrets.into_iter().collect())
         })
         .await

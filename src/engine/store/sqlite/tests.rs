@@ -7,7 +7,7 @@ use super::*;
 
 async fn store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("jobs.db"))
+    let store = SqliteStore::open(&dir.path().join("jobs.db"), SecretKeys::ephemeral())
         .await
         .unwrap();
     (dir, store)
@@ -57,11 +57,14 @@ fn hold_writer(
     let (release, wait) = std_mpsc::channel::<()>();
     let (started, running) = std_mpsc::channel::<()>();
     let answer = store
-        .submit(move |_conn| {
-            let _ = started.send(());
-            let _ = wait.recv();
-            Ok(())
-        })
+        .submit(
+            move |_conn| {
+                let _ = started.send(());
+                let _ = wait.recv();
+                Ok(())
+            },
+            false,
+        )
         .unwrap();
     (release, running, answer)
 }
@@ -76,7 +79,7 @@ async fn ops_queued_while_the_writer_is_busy_share_one_commit() {
         .map(|i| {
             let kind = format!("k{i:03}");
             store
-                .submit(move |conn| insert_rejection(conn, &kind))
+                .submit(move |conn| insert_rejection(conn, &kind), false)
                 .unwrap()
         })
         .collect();
@@ -114,20 +117,30 @@ async fn a_refused_op_undoes_only_itself() {
     let (_dir, store) = store().await;
     let (release, running, held) = hold_writer(&store);
     running.recv().unwrap();
-    let a = store.submit(|conn| insert_rejection(conn, "a")).unwrap();
+    let a = store
+        .submit(|conn| insert_rejection(conn, "a"), false)
+        .unwrap();
     let b = store
-        .submit(|conn| {
-            insert_rejection(conn, "b")?;
-            Err::<(), _>(StoreError::LeaseLost("J-1".into()))
-        })
+        .submit(
+            |conn| {
+                insert_rejection(conn, "b")?;
+                Err::<(), _>(StoreError::LeaseLost("J-1".into()))
+            },
+            false,
+        )
         .unwrap();
     let panics = store
-        .submit(|conn| -> Result<()> {
-            insert_rejection(conn, "p")?;
-            panic!("an op that panics")
-        })
+        .submit(
+            |conn| -> Result<()> {
+                insert_rejection(conn, "p")?;
+                panic!("an op that panics")
+            },
+            false,
+        )
         .unwrap();
-    let c = store.submit(|conn| insert_rejection(conn, "c")).unwrap();
+    let c = store
+        .submit(|conn| insert_rejection(conn, "c"), false)
+        .unwrap();
     release.send(()).unwrap();
     held.await.unwrap().unwrap();
     a.await.unwrap().unwrap();
@@ -149,7 +162,9 @@ async fn an_op_is_answered_only_after_its_transaction_committed() {
     running_first.recv().unwrap();
     // Both land in the next transaction: `written`, then an op that holds
     // the transaction open after `written` ran.
-    let mut written = store.submit(|conn| insert_rejection(conn, "w")).unwrap();
+    let mut written = store
+        .submit(|conn| insert_rejection(conn, "w"), false)
+        .unwrap();
     let (release, running, held) = hold_writer(&store);
     release_first.send(()).unwrap();
     first.await.unwrap().unwrap();
@@ -194,7 +209,9 @@ async fn a_schema_0001_store_migrates_and_keeps_its_queue() {
         conn.execute(&D.render(q::INSERT_JOB), params!["J-OLD", "C-OLD", 1])
             .unwrap();
     }
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = SqliteStore::open(&path, SecretKeys::ephemeral())
+        .await
+        .unwrap();
     let (versions, indexes) = store
         .read(|conn| {
             let v = rows(conn, q::APPLIED_MIGRATIONS, [], |r| get::<i64>(r, 0))?;
@@ -208,7 +225,7 @@ async fn a_schema_0001_store_migrates_and_keeps_its_queue() {
         })
         .await
         .unwrap();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     assert!(indexes.contains(&"jobs_claim".to_string()), "{indexes:?}");
     assert!(!indexes.contains(&"jobs_state".to_string()), "{indexes:?}");
     let job = store
@@ -219,7 +236,9 @@ async fn a_schema_0001_store_migrates_and_keeps_its_queue() {
     assert_eq!(job.job_id, "J-OLD");
     drop(store);
     // Opening again applies nothing twice.
-    SqliteStore::open(&path).await.unwrap();
+    SqliteStore::open(&path, SecretKeys::ephemeral())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
