@@ -6,14 +6,19 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const GOOD: [&str; 7] = [
+const GOOD: [&str; 12] = [
     "www-ssl",
     "www-ssl-more-ftp",
     "securemx",
+    "securemx-to-pack",
     "pack-dns",
     "pack-dns-suspend",
     "pack-dns-resume",
     "pack-dns-terminate",
+    "www-kobo",
+    "www-kobo-inherit",
+    "www-kobo-suspend",
+    "www-kobo-terminate",
 ];
 
 fn root() -> PathBuf {
@@ -74,6 +79,19 @@ fn check_accepts_every_good_example() {
     }
 }
 
+/// `contract check` of a signed example after the plain revision before it.
+fn check_after(name: &str, previous: &str) -> Output {
+    hostwright(&[
+        "contract",
+        "check",
+        s(&signed(name)),
+        "--trusted-keys",
+        s(&keys()),
+        "--previous",
+        s(&plain(previous)),
+    ])
+}
+
 #[test]
 fn check_accepts_the_revisions_in_sequence() {
     for (name, previous) in [
@@ -81,16 +99,12 @@ fn check_accepts_the_revisions_in_sequence() {
         ("pack-dns-suspend", "pack-dns"),
         ("pack-dns-resume", "pack-dns-suspend"),
         ("pack-dns-terminate", "pack-dns-resume"),
+        ("securemx-to-pack", "securemx"),
+        ("www-kobo-inherit", "www-kobo"),
+        ("www-kobo-suspend", "www-kobo-inherit"),
+        ("www-kobo-terminate", "www-kobo-suspend"),
     ] {
-        let o = hostwright(&[
-            "contract",
-            "check",
-            s(&signed(name)),
-            "--trusted-keys",
-            s(&keys()),
-            "--previous",
-            s(&plain(previous)),
-        ]);
+        let o = check_after(name, previous);
         assert_eq!(
             o.status.code(),
             Some(0),
@@ -366,6 +380,85 @@ fn bill_prints_the_worked_examples() {
     // A bad month is an error (exit 2).
     let o = hostwright(&["bill", s(&plain("securemx")), "--month", "2027-1"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn check_and_bill_show_a_succession_a_company_termination_and_a_type_change() {
+    // contract check names what the revision records.
+    let check = |name: &str, previous: &str| {
+        let o = check_after(name, previous);
+        assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+        stdout(&o)
+    };
+    let out = check("www-kobo-inherit", "www-kobo");
+    assert!(
+        out.contains("succession (第18条, 相続): CU-0004 Suzuki Hanako → CU-0005 Suzuki Taro, on 2027-01-20, reported 2027-01-28"),
+        "{out}"
+    );
+    let out = check("www-kobo-terminate", "www-kobo-suspend");
+    assert!(
+        out.contains("termination (company_after_suspension, 第24条1項): ends 2027-02-26")
+            && out.contains("第33条 applies"),
+        "{out}"
+    );
+    assert!(!out.contains("succession"), "{out}");
+    let out = check("securemx-to-pack", "securemx");
+    assert!(
+        out.contains(
+            "service type change (別表②2): mail_secure_mx → pack_secure_mx from 2027-02-01"
+        ),
+        "{out}"
+    );
+    // bill shows the change fee and the switch of the monthly fee.
+    let mx = [plain("securemx"), plain("securemx-to-pack")];
+    for (month, total) in [
+        ("2027-01", "8580"),
+        ("2027-02", "28490"),
+        ("2027-03", "17490"),
+    ] {
+        assert_eq!(
+            bill_json(&mx, month)["total"],
+            total,
+            "securemx-to-pack {month}"
+        );
+    }
+    let o = hostwright(&["bill", s(&mx[0]), s(&mx[1]), "--month", "2027-02"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains(
+            "サービス種別の変更 (追加及び削除など) mail_secure_mx → pack_secure_mx (2027-02-01)"
+        ) && out.contains("[service_type_change / 第31条3項, 別表②2]")
+            && out.contains("[service:pack_secure_mx / "),
+        "{out}"
+    );
+    // The company termination: February whole plus 第33条's March; then nothing.
+    let kobo: Vec<PathBuf> = [
+        "www-kobo",
+        "www-kobo-inherit",
+        "www-kobo-suspend",
+        "www-kobo-terminate",
+    ]
+    .map(signed)
+    .to_vec();
+    for (month, total) in [("2027-01", "22000"), ("2027-02", "24200"), ("2027-03", "0")] {
+        assert_eq!(bill_json(&kobo, month)["total"], total, "www-kobo {month}");
+    }
+    let mut args: Vec<&str> = vec!["bill"];
+    args.extend(kobo.iter().map(|p| s(p)));
+    args.extend(["--month", "2027-02"]);
+    let out = stdout(&hostwright(&args));
+    assert!(
+        out.contains("[early_termination / 第12条, 第33条]")
+            && out.contains("note: ended on 2027-02-26 (company_after_suspension, 第24条1項)"),
+        "{out}"
+    );
+    args.pop();
+    args.push("2027-01");
+    let out = stdout(&hostwright(&args));
+    assert!(
+        out.contains("note: the customer's position passed from CU-0004 to CU-0005 by 相続"),
+        "{out}"
+    );
 }
 
 // --- docs/contract.schema.json -------------------------------------------------------------

@@ -23,7 +23,9 @@ use serde::Serialize;
 
 use crate::calendar::{YearMonth, add_months};
 use crate::catalog::{Catalog, FeeKind};
-use crate::contract::{Contract, DnsOperation, OneTimeItem, OptionItem, Status};
+use crate::contract::{
+    Contract, DnsOperation, OneTimeItem, OptionItem, ServiceFamily, ServiceType, Status,
+};
 use crate::money::truncate_yen;
 
 /// One line of a statement.
@@ -110,12 +112,80 @@ fn in_force(history: &[Contract], month: YearMonth) -> Result<&Contract, Billing
         .ok_or(BillingError::NotYetRequested(month))
 }
 
-/// The last month the contract is provided (None while it runs).
+/// The last month the contract is provided (None while it runs): the month
+/// of its last day, whoever ended it. 第30条2項 counts the monthly fee "毎月1日
+/// から当月末日までの1ヶ月分": the terms divide no month, so a contract that
+/// ends mid-month is billed for that whole month.
 fn end_month(c: &Contract) -> Option<YearMonth> {
-    match c.status {
-        Status::Terminated { effective, .. } => Some(YearMonth::of(effective)),
-        _ => None,
+    c.status.termination().map(|t| YearMonth::of(t.effective))
+}
+
+/// The revisions requested by `month`'s end, in revision order.
+fn requested_by(history: &[Contract], month: YearMonth) -> Vec<&Contract> {
+    let mut revs: Vec<&Contract> = history
+        .iter()
+        .filter(|c| c.requested_on <= month.last_day())
+        .collect();
+    revs.sort_by_key(|c| c.revision);
+    revs
+}
+
+/// The changes of service type the revisions record: (from, to, effective),
+/// each once, by effective date.
+fn service_changes(revs: &[&Contract]) -> Vec<(ServiceType, ServiceType, NaiveDate)> {
+    let mut out: Vec<(ServiceType, ServiceType, NaiveDate)> = Vec::new();
+    for r in revs {
+        if let Some(sc) = &r.service_change {
+            let ch = (sc.from, r.service, sc.effective);
+            if !out.contains(&ch) {
+                out.push(ch);
+            }
+        }
     }
+    out.sort_by_key(|ch| ch.2);
+    out
+}
+
+/// The service type in force on `date`, from the revisions of `revs`: the
+/// first revision's type, changed by each recorded change that took effect by
+/// then (別表②2: monthly fees switch at the change's effective date, not
+/// from the month it was requested).
+fn service_on(revs: &[&Contract], date: NaiveDate) -> Option<ServiceType> {
+    let first = revs.first()?;
+    let mut svc = first.service_on(first.service_start);
+    for (_, to, effective) in service_changes(revs) {
+        if effective <= date {
+            svc = to;
+        }
+    }
+    Some(svc)
+}
+
+/// Whether the contract goes on past its service type's end under 第5条 注
+/// (a Mini pack held on 2023-03-30, continued with Secure MX mail).
+fn continues_past_end(catalog: &Catalog, service: ServiceType, c: &Contract) -> bool {
+    catalog
+        .service(service)
+        .continuation_for_customers_on
+        .is_some_and(|d| c.service_start <= d)
+        && c.secure_mx.is_some()
+}
+
+/// The month custody of `domain` was requested (※17 "ご依頼のあった月"):
+/// the revision that first asked for it, since it was last without custody.
+/// Custody asked for with the application is read as requested with the
+/// service, in its start month (nothing is billed before the start month).
+fn custody_requested(revs: &[&Contract], domain: &str) -> Option<YearMonth> {
+    let mut since: Option<YearMonth> = None;
+    for r in revs {
+        let held = r.domains.iter().any(|d| d.name == domain && d.custody);
+        since = match (held, since) {
+            (false, _) => None,
+            (true, Some(s)) => Some(s),
+            (true, None) => Some(YearMonth::of(r.requested_on.max(r.service_start))),
+        };
+    }
+    since
 }
 
 /// What of an option is billed in a month.
@@ -180,6 +250,7 @@ fn option_quantities(history: &[Contract], month: YearMonth) -> BTreeMap<OptionI
 #[allow(clippy::type_complexity)]
 fn monthly_items(
     c: &Contract,
+    service: ServiceType,
     catalog: &Catalog,
 ) -> Vec<(
     String,
@@ -191,9 +262,9 @@ fn monthly_items(
     Option<OptionItem>,
 )> {
     let start = YearMonth::of(c.service_start);
-    let svc = catalog.service(c.service);
+    let svc = catalog.service(service);
     let mut out = vec![(
-        format!("service:{}", c.service.code()),
+        format!("service:{}", service.code()),
         svc.article.clone(),
         format!("{} 利用料 (月額)", svc.name),
         1,
@@ -255,7 +326,26 @@ pub fn statement(
     let end = end_month(c);
     let mut lines = Vec::new();
     let mut notes = Vec::new();
-    let provided = month >= start && end.is_none_or(|e| month <= e);
+    let revs = requested_by(history, month);
+    // The type in force on the month's first day bills the month (別表②2: a
+    // change switches the monthly fee at its effective date).
+    let service = service_on(&revs, month.first_day()).unwrap_or(c.service);
+    // 第25条3項: a type's contracts end on its abolition day; nothing is billed
+    // after that month, whether or not a revision recorded the end (a Mini
+    // pack continued under 第5条 注 goes on).
+    let abolished = catalog
+        .service(service)
+        .service_end
+        .filter(|_| !continues_past_end(catalog, service, c))
+        .map(YearMonth::of)
+        .filter(|e| month > *e);
+    if let Some(e) = abolished {
+        notes.push(format!(
+            "{} ended in {e} and its contracts with it (第25条3項): nothing billed after {e}",
+            catalog.service(service).name
+        ));
+    }
+    let provided = month >= start && end.is_none_or(|e| month <= e) && abolished.is_none();
     let line =
         |row: String, article: String, description: String, quantity: u32, unit: Decimal| Line {
             amount: truncate_yen(unit * Decimal::from(quantity)),
@@ -267,12 +357,15 @@ pub fn statement(
         };
 
     if provided {
-        let svc = catalog.service(c.service);
+        // 加入料 (第26条: paid "利用契約締結の際") of the type the contract was
+        // concluded for; a later change of type pays 別表②2's fee instead.
+        let first = service_on(&revs, c.service_start).unwrap_or(c.service);
+        let svc = catalog.service(first);
         if month == start
             && let Some(initial) = svc.initial
         {
             lines.push(line(
-                format!("service_initial:{}", c.service.code()),
+                format!("service_initial:{}", first.code()),
                 format!("第29条, {}", svc.article),
                 format!("{} 加入料", svc.name),
                 1,
@@ -283,7 +376,7 @@ pub fn statement(
         // in force: a revision that changes an option from a later date leaves
         // the quantity held until then billed as before.
         let held = option_quantities(history, month);
-        for (row, article, desc, q, unit, from, item) in monthly_items(c, catalog) {
+        for (row, article, desc, q, unit, from, item) in monthly_items(c, service, catalog) {
             let q = match item {
                 Some(item) => held.get(&item).map_or(0, |h| h.monthly),
                 None if month > from => q,
@@ -367,8 +460,9 @@ pub fn statement(
             if d.custody
                 && let Some(renewal) = t.renewal
             {
-                let renewal_month = d.renewal_month.unwrap_or(start.month);
-                if month.month == renewal_month {
+                let requested = custody_requested(&revs, &d.name).unwrap_or(start);
+                let renewal_month = d.renewal_month.unwrap_or(requested.month);
+                if month.month == renewal_month && month >= requested {
                     lines.push(line(
                         format!("domain_renewal:{}", d.registry.billing_code()),
                         format!("{} ※17", t.table),
@@ -382,6 +476,40 @@ pub fn statement(
         if matches!(c.status, Status::Suspended { .. }) {
             notes.push("suspended: billed as provided (第27条2項)".into());
         }
+    }
+
+    // 別表②2: the fee of a change of service type, in the month it takes effect.
+    for (from, to, effective) in service_changes(&revs) {
+        if YearMonth::of(effective) != month {
+            continue;
+        }
+        let change = format!("{} → {} ({effective})", from.code(), to.code());
+        match catalog.one_time(OneTimeItem::ServiceTypeChange) {
+            Some(entry) if ServiceFamily::change_listed(from.family(), to.family()) => {
+                lines.push(line(
+                    entry.code.clone(),
+                    entry.article.clone(),
+                    format!("{} {change}", entry.name),
+                    1,
+                    entry.amount,
+                ));
+            }
+            _ => notes.push(format!(
+                "service type change {change}: not one 別表②2 備考 lists, no change fee (第23条3項 substitution)"
+            )),
+        }
+    }
+    // 第18条: a succession keeps the contract and its billing.
+    if let Some(s) = &c.succession
+        && YearMonth::of(s.occurred_on) == month
+    {
+        notes.push(format!(
+            "the customer's position passed from {} to {} by {} on {} (第18条): the contract and its billing continue",
+            s.predecessor.id,
+            c.customer.id,
+            s.kind.name_ja(),
+            s.occurred_on
+        ));
     }
 
     // One-time fees, in their month, whatever the status.
@@ -436,11 +564,24 @@ pub fn statement(
     // 第12条, 第33条: ending inside the minimum period.
     if let Some(e) = end
         && month == e
+        && let Some(t) = c.status.termination()
     {
+        notes.push(format!(
+            "ended on {} ({}, {}): billed through {e}, the month not divided (第30条2項)",
+            t.effective,
+            t.ground.code(),
+            t.ground.article()
+        ));
         let min_end = YearMonth::of(add_months(c.service_start, 3) - chrono::Days::new(1));
         let remaining = e.months_until(min_end);
-        if remaining > 0 {
-            let per_month: Decimal = monthly_items(c, catalog)
+        if remaining > 0 && !t.ground.owes_minimum_period() {
+            notes.push(format!(
+                "ended by abolition inside the minimum period: 第33条 does not apply ({} months not billed)",
+                remaining
+            ));
+        }
+        if remaining > 0 && provided && t.ground.owes_minimum_period() {
+            let per_month: Decimal = monthly_items(c, service, catalog)
                 .iter()
                 .map(|(_, _, _, q, unit, _, _)| truncate_yen(*unit * Decimal::from(*q)))
                 .sum();
@@ -455,7 +596,7 @@ pub fn statement(
     }
 
     // 第37条: outage credits claimed this month, within 3 months.
-    let svc_monthly = catalog.service(c.service).monthly;
+    let svc_monthly = catalog.service(service).monthly;
     let mut credit = Decimal::ZERO;
     for o in c
         .outages

@@ -51,6 +51,39 @@ fn pack_history() -> Vec<Contract> {
     ]
 }
 
+fn securemx_to_pack() -> Contract {
+    load(include_bytes!(
+        "../../examples/contracts/securemx-to-pack.json"
+    ))
+}
+fn kobo_history() -> Vec<Contract> {
+    vec![
+        load(include_bytes!("../../examples/contracts/www-kobo.json")),
+        load(include_bytes!(
+            "../../examples/contracts/www-kobo-inherit.json"
+        )),
+        load(include_bytes!(
+            "../../examples/contracts/www-kobo-suspend.json"
+        )),
+        load(include_bytes!(
+            "../../examples/contracts/www-kobo-terminate.json"
+        )),
+    ]
+}
+
+/// A Mail (スタンダード) contract since 2022-02, no options (5,000 a month).
+fn mail_standard() -> Contract {
+    let mut c = securemx();
+    c.service = ServiceType::MailStandard;
+    c.requested_on = d(2022, 1, 10);
+    c.service_start = d(2022, 2, 1);
+    c.options.clear();
+    c.usage.clear();
+    c.domains.clear();
+    c.secure_mx = None;
+    c
+}
+
 fn st(history: &[Contract], month: &str) -> Statement {
     statement(history, &cat(), ym(month)).unwrap()
 }
@@ -239,10 +272,7 @@ fn early_termination_bills_the_rest_of_the_minimum_period() {
     c.domains[0].custody = false;
     c.one_time.clear();
     c.service_start = d(2026, 12, 15);
-    c.status = Status::Terminated {
-        effective: d(2027, 1, 31),
-        notified_on: d(2026, 12, 28),
-    };
+    c.status = Status::terminated(d(2027, 1, 31), d(2026, 12, 28));
     let s = st(&[c.clone()], "2027-01");
     assert_eq!(
         rows(&s),
@@ -254,10 +284,7 @@ fn early_termination_bills_the_rest_of_the_minimum_period() {
     assert!(s.lines[1].article.contains("第33条"));
     totals(&s, dec!(30000), dec!(3000), dec!(33000));
     // Ending at the end of the period's last month: nothing extra.
-    c.status = Status::Terminated {
-        effective: d(2027, 3, 31),
-        notified_on: d(2027, 2, 26),
-    };
+    c.status = Status::terminated(d(2027, 3, 31), d(2027, 2, 26));
     assert!(
         st(&[c], "2027-03")
             .lines
@@ -523,10 +550,7 @@ fn arb_contract() -> impl Strategy<Value = (Contract, YearMonth)> {
                 let month = YearMonth::of(d(2026, 1, 1)).plus_months(month_off as i32);
                 if terminate {
                     let end = month.plus_months(-1).last_day().max(c.service_start);
-                    c.status = Status::Terminated {
-                        effective: YearMonth::of(end).last_day(),
-                        notified_on: end,
-                    };
+                    c.status = Status::terminated(YearMonth::of(end).last_day(), end);
                 }
                 (c, month)
             },
@@ -599,7 +623,26 @@ fn service_type_codes_on_lines() {
     for stype in ServiceType::ALL {
         let mut c = pack_history().remove(0);
         c.service = stype;
-        let s = st(&[c], "2027-01");
+        let s = st(std::slice::from_ref(&c), "2027-01");
+        if let Some(end) = cat().service(stype).service_end {
+            // Types that ended (2024-03-30) bill nothing after their month.
+            assert!(s.lines.is_empty(), "{stype:?}: {s:#?}");
+            assert!(
+                s.notes.iter().any(|n| n.contains("第25条3項")),
+                "{:?}",
+                s.notes
+            );
+            c.requested_on = d(2023, 1, 10);
+            c.service_start = d(2023, 2, 1);
+            let s = st(&[c], &YearMonth::of(end).to_string());
+            let l = s
+                .lines
+                .iter()
+                .find(|l| l.row.starts_with("service:"))
+                .unwrap();
+            assert_eq!(l.amount, cat().service(stype).monthly);
+            continue;
+        }
         let l = s
             .lines
             .iter()
@@ -609,4 +652,262 @@ fn service_type_codes_on_lines() {
         assert_eq!(l.amount, cat().service(stype).monthly);
         assert!(l.article.starts_with("第30条"));
     }
+}
+
+// --- 別表②2 service type change ----------------------------------------------------------
+
+#[test]
+fn service_type_change_switches_the_monthly_fee_at_its_date() {
+    // securemx-to-pack: revision 2, requested 2027-01-12, Mail (セキュア MX) →
+    // パック (セキュア MX) from 2027-02-01.
+    let h = [securemx(), securemx_to_pack()];
+    // January: revision 2 is in force, but the change is not: still 4,500
+    // (not the pack's 13,000 for the month of the request). 7,800 as before.
+    let s = st(&h, "2027-01");
+    assert_eq!(s.revision, 2);
+    assert_eq!(rows(&s)[0], ("service:mail_secure_mx", 1, dec!(4500)));
+    totals(&s, dec!(7800), dec!(780), dec!(8580));
+    // February: パック 13,000 + 5 × 300 + 2 × 200 + 1,000 and the change fee
+    // 10,000 (別表②2) = 25,900; tax 2,590. No 加入料 (a change concludes no
+    // new contract).
+    let s = st(&h, "2027-02");
+    assert_eq!(
+        rows(&s),
+        [
+            ("service:pack_secure_mx", 1, dec!(13000)),
+            ("mx_account_extra", 5, dec!(1500)),
+            ("mx_disk_extra", 2, dec!(400)),
+            ("mx_mailing_list", 1, dec!(1000)),
+            ("service_type_change", 1, dec!(10000)),
+        ]
+    );
+    assert!(s.lines[4].article.contains("別表②2"));
+    totals(&s, dec!(25900), dec!(2590), dec!(28490));
+    // March: 15,900 (no fee); December: the DNS year again (汎用 5,000) = 20,900.
+    totals(&st(&h, "2027-03"), dec!(15900), dec!(1590), dec!(17490));
+    totals(&st(&h, "2027-12"), dec!(20900), dec!(2090), dec!(22990));
+    // The start month keeps the type the contract was concluded for.
+    assert_eq!(
+        rows(&st(&h, "2026-12"))[0],
+        ("service_initial:mail_secure_mx", 1, dec!(20000))
+    );
+    // Revision 2 alone knows the type before the change from its record.
+    assert_eq!(
+        st(&[securemx_to_pack()], "2027-01").lines[0].row,
+        "service:mail_secure_mx"
+    );
+}
+
+#[test]
+fn a_mid_month_change_bills_the_month_at_the_type_held_on_its_first_day() {
+    // www → パック (セキュア MX) from 2027-02-15: February stays www (10,000)
+    // with the fee 10,000; March is the pack (13,000).
+    let mut base = www_ssl();
+    base.options.clear();
+    base.one_time.clear();
+    base.domains[0].custody = false;
+    base.domains[0].dns_operation = DnsOperation::None;
+    let mut c = base.clone();
+    c.revision = 2;
+    c.requested_on = d(2027, 1, 20);
+    c.service = ServiceType::PackSecureMx;
+    c.service_change = Some(crate::contract::ServiceChange {
+        from: ServiceType::Www,
+        effective: d(2027, 2, 15),
+    });
+    let h = [base, c];
+    let s = st(&h, "2027-02");
+    assert_eq!(
+        rows(&s),
+        [
+            ("service:www", 1, dec!(10000)),
+            ("service_type_change", 1, dec!(10000)),
+        ]
+    );
+    totals(&s, dec!(20000), dec!(2000), dec!(22000));
+    totals(&st(&h, "2027-03"), dec!(13000), dec!(1300), dec!(14300));
+}
+
+#[test]
+fn a_substitution_outside_the_note_has_no_change_fee() {
+    // 第23条3項: Mail (スタンダード) replaced by Mail (セキュア MX) before its
+    // abolition; 別表②2 備考 does not list it, so no 10,000.
+    let c = mail_standard();
+    let mut c2 = c.clone();
+    c2.revision = 2;
+    c2.requested_on = d(2024, 1, 10);
+    c2.service = ServiceType::MailSecureMx;
+    c2.secure_mx = securemx().secure_mx;
+    c2.service_change = Some(crate::contract::ServiceChange {
+        from: ServiceType::MailStandard,
+        effective: d(2024, 2, 1),
+    });
+    let h = [c, c2];
+    let s = st(&h, "2024-02");
+    assert_eq!(rows(&s), [("service:mail_secure_mx", 1, dec!(4500))]);
+    assert!(
+        s.notes.iter().any(|n| n.contains("no change fee")),
+        "{:?}",
+        s.notes
+    );
+    // It goes on after 2024-03-30: it is no longer the abolished type.
+    totals(&st(&h, "2024-05"), dec!(4500), dec!(450), dec!(4950));
+}
+
+// --- how a contract ends, and 第33条 -----------------------------------------------------------
+
+#[test]
+fn company_termination_after_suspension_with_the_minimum_period() {
+    // www-kobo: start 2027-01-01 (minimum period to 2027-03-31), inherited
+    // 2027-01-20, suspended 2027-02-05, ended by the company (第24条1項) on
+    // 2027-02-26.
+    let h = kobo_history();
+    // January: 加入料 20,000 only (start month); the succession is noted and
+    // changes nothing billed.
+    let s = st(&h, "2027-01");
+    assert_eq!(s.revision, 2);
+    assert_eq!(rows(&s), [("service_initial:www", 1, dec!(20000))]);
+    assert!(
+        s.notes.iter().any(|n| n.contains("第18条")),
+        "{:?}",
+        s.notes
+    );
+    totals(&s, dec!(20000), dec!(2000), dec!(22000));
+    // February, the end month, whole (第30条2項): 10,000 + DNS 1,000; and
+    // March, the rest of the minimum period (第33条 applies to a 解除 by the
+    // company): 1 × 11,000. 22,000 + 2,200.
+    let s = st(&h, "2027-02");
+    assert_eq!(
+        rows(&s),
+        [
+            ("service:www", 1, dec!(10000)),
+            ("dns_operation_monthly:jprsgeneric", 1, dec!(1000)),
+            ("early_termination", 1, dec!(11000)),
+        ]
+    );
+    assert!(
+        s.notes.iter().any(|n| n.contains("第24条1項")),
+        "{:?}",
+        s.notes
+    );
+    totals(&s, dec!(22000), dec!(2200), dec!(24200));
+    // March: nothing.
+    totals(&st(&h, "2027-03"), dec!(0), dec!(0), dec!(0));
+}
+
+fn ending(ground: crate::contract::TerminationGround, effective: NaiveDate) -> Vec<Contract> {
+    let mut h = kobo_history();
+    h.truncate(1);
+    let mut t = crate::contract::Termination::notice(effective, effective);
+    t.ground = ground;
+    let mut c = h[0].clone();
+    c.revision = 2;
+    c.requested_on = effective;
+    c.status = Status::Terminated(t);
+    h.push(c);
+    h
+}
+
+#[test]
+fn each_ground_bills_its_end_month_and_33_only_where_it_applies() {
+    use crate::contract::TerminationGround::*;
+    // Ending 2027-02-10 (minimum period to 2027-03-31): February whole, and
+    // 第33条's March (11,000) for every 解約・解除; not for an abolition.
+    for (ground, owes) in [
+        (CustomerUnusable, true),
+        (CompanyWithoutSuspension, true),
+        (CompanyUnsuitable, true),
+        (CompanyAntisocial, true),
+        (ServiceAbolished, false),
+        (ServiceTypeAbolished, false),
+    ] {
+        let h = ending(ground, d(2027, 2, 10));
+        let s = st(&h, "2027-02");
+        let early = s.lines.iter().find(|l| l.row == "early_termination");
+        assert_eq!(
+            early.map(|l| l.amount),
+            owes.then_some(dec!(11000)),
+            "{ground:?}"
+        );
+        let want = if owes { dec!(22000) } else { dec!(11000) };
+        assert_eq!(s.subtotal, want, "{ground:?}");
+        if !owes {
+            assert!(
+                s.notes.iter().any(|n| n.contains("第33条 does not apply")),
+                "{:?}",
+                s.notes
+            );
+        }
+        assert!(st(&h, "2027-03").lines.is_empty(), "{ground:?}");
+    }
+}
+
+// --- legacy types: nothing after their end --------------------------------------------------
+
+#[test]
+fn nothing_is_billed_after_a_legacy_type_ended() {
+    // Mail (スタンダード) since 2022-02: 5,000 a month through March 2024
+    // (ended 2024-03-30, the month whole), nothing in 2024-04, 2024-05, 2027.
+    let h = [mail_standard()];
+    totals(&st(&h, "2024-03"), dec!(5000), dec!(500), dec!(5500));
+    for m in ["2024-04", "2024-05", "2027-01"] {
+        let s = st(&h, m);
+        assert!(s.lines.is_empty(), "{m}: {s:#?}");
+        assert!(s.notes.iter().any(|n| n.contains("第25条3項")), "{m}");
+    }
+    // The Mini pack held on 2023-03-30 and continued with Secure MX mail
+    // goes on: 5,000 in 2027.
+    let mut m = pack_history().remove(0);
+    m.service = ServiceType::MiniPack;
+    m.requested_on = d(2022, 6, 1);
+    m.service_start = d(2022, 7, 1);
+    m.options.clear();
+    m.domains[0].custody = false;
+    m.domains[0].dns_operation = DnsOperation::None;
+    totals(
+        &st(&[m.clone()], "2027-01"),
+        dec!(5000),
+        dec!(500),
+        dec!(5500),
+    );
+    // Without Secure MX mail it did not continue.
+    m.secure_mx = None;
+    assert!(st(&[m], "2027-01").lines.is_empty());
+}
+
+// --- ※17 custody renewal month ---------------------------------------------------------------
+
+#[test]
+fn custody_added_later_renews_in_the_month_it_was_requested() {
+    // securemx (start 2026-12, JPRS 汎用, no custody) asks for custody in a
+    // revision requested 2027-05-10: 登録更新 5,000 in 2027-05 and every May,
+    // not in December (the start month).
+    let c1 = securemx();
+    let mut c2 = c1.clone();
+    c2.revision = 2;
+    c2.requested_on = d(2027, 5, 10);
+    c2.usage.clear();
+    c2.domains[0].custody = true;
+    let h = [c1, c2];
+    let renewal = |m: &str| {
+        st(&h, m)
+            .lines
+            .iter()
+            .filter(|l| l.row == "domain_renewal:jprsgeneric")
+            .map(|l| l.amount)
+            .sum::<Decimal>()
+    };
+    assert_eq!(renewal("2027-05"), dec!(5000));
+    assert_eq!(renewal("2028-05"), dec!(5000));
+    assert_eq!(renewal("2027-12"), dec!(0));
+    assert_eq!(renewal("2028-04"), dec!(0));
+    // Custody with the application renews in the start month (www-ssl: 12).
+    let w = [www_ssl()];
+    let r = |m: &str| {
+        st(&w, m)
+            .lines
+            .iter()
+            .any(|l| l.row == "domain_renewal:jprsattribute")
+    };
+    assert!(r("2026-12") && r("2027-12") && !r("2027-05"));
 }

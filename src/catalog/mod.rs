@@ -103,8 +103,14 @@ pub struct OptionEntry {
     /// Exempt from 第17条's two-week notice (別表に定めがある場合).
     #[serde(default)]
     pub notice_exempt: bool,
+    /// The most units the 別表 allows: 1 for options priced per contract
+    /// without a unit (held or not).
     #[serde(default)]
     pub max_quantity: Option<u32>,
+    /// A limit of our own operations, not of the terms (docs/billing.md,
+    /// "The catalog against the text"): refused under its own rule id.
+    #[serde(default)]
+    pub operational_max: Option<u32>,
     /// What one unit adds to the quotas.
     #[serde(default)]
     pub web_disk_gb: u32,

@@ -307,6 +307,7 @@ fn every_option_item_has_a_catalog_row() {
         "mx_private_relay",
         "mx_iij_id_link",
         "mx_dox_link",
+        "mx_account_api",
         "flets_isdn",
         "flets_hikari",
     ];
@@ -338,16 +339,17 @@ fn option_service_types_follow_article_6() {
             "mini_pack"
         ])
     );
-    // 第6条2項: mailing lists only with legacy mail services.
-    for item in [MailingListStandard, MailingListSecure] {
-        for s in services(item) {
-            let st = ServiceType::from_code(&s).unwrap();
-            assert!(
-                st.has_legacy_mail() || st == ServiceType::MiniPack,
-                "{item:?} with {s}"
-            );
-        }
-    }
+    // 第6条2項: mailing lists only with Mail (スタンダード、セキュア), パック
+    // (スタンダード、セキュア) and ミニパック (セキュア): the Mini pack takes
+    // the secure list only.
+    assert_eq!(
+        services(MailingListStandard),
+        set(&["mail_standard", "pack_standard"])
+    );
+    assert_eq!(
+        services(MailingListSecure),
+        set(&["mail_secure", "pack_secure", "mini_pack"])
+    );
     // Secure MX options only with services whose mail is on Secure MX.
     for item in [
         MxAccountExtra,
@@ -360,6 +362,7 @@ fn option_service_types_follow_article_6() {
         MxPrivateRelay,
         MxIijIdLink,
         MxDoxLink,
+        MxAccountApi,
     ] {
         for s in services(item) {
             assert!(
@@ -389,6 +392,38 @@ fn option_service_types_follow_article_6() {
         .filter(|(i, _)| **i != MxDiskExtra)
         .all(|(_, o)| o.reducible && !o.notice_exempt);
     assert!(others_reducible);
+}
+
+#[test]
+fn the_account_api_option_is_listed_without_a_fee() {
+    // 別表③ "Mail サーバホスティングサービス（セキュア MX）オプションサービス内容"
+    // lists アカウント管理 API オプション; no price table has a row for it.
+    let c = cat();
+    let o = c.option(OptionItem::MxAccountApi).unwrap();
+    assert!(o.fees.is_empty());
+    assert_eq!(o.max_quantity, Some(1));
+    assert_eq!(
+        o.services,
+        ["mail_secure_mx", "pack_secure_mx", "mini_pack"]
+    );
+}
+
+#[test]
+fn limits_the_terms_do_not_state_are_operational() {
+    // 別表③1 prices 追加 FTP アカウント "1 アカウント毎" with no upper limit:
+    // the 99 is ours, kept apart from the terms' quantities.
+    let c = cat();
+    let ftp = c.option(OptionItem::FtpAccountExtra).unwrap();
+    assert_eq!(ftp.max_quantity, None);
+    assert_eq!(ftp.operational_max, Some(99));
+    // Every max_quantity of the terms is the 1 of an option priced per
+    // contract without a unit.
+    for (item, o) in c.options() {
+        assert!(o.max_quantity.is_none_or(|m| m == 1), "{item:?}");
+        if *item != OptionItem::FtpAccountExtra {
+            assert_eq!(o.operational_max, None, "{item:?}");
+        }
+    }
 }
 
 // --- 別表② 2. 変更料金 ------------------------------------------------------------

@@ -229,12 +229,13 @@ pub fn contract(cmd: ContractCmd) -> anyhow::Result<ExitCode> {
                 others: &[],
                 catalog: &catalog,
             });
+            let events = rules::events(&verified.contract, previous.as_ref());
             if json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
                         "file": file, "ok": findings.is_empty(), "contract_id": verified.contract.contract_id,
-                        "revision": verified.contract.revision, "findings": findings,
+                        "revision": verified.contract.revision, "findings": findings, "events": events,
                     }))?
                 );
             } else if findings.is_empty() {
@@ -245,6 +246,9 @@ pub fn contract(cmd: ContractCmd) -> anyhow::Result<ExitCode> {
                     verified.contract.revision,
                     verified.key_id
                 );
+                for e in &events {
+                    println!("  {e}");
+                }
             } else {
                 println!("{}: {} finding(s)", file.display(), findings.len());
                 print_findings(&findings);

@@ -136,6 +136,25 @@ impl ServiceType {
         )
     }
 
+    /// Includes mail (on Secure MX or our legacy mail servers).
+    pub fn has_mail(self) -> bool {
+        self.has_secure_mx() || self.has_legacy_mail()
+    }
+
+    /// The family 別表②2 備考 names the service type by.
+    pub fn family(self) -> ServiceFamily {
+        match self {
+            ServiceType::Www => ServiceFamily::Www,
+            ServiceType::MailSecureMx | ServiceType::MailStandard | ServiceType::MailSecure => {
+                ServiceFamily::Mail
+            }
+            ServiceType::PackSecureMx | ServiceType::PackStandard | ServiceType::PackSecure => {
+                ServiceFamily::Pack
+            }
+            ServiceType::MiniPack => ServiceFamily::MiniPack,
+        }
+    }
+
     /// Mail on our own legacy servers (standard/secure), closed 2023-04-30.
     pub fn has_legacy_mail(self) -> bool {
         matches!(
@@ -144,6 +163,36 @@ impl ServiceType {
                 | ServiceType::MailSecure
                 | ServiceType::PackStandard
                 | ServiceType::PackSecure
+        )
+    }
+}
+
+/// The families of service types that 別表②2 備考 speaks of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceFamily {
+    /// www サーバホスティングサービス.
+    Www,
+    /// Mail サーバホスティングサービス (セキュア MX, スタンダード, セキュア).
+    Mail,
+    /// パックサービス (セキュア MX, スタンダード, セキュア).
+    Pack,
+    /// ミニパックサービス.
+    MiniPack,
+}
+
+impl ServiceFamily {
+    /// The changes 別表②2 備考 lists as サービス種別の変更 (10,000 円):
+    /// Mail → パック, www → パック, パック or ミニパック → Mail or www.
+    pub fn change_listed(from: ServiceFamily, to: ServiceFamily) -> bool {
+        use ServiceFamily::*;
+        matches!(
+            (from, to),
+            (Mail, Pack)
+                | (Www, Pack)
+                | (Pack, Mail)
+                | (Pack, Www)
+                | (MiniPack, Mail)
+                | (MiniPack, Www)
         )
     }
 }
@@ -192,11 +241,161 @@ pub enum Status {
         since: NaiveDate,
         reason: String,
     },
-    /// 第25条: ends at the end of `effective`'s month, notified on `notified_on`.
-    Terminated {
-        effective: NaiveDate,
-        notified_on: NaiveDate,
-    },
+    /// The contract ends on `effective` (its last day), on the article of
+    /// `ground`; see [`Termination`].
+    Terminated(Termination),
+}
+
+impl Status {
+    /// A customer's 第25条1項 termination (the common case).
+    pub fn terminated(effective: NaiveDate, notified_on: NaiveDate) -> Status {
+        Status::Terminated(Termination::notice(effective, notified_on))
+    }
+
+    pub fn termination(&self) -> Option<&Termination> {
+        match self {
+            Status::Terminated(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// How a contract ended: who ended it, on which article, when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Termination {
+    /// The last day of the contract.
+    pub effective: NaiveDate,
+    /// The day the termination was notified (第25条1項2項: the day the
+    /// customer's notice arrived; 第24条4項, 第47条2項: the company's notice).
+    pub notified_on: NaiveDate,
+    #[serde(default)]
+    pub ground: TerminationGround,
+    /// The grounds as notified (第24条, 第46条) or what made the service
+    /// unusable (第25条2項).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// 第25条2項: the event of 第21条1項 or 第22条1項 that made the service unusable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<UnusableCause>,
+    /// 第24条2項: the item of 第20条1項 (1-11) the customer falls under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub article_20_item: Option<u8>,
+}
+
+impl Termination {
+    pub fn notice(effective: NaiveDate, notified_on: NaiveDate) -> Termination {
+        Termination {
+            effective,
+            notified_on,
+            ground: TerminationGround::CustomerNotice,
+            reason: None,
+            cause: None,
+            article_20_item: None,
+        }
+    }
+}
+
+/// Who ends a contract, and on which article.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TerminationGround {
+    /// 第25条1項: the customer's notice, at a month's end.
+    #[default]
+    CustomerNotice,
+    /// 第25条2項: the customer's immediate termination when 第21条1項 or
+    /// 第22条1項 events keep it from using the service; ends the day the
+    /// notice arrives.
+    CustomerUnusable,
+    /// 第24条1項: by the company, after a 第20条 suspension that was not cured.
+    CompanyAfterSuspension,
+    /// 第24条2項: by the company without suspension, on a ground of 第20条1項.
+    CompanyWithoutSuspension,
+    /// 第24条3項: by the company, the customer's continued use being unsuitable.
+    CompanyUnsuitable,
+    /// 第46条2項: by the company, without demand, the customer found to be
+    /// an anti-social force.
+    CompanyAntisocial,
+    /// 第47条: the whole service abolished; ends on the abolition day.
+    ServiceAbolished,
+    /// 第25条3項 (第23条): the service type abolished; ends on that day.
+    ServiceTypeAbolished,
+}
+
+impl TerminationGround {
+    pub fn code(self) -> &'static str {
+        match self {
+            TerminationGround::CustomerNotice => "customer_notice",
+            TerminationGround::CustomerUnusable => "customer_unusable",
+            TerminationGround::CompanyAfterSuspension => "company_after_suspension",
+            TerminationGround::CompanyWithoutSuspension => "company_without_suspension",
+            TerminationGround::CompanyUnsuitable => "company_unsuitable",
+            TerminationGround::CompanyAntisocial => "company_antisocial",
+            TerminationGround::ServiceAbolished => "service_abolished",
+            TerminationGround::ServiceTypeAbolished => "service_type_abolished",
+        }
+    }
+
+    /// The article the termination rests on.
+    pub fn article(self) -> &'static str {
+        match self {
+            TerminationGround::CustomerNotice => "第25条1項",
+            TerminationGround::CustomerUnusable => "第25条2項",
+            TerminationGround::CompanyAfterSuspension => "第24条1項",
+            TerminationGround::CompanyWithoutSuspension => "第24条2項",
+            TerminationGround::CompanyUnsuitable => "第24条3項",
+            TerminationGround::CompanyAntisocial => "第46条2項",
+            TerminationGround::ServiceAbolished => "第47条",
+            TerminationGround::ServiceTypeAbolished => "第25条3項, 第23条",
+        }
+    }
+
+    /// Whether ending this way inside the minimum period owes the rest of
+    /// it (第33条 "解約・解除などにより終了した場合"). The customer's 解約 and
+    /// every 解除 do; an abolition by the company (第23条, 第47条: "都合により")
+    /// does not: see docs/billing.md for the reading.
+    pub fn owes_minimum_period(self) -> bool {
+        !matches!(
+            self,
+            TerminationGround::ServiceAbolished | TerminationGround::ServiceTypeAbolished
+        )
+    }
+
+    /// Whether the company ends the contract (第24条, 第46条).
+    pub fn by_company(self) -> bool {
+        matches!(
+            self,
+            TerminationGround::CompanyAfterSuspension
+                | TerminationGround::CompanyWithoutSuspension
+                | TerminationGround::CompanyUnsuitable
+                | TerminationGround::CompanyAntisocial
+        )
+    }
+}
+
+/// 第25条2項: what kept the customer from using the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnusableCause {
+    /// 第21条1項(1): maintenance or works on our equipment.
+    Maintenance,
+    /// 第21条1項(2): a failure of our equipment.
+    EquipmentFailure,
+    /// 第21条1項(3): another carrier stopped its service.
+    CarrierSuspension,
+    /// 第22条1項: a restriction of the service.
+    Restriction,
+}
+
+impl UnusableCause {
+    pub fn article(self) -> &'static str {
+        match self {
+            UnusableCause::Maintenance => "第21条1項(1)",
+            UnusableCause::EquipmentFailure => "第21条1項(2)",
+            UnusableCause::CarrierSuspension => "第21条1項(3)",
+            UnusableCause::Restriction => "第22条1項",
+        }
+    }
 }
 
 /// How `Status` is read: serde ignores `deny_unknown_fields` for the unit
@@ -213,6 +412,14 @@ enum StrictStatus {
     Terminated {
         effective: NaiveDate,
         notified_on: NaiveDate,
+        #[serde(default)]
+        ground: TerminationGround,
+        #[serde(default)]
+        reason: Option<String>,
+        #[serde(default)]
+        cause: Option<UnusableCause>,
+        #[serde(default)]
+        article_20_item: Option<u8>,
     },
 }
 
@@ -224,12 +431,87 @@ impl From<StrictStatus> for Status {
             StrictStatus::Terminated {
                 effective,
                 notified_on,
-            } => Status::Terminated {
+                ground,
+                reason,
+                cause,
+                article_20_item,
+            } => Status::Terminated(Termination {
                 effective,
                 notified_on,
-            },
+                ground,
+                reason,
+                cause,
+                article_20_item,
+            }),
         }
     }
+}
+
+/// 第18条: the customer's position passed to an heir or a successor company.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Succession {
+    pub kind: SuccessionKind,
+    /// The day of the inheritance (相続開始の日), merger or split.
+    pub occurred_on: NaiveDate,
+    /// The day the successor reported it to the company with the proof.
+    pub reported_on: NaiveDate,
+    /// The customer before the succession (`customer` is the successor).
+    pub predecessor: Predecessor,
+    /// 第18条4項: heirs who took over the position together (default 1).
+    #[serde(default = "one")]
+    pub heirs: u32,
+    /// 第18条4項5項: who named the representative when there are several heirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub representative_named_by: Option<RepresentativeNamedBy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Predecessor {
+    pub id: String,
+    pub kind: CustomerKind,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuccessionKind {
+    /// 相続: an individual customer's heir.
+    Inheritance,
+    /// 合併: the surviving or new corporation.
+    Merger,
+    /// 会社分割: the corporation that took over the business (第18条2項).
+    CompanySplit,
+}
+
+impl SuccessionKind {
+    pub fn name_ja(self) -> &'static str {
+        match self {
+            SuccessionKind::Inheritance => "相続",
+            SuccessionKind::Merger => "合併",
+            SuccessionKind::CompanySplit => "会社分割",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RepresentativeNamedBy {
+    /// 第18条4項: the heirs named one of them in writing within the period.
+    Heirs,
+    /// 第18条5項: no notice came, the company named the representative.
+    Company,
+}
+
+/// 別表②2: the service type changed in this contract's life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceChange {
+    /// The service type before the change (`service` is the one after).
+    pub from: ServiceType,
+    /// The day the new service type takes effect.
+    pub effective: NaiveDate,
 }
 
 /// Every option and recurring item of 別表③ a contract can hold.
@@ -282,6 +564,8 @@ pub enum OptionItem {
     MxIijIdLink,
     /// DOX 連携オプション (needs an IIJ DOX subscription).
     MxDoxLink,
+    /// アカウント管理 API オプション (listed without a price in 別表③).
+    MxAccountApi,
     /// フレッツ・ISDN 対応接続サービス.
     FletsIsdn,
     /// フレッツ光対応接続サービス (its own terms: quoted).
@@ -530,6 +814,13 @@ pub struct Contract {
     pub usage: Vec<Usage>,
     #[serde(default)]
     pub outages: Vec<Outage>,
+    /// 第18条: the latest succession of the customer's position, kept in
+    /// every later revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succession: Option<Succession>,
+    /// 別表②2: the latest change of service type, kept in every later revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_change: Option<ServiceChange>,
 }
 
 /// Converts a domain to its A-label form, or says why it cannot be one.
@@ -623,6 +914,15 @@ impl Contract {
             }
         }
         Ok(())
+    }
+
+    /// The service type in force on `date` as this revision records it: the
+    /// type before its `service_change` until the change takes effect.
+    pub fn service_on(&self, date: NaiveDate) -> ServiceType {
+        match &self.service_change {
+            Some(sc) if date < sc.effective => sc.from,
+            _ => self.service,
+        }
     }
 
     /// Quantity of an option (0 when absent).

@@ -164,14 +164,37 @@ fn enums_are_strict() {
     let mut v = base();
     v["status"] = json!({"state": "suspended", "since": "2027-01-20"});
     refused(&v, "missing field `reason`");
-    v["status"] = json!({"state": "terminated", "effective": "2027-03-31", "notified_on": "2027-02-26", "reason": "x"});
-    refused(&v, "unknown field `reason`");
+    v["status"] = json!({"state": "terminated", "effective": "2027-03-31", "notified_on": "2027-02-26", "since": "2027-01-01"});
+    refused(&v, "unknown field `since`");
+    v["status"] = json!({"state": "terminated", "effective": "2027-03-31", "notified_on": "2027-02-26", "ground": "customer_whim"});
+    refused(&v, "unknown variant `customer_whim`");
     v["status"] =
         json!({"state": "terminated", "effective": "2027-03-31", "notified_on": "2027-02-26"});
-    assert!(matches!(
-        parse(&v).unwrap().status,
-        Status::Terminated { .. }
-    ));
+    // Without `ground`, the customer's 第25条1項 notice.
+    let st = parse(&v).unwrap().status;
+    assert_eq!(
+        st.termination().map(|t| t.ground),
+        Some(crate::contract::TerminationGround::CustomerNotice)
+    );
+    v["status"] = json!({"state": "terminated", "effective": "2027-03-15", "notified_on": "2027-03-15",
+        "ground": "customer_unusable", "cause": "equipment_failure", "reason": "3 日間の障害"});
+    let t = parse(&v).unwrap().status.termination().cloned().unwrap();
+    assert_eq!(
+        t.cause,
+        Some(crate::contract::UnusableCause::EquipmentFailure)
+    );
+    assert_eq!(t.ground.article(), "第25条2項");
+    // A succession and a service change parse strictly too.
+    let mut v = base();
+    v["succession"] = json!({"kind": "merger", "occurred_on": "2027-01-01", "reported_on": "2027-01-05",
+        "predecessor": {"id": "CU-9", "kind": "corporation", "name": "Old K.K."}, "extra": 1});
+    refused(&v, "unknown field `extra`");
+    v["succession"] = json!({"kind": "adoption", "occurred_on": "2027-01-01", "reported_on": "2027-01-05",
+        "predecessor": {"id": "CU-9", "kind": "corporation", "name": "Old K.K."}});
+    refused(&v, "unknown variant `adoption`");
+    let mut v = base();
+    v["service_change"] = json!({"from": "www", "effective": "2027-01-01", "fee": "10000"});
+    refused(&v, "unknown field `fee`");
 }
 
 #[test]

@@ -178,10 +178,7 @@ fn one_party() {
 #[test]
 fn terminated_is_final() {
     let mut p = www();
-    p.status = Status::Terminated {
-        effective: d(2027, 3, 31),
-        notified_on: d(2027, 2, 1),
-    };
+    p.status = Status::terminated(d(2027, 3, 31), d(2027, 2, 1));
     let mut c = next(&p, d(2027, 2, 2));
     c.status = Status::Active;
     assert_only(
@@ -309,10 +306,12 @@ fn changing_to_a_closed_service_is_refused() {
     let p = www();
     let mut c = next(&p, d(2026, 11, 20));
     c.service = ServiceType::PackStandard;
+    c.service_change = Some(change(ServiceType::Www, d(2026, 12, 15)));
     assert_has(&run(&c, Some(&p)), "service-closed-to-new", "第5条");
     // Changing *to* an open service is fine.
     let mut c = next(&p, d(2026, 11, 20));
     c.service = ServiceType::PackSecureMx;
+    c.service_change = Some(change(ServiceType::Www, d(2026, 12, 15)));
     c.secure_mx = Some(secure_mx_section("sakura-trading.co.jp"));
     assert_clean(&c, Some(&p));
 }
@@ -342,15 +341,24 @@ fn legacy_services_ended_on_2024_03_30() {
     let p = legacy(ServiceType::MailSecure, d(2022, 1, 10), d(2022, 2, 1));
     // A revision on the last day is judged as before.
     assert_clean(&next(&p, d(2024, 3, 30)), Some(&p));
+    // After it, a revision can only record the end (第25条3項).
     let c = next(&p, d(2024, 3, 31));
-    assert_only(&run(&c, Some(&p)), "service-ended", "第5条", "/service");
-    // Terminating it is always possible.
+    assert_only(&run(&c, Some(&p)), "service-ended", "第25条3項", "/status");
+    // ... on or before the abolition day: as 第25条3項 says, or as the
+    // customer's notice had it.
     let mut c = next(&p, d(2024, 4, 10));
-    c.status = Status::Terminated {
-        effective: d(2024, 5, 31),
-        notified_on: d(2024, 4, 10),
-    };
+    c.status = abolished(d(2024, 3, 30), d(2023, 3, 30));
     assert_clean(&c, Some(&p));
+    c.status = Status::terminated(d(2024, 2, 29), d(2024, 1, 31));
+    assert_clean(&c, Some(&p));
+    // Not after it: the contract had ended.
+    c.status = Status::terminated(d(2024, 5, 31), d(2024, 4, 10));
+    assert_only(
+        &run(&c, Some(&p)),
+        "service-ended",
+        "第25条3項",
+        "/status/effective",
+    );
 }
 
 #[test]
@@ -389,7 +397,7 @@ fn mini_pack_continues_with_secure_mx_mail() {
     let late = legacy(ServiceType::MiniPack, d(2023, 3, 20), d(2023, 4, 1));
     assert_clean(&late, None);
     let f = run(&next(&late, d(2026, 11, 10)), Some(&late));
-    assert_only(&f, "service-ended", "第5条", "/service");
+    assert_only(&f, "service-ended", "第5条", "/status");
 }
 
 #[test]
@@ -495,16 +503,15 @@ fn option_quantity() {
         "別表③1",
         "/options/0/quantity",
     );
+    // The 99 FTP accounts are our operational limit, not a term: its own rule,
+    // and an article that says so.
     let mut c = www();
     c.options[1].quantity = 99;
     assert_clean(&c, None);
     c.options[1].quantity = 100;
-    assert_only(
-        &run(&c, None),
-        "option-quantity",
-        "別表③1",
-        "/options/1/quantity",
-    );
+    let f = run(&c, None);
+    assert_only(&f, "operational-limit", "not a term", "/options/1/quantity");
+    assert!(!f[0].article.contains("別表"), "{f:?}");
 }
 
 #[test]
@@ -892,12 +899,19 @@ fn suspension_reason() {
     );
 }
 
+fn change(from: ServiceType, effective: NaiveDate) -> crate::contract::ServiceChange {
+    crate::contract::ServiceChange { from, effective }
+}
+
+fn abolished(effective: NaiveDate, notified_on: NaiveDate) -> Status {
+    let mut t = crate::contract::Termination::notice(effective, notified_on);
+    t.ground = crate::contract::TerminationGround::ServiceTypeAbolished;
+    Status::Terminated(t)
+}
+
 fn terminate(p: &Contract, effective: NaiveDate, notified_on: NaiveDate) -> Contract {
     let mut c = next(p, notified_on);
-    c.status = Status::Terminated {
-        effective,
-        notified_on,
-    };
+    c.status = Status::terminated(effective, notified_on);
     c
 }
 
@@ -918,7 +932,7 @@ fn termination_month_end() {
     let c = terminate(&p2, d(2027, 1, 31), d(2026, 12, 1));
     assert_only(
         &run(&c, Some(&p2)),
-        "termination-month-end",
+        "termination-date",
         "第25条1項",
         "/status/effective",
     );
@@ -928,7 +942,7 @@ fn termination_month_end() {
 fn termination_notice_moves_back_to_a_business_day() {
     let p = www();
     // Ending 2027-03-31: notice by 2027-02-28, a Sunday, so by Friday 02-26.
-    assert!(!is_business_day(d(2027, 2, 28)));
+    assert_eq!(is_business_day(d(2027, 2, 28)), Ok(false));
     assert_clean(&terminate(&p, d(2027, 3, 31), d(2027, 2, 26)), Some(&p));
     let c = terminate(&p, d(2027, 3, 31), d(2027, 2, 27));
     assert_only(
@@ -962,14 +976,20 @@ fn termination_notice_moves_back_to_a_business_day() {
 fn business_days_skip_japanese_holidays() {
     use crate::calendar::business_day_on_or_before;
     // 勤労感謝の日 2026-11-23 is a Monday: the business day on or before it is Friday 11-20.
-    assert!(!is_business_day(d(2026, 11, 23)));
-    assert_eq!(business_day_on_or_before(d(2026, 11, 23)), d(2026, 11, 20));
+    assert_eq!(is_business_day(d(2026, 11, 23)), Ok(false));
+    assert_eq!(
+        business_day_on_or_before(d(2026, 11, 23)),
+        Ok(d(2026, 11, 20))
+    );
     // Golden week 2026: 05-06 (振替休日) back to Friday 05-01 (04-29 is a holiday too,
     // but 04-30 and 05-01 are business days).
-    assert_eq!(business_day_on_or_before(d(2026, 5, 6)), d(2026, 5, 1));
+    assert_eq!(business_day_on_or_before(d(2026, 5, 6)), Ok(d(2026, 5, 1)));
     // 2027-01-03 (closure) and 2027-01-01 (元日) back to Monday 2026-12-28.
-    assert_eq!(business_day_on_or_before(d(2027, 1, 3)), d(2026, 12, 28));
-    assert!(is_business_day(d(2027, 1, 4)));
+    assert_eq!(
+        business_day_on_or_before(d(2027, 1, 3)),
+        Ok(d(2026, 12, 28))
+    );
+    assert_eq!(is_business_day(d(2027, 1, 4)), Ok(true));
 }
 
 #[test]
@@ -1098,7 +1118,25 @@ fn the_good_examples_are_clean_in_sequence() {
     let p4 = load(include_bytes!(
         "../../examples/contracts/pack-dns-terminate.json"
     ));
+    let mx2 = load(include_bytes!(
+        "../../examples/contracts/securemx-to-pack.json"
+    ));
+    let k1 = load(include_bytes!("../../examples/contracts/www-kobo.json"));
+    let k2 = load(include_bytes!(
+        "../../examples/contracts/www-kobo-inherit.json"
+    ));
+    let k3 = load(include_bytes!(
+        "../../examples/contracts/www-kobo-suspend.json"
+    ));
+    let k4 = load(include_bytes!(
+        "../../examples/contracts/www-kobo-terminate.json"
+    ));
     for (c, prev) in [
+        (&mx2, Some(&mx1)),
+        (&k1, None),
+        (&k2, Some(&k1)),
+        (&k3, Some(&k2)),
+        (&k4, Some(&k3)),
         (&www1, None),
         (&www2, Some(&www1)),
         (&mx1, None),
@@ -1113,5 +1151,549 @@ fn the_good_examples_are_clean_in_sequence() {
     assert_eq!(
         run(&www2, Some(&www1)),
         run(&www2.clone(), Some(&www1.clone()))
+    );
+}
+
+// --- 第5条 注, ※2 ※3 ※4: what stays open on a closed type -------------------------------
+
+#[test]
+fn a_closed_service_still_takes_cancellations() {
+    // "新たな申し込みの受付および変更の承諾は行いません" stops applications and
+    // changes, not 第17条2項 cancellations: a Pack (セキュア) customer cancels
+    // an extra FTP account after 2023-04-30 (on the 1st, two months ahead).
+    let mut p = legacy(ServiceType::PackSecure, d(2023, 1, 10), d(2023, 2, 1));
+    p.options
+        .push(line(OptionItem::FtpAccountExtra, 2, d(2023, 2, 1)));
+    let mut c = next(&p, d(2023, 6, 20));
+    c.options[0] = line(OptionItem::FtpAccountExtra, 0, d(2023, 9, 1));
+    assert_clean(&c, Some(&p));
+    // Down by one is a cancellation of that unit too.
+    c.options[0] = line(OptionItem::FtpAccountExtra, 1, d(2023, 9, 1));
+    assert_clean(&c, Some(&p));
+    // Up is a change: refused.
+    c.options[0] = line(OptionItem::FtpAccountExtra, 3, d(2023, 9, 1));
+    assert_only(
+        &run(&c, Some(&p)),
+        "service-closed-to-change",
+        "※3",
+        "/options/0",
+    );
+    // The Mini pack continued under 第5条 注 cancels a non-Secure MX option.
+    let mut p = legacy(ServiceType::MiniPack, d(2022, 6, 1), d(2022, 7, 1));
+    p.options
+        .push(line(OptionItem::FtpAccountExtra, 1, d(2022, 7, 1)));
+    let mut c = next(&p, d(2026, 11, 10));
+    c.options[0] = line(OptionItem::FtpAccountExtra, 0, d(2027, 1, 1));
+    assert_clean(&c, Some(&p));
+}
+
+#[test]
+fn an_article_is_printed_once() {
+    // The catalog row names 第5条 already; the rule does not repeat it.
+    let f = run(
+        &legacy(ServiceType::MailStandard, d(2023, 5, 1), d(2023, 6, 1)),
+        None,
+    );
+    let closed = f
+        .iter()
+        .find(|x| x.rule == "service-closed-to-new")
+        .unwrap();
+    assert_eq!(closed.article, "第5条, 別表②1 ※2");
+    assert_eq!(
+        dedup_articles("第5条, 第5条 注, 第5条,  別表①"),
+        "第5条, 第5条 注, 別表①"
+    );
+    // No finding anywhere names an article twice.
+    for x in &f {
+        let parts: Vec<&str> = x.article.split(", ").collect();
+        let mut uniq = parts.clone();
+        uniq.dedup();
+        assert_eq!(parts.len(), uniq.len(), "{x:?}");
+    }
+}
+
+// --- one-time operations: refused, not dropped --------------------------------------------
+
+fn op(item: OneTimeItem, domain: Option<&str>) -> OneTime {
+    OneTime {
+        item,
+        date: d(2026, 12, 10),
+        quantity: 1,
+        domain: domain.map(str::to_string),
+        primary_and_secondary: false,
+    }
+}
+
+#[test]
+fn one_time_domain_operations_name_a_held_domain_and_an_offered_item() {
+    let mut c = www();
+    c.one_time = vec![op(
+        OneTimeItem::DomainRegistration,
+        Some("sakura-trading.co.jp"),
+    )];
+    assert_clean(&c, None);
+    // A domain the contract does not hold.
+    c.one_time = vec![op(OneTimeItem::DomainRegistration, Some("other.co.jp"))];
+    assert_only(
+        &run(&c, None),
+        "one-time-domain",
+        "別表③",
+        "/one_time/0/domain",
+    );
+    // No domain at all.
+    c.one_time = vec![op(OneTimeItem::DnsForwardChange, None)];
+    assert_only(
+        &run(&c, None),
+        "one-time-domain",
+        "別表③",
+        "/one_time/0/domain",
+    );
+    // Host names exist in the gTLD table only; a name change not for JPRS 汎用.
+    c.one_time = vec![op(OneTimeItem::HostName, Some("sakura-trading.co.jp"))];
+    assert_only(
+        &run(&c, None),
+        "one-time-not-offered",
+        "JPRS <属性型・地域型ドメイン>",
+        "/one_time/0/item",
+    );
+    let mut m = mx();
+    m.one_time = vec![op(OneTimeItem::DomainNameChange, Some("kaede-design.jp"))];
+    assert_only(
+        &run(&m, None),
+        "one-time-not-offered",
+        "JPRS <汎用ドメイン>",
+        "/one_time/0/item",
+    );
+    // The change fee of 別表②2 comes from service_change, never listed by hand.
+    c.one_time = vec![op(OneTimeItem::ServiceTypeChange, None)];
+    assert_only(
+        &run(&c, None),
+        "service-change-fee",
+        "別表②2",
+        "/one_time/0",
+    );
+}
+
+// --- 第24条, 第25条, 第46条, 第47条: how a contract ends ---------------------------------------
+
+fn ended(
+    p: &Contract,
+    ground: crate::contract::TerminationGround,
+    effective: NaiveDate,
+    notified_on: NaiveDate,
+) -> Contract {
+    let mut c = next(p, notified_on);
+    let mut t = crate::contract::Termination::notice(effective, notified_on);
+    t.ground = ground;
+    c.status = Status::Terminated(t);
+    c
+}
+
+fn set(c: &mut Contract, f: impl FnOnce(&mut crate::contract::Termination)) {
+    if let Status::Terminated(t) = &mut c.status {
+        f(t)
+    }
+}
+
+#[test]
+fn customer_unusable_ends_the_day_the_notice_arrives() {
+    use crate::contract::{TerminationGround::CustomerUnusable, UnusableCause};
+    let p = www();
+    // Mid-month, no month-end or previous-month notice rule (第25条2項).
+    let mut c = ended(&p, CustomerUnusable, d(2027, 1, 13), d(2027, 1, 13));
+    set(&mut c, |t| t.cause = Some(UnusableCause::EquipmentFailure));
+    assert_clean(&c, Some(&p));
+    set(&mut c, |t| t.effective = d(2027, 1, 31));
+    assert_only(
+        &run(&c, Some(&p)),
+        "termination-immediate",
+        "第25条2項",
+        "/status/effective",
+    );
+    let c = ended(&p, CustomerUnusable, d(2027, 1, 13), d(2027, 1, 13));
+    assert_only(
+        &run(&c, Some(&p)),
+        "termination-cause",
+        "第25条2項",
+        "/status/cause",
+    );
+}
+
+#[test]
+fn company_termination_after_an_uncured_suspension() {
+    use crate::contract::TerminationGround::CompanyAfterSuspension;
+    let mut p = next(&www(), d(2027, 2, 5));
+    p.status = Status::Suspended {
+        since: d(2027, 2, 5),
+        reason: "第20条1項(1) 料金未払".into(),
+    };
+    // Mid-month, notified in writing beforehand (第24条4項).
+    let c = ended(&p, CompanyAfterSuspension, d(2027, 2, 26), d(2027, 2, 19));
+    assert_clean(&c, Some(&p));
+    // Notified after the end: refused.
+    let mut late = c.clone();
+    set(&mut late, |t| t.notified_on = d(2027, 2, 27));
+    late.requested_on = d(2027, 2, 27);
+    assert_only(
+        &run(&late, Some(&p)),
+        "termination-prior-notice",
+        "第24条4項",
+        "/status/notified_on",
+    );
+    // Not suspended before: 第24条1項 does not apply.
+    let c = ended(
+        &www(),
+        CompanyAfterSuspension,
+        d(2027, 2, 26),
+        d(2027, 2, 19),
+    );
+    assert_only(
+        &run(&c, Some(&www())),
+        "termination-after-suspension",
+        "第24条1項",
+        "/status/ground",
+    );
+}
+
+#[test]
+fn company_termination_without_suspension_names_its_ground() {
+    use crate::contract::TerminationGround::{CompanyUnsuitable, CompanyWithoutSuspension};
+    let p = www();
+    let mut c = ended(&p, CompanyWithoutSuspension, d(2027, 3, 10), d(2027, 3, 1));
+    let f = run(&c, Some(&p));
+    assert_eq!(
+        ids(&f),
+        ["termination-reason", "termination-reason"],
+        "{f:#?}"
+    );
+    assert!(f.iter().all(|x| x.article == "第24条2項"));
+    set(&mut c, |t| {
+        t.article_20_item = Some(3);
+        t.reason = Some("著作権侵害のコンテンツを公開".into())
+    });
+    assert_clean(&c, Some(&p));
+    set(&mut c, |t| t.article_20_item = Some(12));
+    assert_only(
+        &run(&c, Some(&p)),
+        "termination-reason",
+        "第24条2項",
+        "/status/article_20_item",
+    );
+    // 第24条3項 states its reason; an item of 第20条 belongs to 2項 only.
+    let mut c = ended(&p, CompanyUnsuitable, d(2027, 3, 10), d(2027, 3, 1));
+    assert_only(
+        &run(&c, Some(&p)),
+        "termination-reason",
+        "第24条3項",
+        "/status/reason",
+    );
+    set(&mut c, |t| {
+        t.reason = Some("x".into());
+        t.article_20_item = Some(1)
+    });
+    assert_only(
+        &run(&c, Some(&p)),
+        "termination-fields",
+        "第24条3項",
+        "/status/article_20_item",
+    );
+}
+
+#[test]
+fn antisocial_forces_end_without_notice() {
+    use crate::contract::TerminationGround::CompanyAntisocial;
+    let p = www();
+    // "催告をすることなく": the same day is fine.
+    let mut c = ended(&p, CompanyAntisocial, d(2027, 1, 20), d(2027, 1, 20));
+    assert_only(
+        &run(&c, Some(&p)),
+        "termination-reason",
+        "第46条2項",
+        "/status/reason",
+    );
+    set(&mut c, |t| {
+        t.reason = Some("第46条1項の表明に反することが判明".into())
+    });
+    assert_clean(&c, Some(&p));
+}
+
+#[test]
+fn abolition_needs_three_months_notice_and_its_day() {
+    use crate::contract::TerminationGround::{ServiceAbolished, ServiceTypeAbolished};
+    let p = www();
+    // 第47条: notified 2027-01-31 for 2027-04-30 is exactly three months.
+    assert_clean(
+        &ended(&p, ServiceAbolished, d(2027, 4, 30), d(2027, 1, 30)),
+        Some(&p),
+    );
+    let mut c = ended(&p, ServiceAbolished, d(2027, 4, 30), d(2027, 2, 1));
+    assert_only(
+        &run(&c, Some(&p)),
+        "abolition-notice",
+        "第47条2項",
+        "/status/notified_on",
+    );
+    // 第25条3項: the type's abolition day from the catalog, and only for a type
+    // that is abolished.
+    c = ended(&p, ServiceTypeAbolished, d(2027, 4, 30), d(2027, 1, 30));
+    assert_only(
+        &run(&c, Some(&p)),
+        "abolition-date",
+        "第25条3項",
+        "/status/ground",
+    );
+    let q = legacy(ServiceType::PackStandard, d(2023, 1, 10), d(2023, 2, 1));
+    let c = ended(&q, ServiceTypeAbolished, d(2024, 3, 30), d(2023, 3, 30));
+    assert_clean(&c, Some(&q));
+    let c = ended(&q, ServiceTypeAbolished, d(2024, 3, 29), d(2023, 3, 30));
+    assert_only(
+        &run(&c, Some(&q)),
+        "abolition-date",
+        "第25条3項",
+        "/status/effective",
+    );
+}
+
+#[test]
+fn calendar_limits_are_findings_not_guesses() {
+    let mut p = www();
+    p.service_start = d(2099, 12, 1);
+    p.requested_on = d(2099, 11, 1);
+    // Ending 2100-01-31: its notice deadline (2099-12-31) walks back through
+    // the year-end closure, inside the calendar; ending 2100-02-29 does not.
+    let c = terminate(&p, d(2100, 1, 31), d(2099, 12, 1));
+    assert_clean(&c, Some(&p));
+    let c = terminate(&p, d(2100, 2, 28), d(2100, 1, 5));
+    assert_only(
+        &run(&c, Some(&p)),
+        "calendar-unknown",
+        "第25条1項",
+        "/status/notified_on",
+    );
+}
+
+// --- 第18条 succession ------------------------------------------------------------------
+
+fn inherited(p: &Contract, occurred: NaiveDate, reported: NaiveDate) -> Contract {
+    let mut c = next(p, reported);
+    c.customer.id = "CU-0099".into();
+    c.customer.name = "Heir".into();
+    c.succession = Some(crate::contract::Succession {
+        kind: crate::contract::SuccessionKind::Inheritance,
+        occurred_on: occurred,
+        reported_on: reported,
+        predecessor: crate::contract::Predecessor {
+            id: p.customer.id.clone(),
+            kind: p.customer.kind,
+            name: p.customer.name.clone(),
+        },
+        heirs: 1,
+        representative_named_by: None,
+    });
+    c
+}
+
+#[test]
+fn succession_by_inheritance_within_two_weeks() {
+    let mut p = www();
+    p.customer.kind = CustomerKind::Individual;
+    // 相続開始 2027-01-05: "2週間を経過する日" is 2027-01-19.
+    let c = inherited(&p, d(2027, 1, 5), d(2027, 1, 19));
+    assert_clean(&c, Some(&p));
+    let late = inherited(&p, d(2027, 1, 5), d(2027, 1, 20));
+    assert_only(
+        &run(&late, Some(&p)),
+        "succession-report-deadline",
+        "第18条3項",
+        "/succession/reported_on",
+    );
+    // Later revisions keep the record and the successor as the party.
+    let mut later = next(&c, d(2027, 2, 1));
+    later.options[1].quantity = 3;
+    later.options[1].effective = Some(d(2027, 3, 1));
+    assert_clean(&later, Some(&c));
+    // Several heirs name a representative (第18条4項) or the company does (5項).
+    let mut many = c.clone();
+    many.succession.as_mut().unwrap().heirs = 3;
+    assert_only(
+        &run(&many, Some(&p)),
+        "succession-representative",
+        "第18条4項5項",
+        "/succession/representative_named_by",
+    );
+    many.succession.as_mut().unwrap().representative_named_by =
+        Some(crate::contract::RepresentativeNamedBy::Company);
+    assert_clean(&many, Some(&p));
+    // The one-contract-per-service rule is about concluding contracts: the heir
+    // may hold a WWW contract already.
+    let others = [OtherContract {
+        contract_id: "C-7777".into(),
+        service: "www".into(),
+        active: true,
+    }];
+    assert!(run_with(&c, Some(&p), &others, &cat()).is_empty());
+}
+
+#[test]
+fn succession_rules() {
+    let mut p = www();
+    p.customer.kind = CustomerKind::Individual;
+    // The predecessor is the recorded customer.
+    let mut c = inherited(&p, d(2027, 1, 5), d(2027, 1, 10));
+    c.succession.as_mut().unwrap().predecessor.id = "CU-4242".into();
+    let f = run(&c, Some(&p));
+    assert_eq!(ids(&f), ["succession-predecessor"], "{f:#?}");
+    // A corporation has no heirs; a merger is between corporations.
+    let corp = www();
+    let mut c = inherited(&corp, d(2027, 1, 5), d(2027, 1, 10));
+    c.customer.kind = CustomerKind::Individual;
+    assert_has(&run(&c, Some(&corp)), "succession-kind", "第18条1項3項");
+    let mut m = inherited(&corp, d(2027, 1, 5), d(2027, 3, 10));
+    m.succession.as_mut().unwrap().kind = crate::contract::SuccessionKind::Merger;
+    // 第18条2項 "速やかに": no fixed deadline for corporations.
+    assert_clean(&m, Some(&corp));
+    m.customer.kind = CustomerKind::Individual;
+    assert_has(&run(&m, Some(&corp)), "succession-kind", "第18条1項2項");
+    // The same party is no succession.
+    let mut same = inherited(&p, d(2027, 1, 5), d(2027, 1, 10));
+    same.customer.id = p.customer.id.clone();
+    assert_has(&run(&same, Some(&p)), "succession-party", "第18条1項");
+    // Reported before it happened, or after the revision's request.
+    let mut c = inherited(&p, d(2027, 1, 5), d(2027, 1, 10));
+    c.succession.as_mut().unwrap().reported_on = d(2027, 1, 4);
+    assert_has(&run(&c, Some(&p)), "succession-dates", "第18条");
+    // Without a succession, the one-party rule still refuses a new customer.
+    let mut c = inherited(&p, d(2027, 1, 5), d(2027, 1, 10));
+    c.succession = None;
+    assert_only(&run(&c, Some(&p)), "one-party", "第16条", "/customer");
+}
+
+// --- 別表②2 service type change -----------------------------------------------------------
+
+fn to_pack(p: &Contract, requested: NaiveDate, effective: NaiveDate) -> Contract {
+    let mut c = next(p, requested);
+    c.service = ServiceType::PackSecureMx;
+    c.service_change = Some(change(p.service, effective));
+    c.secure_mx = Some(secure_mx_section("sakura-trading.co.jp"));
+    c
+}
+
+#[test]
+fn service_type_changes_listed_in_the_note_are_accepted() {
+    // www → パック (セキュア MX): an addition, 2 weeks' notice (第17条1項).
+    let p = www();
+    let c = to_pack(&p, d(2027, 1, 10), d(2027, 1, 24));
+    assert_clean(&c, Some(&p));
+    let c = to_pack(&p, d(2027, 1, 10), d(2027, 1, 23));
+    assert_only(
+        &run(&c, Some(&p)),
+        "service-change-notice",
+        "第17条1項",
+        "/service_change/effective",
+    );
+    // Mail → パック.
+    let m = mx();
+    let mut c = next(&m, d(2027, 1, 10));
+    c.service = ServiceType::PackSecureMx;
+    c.service_change = Some(change(ServiceType::MailSecureMx, d(2027, 2, 1)));
+    c.domains[0].dns_operation = DnsOperation::Yearly;
+    assert_clean(&c, Some(&m));
+    // パック → www drops the mail: on the 1st, by the end of the month two
+    // months before (第17条2項), and the Secure MX parts go.
+    let pack = to_pack(&p, d(2027, 1, 10), d(2027, 1, 24));
+    let mut back = next(&pack, d(2027, 3, 31));
+    back.service = ServiceType::Www;
+    back.service_change = Some(change(ServiceType::PackSecureMx, d(2027, 5, 1)));
+    back.secure_mx = None;
+    assert_clean(&back, Some(&pack));
+    back.requested_on = d(2027, 4, 1);
+    assert_only(
+        &run(&back, Some(&pack)),
+        "service-change-notice",
+        "第17条2項",
+        "/service_change/effective",
+    );
+    back.requested_on = d(2027, 3, 1);
+    back.service_change = Some(change(ServiceType::PackSecureMx, d(2027, 5, 15)));
+    assert_only(
+        &run(&back, Some(&pack)),
+        "service-change-date",
+        "第17条2項",
+        "/service_change/effective",
+    );
+}
+
+#[test]
+fn service_type_changes_not_listed_are_refused() {
+    // www → Mail is not in 別表②2 備考.
+    let p = www();
+    let mut c = next(&p, d(2027, 1, 10));
+    c.service = ServiceType::MailSecureMx;
+    c.service_change = Some(change(ServiceType::Www, d(2027, 3, 1)));
+    c.options.clear();
+    c.secure_mx = Some(secure_mx_section("sakura-trading.co.jp"));
+    assert_has(&run(&c, Some(&p)), "service-change-allowed", "別表②2");
+    // Mail (スタンダード) → Mail (セキュア MX) is not listed either, but before
+    // 2024-03-30 it replaces a type being abolished (第23条3項).
+    let q = legacy(ServiceType::MailStandard, d(2022, 1, 10), d(2022, 2, 1));
+    let mut c = next(&q, d(2024, 1, 10));
+    c.service = ServiceType::MailSecureMx;
+    c.service_change = Some(change(ServiceType::MailStandard, d(2024, 2, 1)));
+    c.secure_mx = Some(secure_mx_section("sakura-trading.co.jp"));
+    assert_clean(&c, Some(&q));
+    // After the end the contract had ended: nothing to change.
+    c.requested_on = d(2024, 4, 2);
+    c.service_change = Some(change(ServiceType::MailStandard, d(2024, 5, 1)));
+    let f = run(&c, Some(&q));
+    assert_has(&f, "service-ended", "第25条3項");
+    assert_has(&f, "service-change-allowed", "別表②2");
+}
+
+#[test]
+fn the_service_change_record() {
+    let p = www();
+    // A change of service without a record, or from another type.
+    let mut c = to_pack(&p, d(2027, 1, 10), d(2027, 2, 1));
+    c.service_change = None;
+    assert_only(
+        &run(&c, Some(&p)),
+        "service-change-record",
+        "別表②2",
+        "/service_change",
+    );
+    let mut c = to_pack(&p, d(2027, 1, 10), d(2027, 2, 1));
+    c.service_change = Some(change(ServiceType::MailSecureMx, d(2027, 2, 1)));
+    assert_only(
+        &run(&c, Some(&p)),
+        "service-change-record",
+        "別表②2",
+        "/service_change/from",
+    );
+    // Later revisions keep it; dropping or editing it is refused.
+    let c = to_pack(&p, d(2027, 1, 10), d(2027, 2, 1));
+    let keep = next(&c, d(2027, 3, 1));
+    assert_clean(&keep, Some(&c));
+    let mut edit = next(&c, d(2027, 3, 1));
+    edit.service_change = Some(change(ServiceType::Www, d(2027, 2, 15)));
+    assert_only(
+        &run(&edit, Some(&c)),
+        "service-change-record",
+        "別表②2",
+        "/service_change",
+    );
+    // A second change while the first is pending.
+    let mut again = next(&c, d(2027, 1, 20));
+    again.service = ServiceType::Www;
+    again.secure_mx = None;
+    again.service_change = Some(change(ServiceType::PackSecureMx, d(2027, 5, 1)));
+    assert_has(&run(&again, Some(&c)), "service-change-pending", "別表②2");
+    // A new application changes nothing.
+    let mut first = www();
+    first.service_change = Some(change(ServiceType::MailSecureMx, d(2026, 12, 1)));
+    assert_only(
+        &run(&first, None),
+        "service-change-record",
+        "別表②2",
+        "/service_change",
     );
 }

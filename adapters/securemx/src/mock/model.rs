@@ -20,6 +20,7 @@ pub const OPTIONS: &[&str] = &[
     "private_relay",
     "iij_id_link",
     "dox_link",
+    "account_api",
     "account_extra",
     "disk_extra",
 ];
