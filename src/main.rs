@@ -63,6 +63,9 @@ enum Command {
     Contract(cli::terms::ContractCmd),
     /// A month's statement for a contract (and its revisions).
     Bill(cli::terms::BillArgs),
+    /// The monthly close for billing and its export for accounting.
+    #[command(subcommand)]
+    Billing(cli::billing::BillingCmd),
 }
 
 /// Logs go to stderr, human-readable or JSON, filtered by `RUST_LOG`.
@@ -114,6 +117,7 @@ fn run_async(command: Command) -> ExitCode {
             Command::Submit { files, api } => cli::engine::submit(files, api).await,
             Command::Plan { file, config, json } => cli::engine::plan(file, config, json).await,
             Command::Jobs(cmd) => cli::engine::jobs(cmd).await,
+            Command::Billing(cmd) => cli::billing::run(cmd).await,
             Command::Keys(_) | Command::Contract(_) | Command::Bill(_) => {
                 unreachable!("synchronous commands run before the runtime starts")
             }

@@ -1061,3 +1061,276 @@ async fn ops_transitions_refuse_a_job_in_the_wrong_state_and_name_it() {
         );
     }
 }
+
+// --- the monthly close for billing ---------------------------------------------------------
+
+/// The close reports in the outbox (key → body), in order.
+async fn close_reports(engine: &hostwright::engine::Engine) -> Vec<(String, serde_json::Value)> {
+    engine
+        .store
+        .outbox_due(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.idempotency_key.starts_with("close:"))
+        .map(|o| (o.idempotency_key, serde_json::from_slice(&o.body).unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_monthly_close_reports_each_month_once_and_corrects_a_revised_contract() {
+    use hostwright::calendar::YearMonth;
+    use hostwright::engine::close::{close_month, export_lines, latest_versions};
+    let jan = YearMonth::parse("2027-01").unwrap();
+    for backend in BACKENDS {
+        let (_dir, _script, engine) = fixture(backend, vec![]).await;
+        let k = keys();
+        accepted(&engine, &sign(&k, &www_contract("C-5001", 1))).await;
+        accepted(&engine, &sign(&k, &www_contract("C-5002", 1))).await;
+        let store = engine.store.as_ref();
+        // January 2027: 10,000 + SSL 1,000 + FTP 1,000 + DNS 1,000 = 13,000,
+        // tax 1,300: 14,300 each.
+        let s = close_month(store, &engine.catalog, jan).await.unwrap();
+        assert_eq!(
+            (s.contracts, s.closed, s.corrected),
+            (2, 2, 0),
+            "{backend:?} {s:?}"
+        );
+        let reports = close_reports(&engine).await;
+        assert_eq!(reports.len(), 2, "{backend:?}");
+        let (key, body) = &reports[0];
+        assert_eq!(key, "close:C-5001:2027-01:v1");
+        assert_eq!(body["kind"], "monthly_statement");
+        assert_eq!(body["version"], 1);
+        assert!(body["replaces"].is_null());
+        assert_eq!(body["statement"]["total"], "14300");
+        assert_eq!(body["customer_id"], "CU-C-5001");
+        // A rerun sends nothing.
+        let s = close_month(store, &engine.catalog, jan).await.unwrap();
+        assert_eq!(
+            (s.closed, s.corrected, s.unchanged),
+            (0, 0, 2),
+            "{backend:?}"
+        );
+        assert_eq!(close_reports(&engine).await.len(), 2);
+        // C-5001 revised after the close, by a revision requested in January:
+        // a DNS forward change on 2027-01-25 (3,000): 16,000 + 1,600.
+        let mut r2 = www_contract("C-5001", 2);
+        r2["requested_on"] = "2027-01-20".into();
+        r2["one_time"] = serde_json::json!([
+            {"item": "dns_forward_change", "date": "2027-01-25", "domain": "c-5001.example.jp"}
+        ]);
+        accepted(&engine, &sign(&k, &r2)).await;
+        let s = close_month(store, &engine.catalog, jan).await.unwrap();
+        assert_eq!(
+            (s.closed, s.corrected, s.unchanged),
+            (0, 1, 1),
+            "{backend:?}"
+        );
+        let reports = close_reports(&engine).await;
+        assert_eq!(reports.len(), 3);
+        let (key, body) = &reports[2];
+        assert_eq!(key, "close:C-5001:2027-01:v2");
+        assert_eq!(body["version"], 2);
+        assert_eq!(body["based_on_revision"], 2);
+        assert_eq!(
+            body["replaces"],
+            serde_json::json!({"version": 1, "idempotency_key": "close:C-5001:2027-01:v1", "total": "14300"})
+        );
+        assert_eq!(body["statement"]["total"], "17600");
+        // ... once.
+        let s = close_month(store, &engine.catalog, jan).await.unwrap();
+        assert_eq!((s.closed, s.corrected), (0, 0), "{backend:?}");
+        // A revision requested after January changes nothing in January.
+        let mut r3 = www_contract("C-5002", 2);
+        r3["requested_on"] = "2027-02-10".into();
+        r3["options"][1]["quantity"] = 3.into();
+        r3["options"][1]["effective"] = "2027-03-01".into();
+        accepted(&engine, &sign(&k, &r3)).await;
+        let s = close_month(store, &engine.catalog, jan).await.unwrap();
+        assert_eq!(
+            (s.closed, s.corrected, s.unchanged),
+            (0, 0, 2),
+            "{backend:?}"
+        );
+        // A month before any revision or service: nothing to bill, nothing sent.
+        let s = close_month(store, &engine.catalog, YearMonth::parse("2026-10").unwrap())
+            .await
+            .unwrap();
+        assert_eq!((s.closed, s.skipped), (0, 2), "{backend:?}");
+        // The export: each contract's latest version, line by line, then tax;
+        // the amounts add up to the totals.
+        let latest = latest_versions(store.statements_of_month("2027-01").await.unwrap());
+        assert_eq!(
+            latest
+                .iter()
+                .map(|s| (s.contract_id.as_str(), s.version))
+                .collect::<Vec<_>>(),
+            [("C-5001", 2), ("C-5002", 1)]
+        );
+        let lines = export_lines(&latest).unwrap();
+        let sum = |cid: &str| -> i64 {
+            lines
+                .iter()
+                .filter(|l| l.contract_id == cid)
+                .map(|l| l.amount.parse::<i64>().unwrap())
+                .sum()
+        };
+        assert_eq!((sum("C-5001"), sum("C-5002")), (17600, 14300));
+        assert!(lines.iter().all(|l| !l.article.is_empty()));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.row == "consumption_tax" && l.article == "第36条" && l.amount == "1600")
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_closes_at_once_send_each_statement_once() {
+    use hostwright::calendar::YearMonth;
+    use hostwright::engine::close::close_month;
+    let jan = YearMonth::parse("2027-01").unwrap();
+    for backend in BACKENDS {
+        let (_dir, _script, engine) = fixture(backend, vec![]).await;
+        let k = keys();
+        for i in 0..8 {
+            accepted(&engine, &sign(&k, &www_contract(&format!("C-60{i:02}"), 1))).await;
+        }
+        let (a, b) = tokio::join!(
+            close_month(engine.store.as_ref(), &engine.catalog, jan),
+            close_month(engine.store.as_ref(), &engine.catalog, jan)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.closed + b.closed, 8, "{backend:?} {a:?} {b:?}");
+        let reports = close_reports(&engine).await;
+        assert_eq!(reports.len(), 8, "{backend:?}");
+        let keys: std::collections::BTreeSet<&String> = reports.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys.len(), 8);
+    }
+}
+
+#[tokio::test]
+async fn billing_close_and_export_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_store_url(Backend::Sqlite, dir.path()).await;
+    let engine = engine(&url, &Script::new(), fast_settings()).await;
+    accepted(&engine, &sign(&keys(), &www_contract("C-7001", 1))).await;
+    drop(engine);
+    let cfg = dir.path().join("hostwright.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[store]\nurl = \"{url}\"\n[intake]\ntrusted_keys = \"keys.toml\"\n[provisioning]\nweb_ipv4 = \"192.0.2.10\"\n"
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_hostwright"))
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["billing", "close", "--month", "2027-01"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("close 2027-01: 1 contract(s): 1 closed, 0 corrected, 0 unchanged"),
+        "{out}"
+    );
+    let (_, out, _) = run(&["billing", "close", "--month", "2027-01"]);
+    assert!(out.contains("0 closed, 0 corrected, 1 unchanged"), "{out}");
+    let (code, csv, err) = run(&["billing", "export", "--month", "2027-01", "--format", "csv"]);
+    assert_eq!(code, Some(0), "{err}");
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        rows[0],
+        "month,contract_id,customer_id,version,replaces,based_on_revision,row,article,description,quantity,unit_price,amount"
+    );
+    // 10,000 + 1,000 + 1,000 + 1,000 and the tax: five lines.
+    assert_eq!(rows.len(), 1 + 5, "{csv}");
+    assert!(
+        rows[1].starts_with(
+            "2027-01,C-7001,CU-C-7001,1,,1,service:www,\"第30条, 第5条, 別表①, 別表②1\","
+        ),
+        "{csv}"
+    );
+    assert!(
+        rows[5].ends_with(",consumption_tax,第36条,消費税 10.00%,1,1300,1300"),
+        "{csv}"
+    );
+    let (_, json, _) = run(&[
+        "billing", "export", "--month", "2027-01", "--format", "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 5);
+    assert_eq!(v[0]["article"], "第30条, 第5条, 別表①, 別表②1");
+    // A bad month: exit 2.
+    let (code, _, _) = run(&["billing", "close", "--month", "2027-1"]);
+    assert_eq!(code, Some(2));
+}
+
+#[tokio::test]
+async fn serve_closes_the_previous_month_on_its_schedule() {
+    use hostwright::engine::close::month_to_close;
+    use hostwright::engine::config::CloseConfig;
+    for backend in BACKENDS {
+        let (_dir, _script, engine) = fixture(backend, vec![]).await;
+        // A contract that started the month before the month to close, so
+        // that month bills its monthly fees whenever this test runs.
+        let last = month_to_close(chrono::Utc::now());
+        let start = last.prev().first_day();
+        let mut c = www_contract("C-8001", 1);
+        c["service_start"] = start.to_string().into();
+        c["requested_on"] = (start - chrono::Days::new(10)).to_string().into();
+        for o in c["options"].as_array_mut().unwrap() {
+            o["effective"] = start.to_string().into();
+        }
+        accepted(&engine, &sign(&keys(), &c)).await;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let cfg = CloseConfig {
+            enabled: true,
+            interval_minutes: 60,
+            recheck_months: 1,
+        };
+        let task = tokio::spawn(hostwright::engine::server::run_close_schedule(
+            engine.clone(),
+            cfg,
+            rx,
+        ));
+        let want = format!("close:C-8001:{last}:v1");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let keys: Vec<String> = close_reports(&engine)
+                .await
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            if keys.contains(&want) {
+                // The month before it (the start month) was closed too:
+                // 加入料 and the SSL fees.
+                assert!(
+                    keys.contains(&format!("close:C-8001:{}:v1", last.prev())),
+                    "{keys:?}"
+                );
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{backend:?}: no close report: {keys:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = tx.send(true);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::calendar::{YearMonth, add_months};
 use crate::catalog::{Catalog, FeeKind};
@@ -29,7 +29,7 @@ use crate::contract::{
 use crate::money::truncate_yen;
 
 /// One line of a statement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Line {
     /// Catalog row id.
     pub row: String,
@@ -41,7 +41,7 @@ pub struct Line {
 }
 
 /// A month's statement for one contract.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Statement {
     pub contract_id: String,
     /// The revision in force for the month.

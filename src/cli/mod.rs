@@ -1,5 +1,6 @@
 //! The command line: parsing into typed arguments and mapping outcomes to exit
 //! codes. `anyhow` lives here and in `main.rs` only.
 
+pub mod billing;
 pub mod engine;
 pub mod terms;

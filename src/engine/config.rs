@@ -46,8 +46,35 @@ pub struct Config {
     #[serde(default)]
     pub adapters: BTreeMap<String, toml::Value>,
     pub billing: Option<BillingConfig>,
+    /// The monthly close for billing on a schedule (`engine::close`).
+    #[serde(default)]
+    pub close: CloseConfig,
     #[serde(default)]
     pub log: LogConfig,
+}
+
+/// `[close]`: when `serve` closes months for billing by itself.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CloseConfig {
+    /// Off unless set: a close reports every contract's month to billing.
+    pub enabled: bool,
+    /// How often the schedule closes the previous month (JST) again; each
+    /// run sends only what is new (first statements and corrections).
+    pub interval_minutes: u64,
+    /// Earlier months re-closed on each run, for corrections of contracts
+    /// revised after their close.
+    pub recheck_months: u32,
+}
+
+impl Default for CloseConfig {
+    fn default() -> Self {
+        CloseConfig {
+            enabled: false,
+            interval_minutes: 60,
+            recheck_months: 2,
+        }
+    }
 }
 
 fn default_data_dir() -> PathBuf {

@@ -11,6 +11,7 @@
 pub mod adapters;
 pub mod api;
 pub mod claims;
+pub mod close;
 pub mod config;
 pub mod intake;
 pub mod metrics;

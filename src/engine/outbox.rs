@@ -56,6 +56,32 @@ pub fn billable_report(
     serde_json::to_value(report).expect("report serializes")
 }
 
+/// What billing receives from the monthly close (`engine::close`): a
+/// contract's statement of a month, version 1 or a correction saying which
+/// version and report it replaces.
+pub fn monthly_statement_report(
+    statement: &crate::billing::Statement,
+    customer_id: &str,
+    version: u32,
+    replaces: Option<&super::store::ClosedStatement>,
+    based_on_revision: u32,
+) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "monthly_statement",
+        "contract_id": statement.contract_id,
+        "customer_id": customer_id,
+        "month": statement.month,
+        "version": version,
+        "replaces": replaces.map(|r| serde_json::json!({
+            "version": r.version,
+            "idempotency_key": r.idempotency_key,
+            "total": r.total,
+        })),
+        "based_on_revision": based_on_revision,
+        "statement": statement,
+    })
+}
+
 /// A delivery failure, classified like adapter errors.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]

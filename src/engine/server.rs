@@ -76,6 +76,17 @@ pub async fn open_store(
     }
 }
 
+/// The store a config file names, its data folder made private first.
+pub async fn open_configured_store(cfg: &Config) -> Result<Arc<dyn Store>, StartError> {
+    private_dir(&cfg.data_dir)?;
+    open_store(
+        &cfg.store.url,
+        cfg.store.max_connections,
+        &cfg.store.secrets_key_path(&cfg.data_dir),
+    )
+    .await
+}
+
 /// Creates `dir` (and its parents) if needed; the folder itself is made
 /// (or narrowed to) 0700: it holds the store and the secrets key.
 pub fn private_dir(dir: &Path) -> Result<(), StartError> {
@@ -114,20 +125,20 @@ pub async fn build_registry(cfg: &Config) -> Result<(Registry, Option<Script>), 
     Ok((reg, None))
 }
 
+/// The catalog the config names, or the built-in one.
+pub fn load_catalog(cfg: &Config) -> Result<Catalog, StartError> {
+    match &cfg.catalog {
+        Some(p) => Catalog::load(p),
+        None => Catalog::builtin(),
+    }
+    .map_err(|e| StartError::Catalog(e.to_string()))
+}
+
 /// Builds an engine from a config file's settings.
 pub async fn build(cfg: &Config) -> Result<Arc<Engine>, StartError> {
-    private_dir(&cfg.data_dir)?;
-    let store = open_store(
-        &cfg.store.url,
-        cfg.store.max_connections,
-        &cfg.store.secrets_key_path(&cfg.data_dir),
-    )
-    .await?;
+    let store = open_configured_store(cfg).await?;
     let (adapters, _) = build_registry(cfg).await?;
-    let catalog = match &cfg.catalog {
-        Some(p) => Catalog::load(p).map_err(|e| StartError::Catalog(e.to_string()))?,
-        None => Catalog::builtin().map_err(|e| StartError::Catalog(e.to_string()))?,
-    };
+    let catalog = load_catalog(cfg)?;
     let playbooks = load_playbooks(&cfg.playbooks, &adapters, &catalog)?;
     let trusted_keys =
         TrustedKeys::load(&cfg.intake.trusted_keys).map_err(|e| StartError::Keys(e.to_string()))?;
@@ -254,6 +265,18 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let reporter =
         sink.map(|s| tokio::spawn(outbox::run_reporter(engine.clone(), s, shutdown_rx.clone())));
+    let closer = if cfg.close.enabled {
+        Some(tokio::spawn(run_close_schedule(
+            engine.clone(),
+            cfg.close,
+            shutdown_rx.clone(),
+        )))
+    } else {
+        warn!(
+            "[close] is not enabled: months are closed for billing only by `hostwright billing close`"
+        );
+        None
+    };
 
     let listener = tokio::net::TcpListener::bind(cfg.api.listen).await?;
     info!(listen = %cfg.api.listen, store = engine.store.backend(), workers = engine.settings.concurrency, "hostwright serving");
@@ -287,11 +310,52 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     if let Some(r) = reporter {
         let _ = r.await;
     }
+    if let Some(c) = closer {
+        let _ = c.await;
+    }
     if let Err(e) = http.await {
         error!(error = %e, "http server task failed");
     }
     info!("stopped");
     Ok(())
+}
+
+/// The monthly close on a schedule: every `interval_minutes`, the previous
+/// month in Japan and the `recheck_months` before it (corrections), until
+/// shutdown. Each run sends only what is new.
+pub async fn run_close_schedule(
+    engine: Arc<Engine>,
+    cfg: super::config::CloseConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let every = std::time::Duration::from_secs(cfg.interval_minutes.max(1) * 60);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let last = super::close::month_to_close(chrono::Utc::now());
+        for back in (0..=cfg.recheck_months as i32).rev() {
+            let month = last.plus_months(-back);
+            match super::close::close_month(engine.store.as_ref(), &engine.catalog, month).await {
+                Ok(s) => {
+                    if s.closed + s.corrected > 0 {
+                        engine.wake_reporter();
+                    }
+                    for (cid, e) in &s.failed {
+                        warn!(month = %month, contract_id = %cid, error = %e, "monthly close: statement not computed");
+                    }
+                    info!(month = %month, closed = s.closed, corrected = s.corrected, unchanged = s.unchanged, "monthly close");
+                }
+                Err(e) => {
+                    warn!(month = %month, error = %e, "monthly close failed; next run retries")
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
 }
 
 async fn wait_for_signal() {

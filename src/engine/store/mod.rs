@@ -445,6 +445,28 @@ pub struct OutboxItem {
     pub attempts: u32,
 }
 
+/// A month's statement of one contract as the monthly close recorded it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClosedStatement {
+    pub contract_id: String,
+    /// `YYYY-MM`.
+    pub month: String,
+    /// 1 for the close, n + 1 for a correction of version n.
+    pub version: u32,
+    pub replaces: Option<u32>,
+    pub customer_id: String,
+    /// The latest revision of the contract when the statement was computed.
+    pub based_on_revision: u32,
+    /// What a rerun compares: the statement's lines, totals and notes.
+    pub content: String,
+    /// The statement (`billing::Statement` as JSON).
+    pub statement: serde_json::Value,
+    pub total: String,
+    /// The key of its outbox report.
+    pub idempotency_key: String,
+    pub closed_at: DateTime<Utc>,
+}
+
 /// Filter for [`Store::list_jobs`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobFilter {
@@ -640,4 +662,26 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_due(&self, limit: u32) -> Result<Vec<OutboxItem>>;
     async fn outbox_delivered(&self, id: i64) -> Result<()>;
     async fn outbox_retry_later(&self, id: i64, error: &str, after: Duration) -> Result<()>;
+
+    // --- the monthly close --------------------------------------------------
+
+    /// Every contract with a recorded revision.
+    async fn contract_ids(&self) -> Result<Vec<String>>;
+    /// The latest version of a contract's statement for a month.
+    async fn latest_statement(
+        &self,
+        contract_id: &str,
+        month: &str,
+    ) -> Result<Option<ClosedStatement>>;
+    /// Every version of every statement of a month, by contract and version.
+    async fn statements_of_month(&self, month: &str) -> Result<Vec<ClosedStatement>>;
+    /// Records a statement version and enqueues its report, in one
+    /// transaction; `false` (and nothing written) when that version of the
+    /// contract's month exists already, so a version is sent exactly once
+    /// however many closes run. `closed_at` is taken from the database clock.
+    async fn insert_statement(
+        &self,
+        statement: ClosedStatement,
+        report: NewOutboxItem,
+    ) -> Result<bool>;
 }

@@ -558,6 +558,35 @@ pub const OUTBOX_DELIVERED: &str = "UPDATE outbox SET delivered_at = {now}, atte
 pub const OUTBOX_RETRY_LATER: &str = "UPDATE outbox SET attempts = attempts + 1, last_error = $1, \
      next_attempt_at = {now} + $2 WHERE id = $3";
 
+// --- the monthly close -------------------------------------------------------------
+
+pub const CONTRACT_IDS: &str = "SELECT DISTINCT contract_id FROM revisions ORDER BY contract_id";
+
+pub const STATEMENT_COLUMNS: &str = "contract_id, month, version, replaces, customer_id, \
+     based_on_revision, content, statement, total, idempotency_key, closed_at";
+
+/// `$1` contract, `$2` month.
+pub fn latest_statement() -> String {
+    format!(
+        "SELECT {STATEMENT_COLUMNS} FROM statements WHERE contract_id = $1 AND month = $2 \
+         ORDER BY version DESC LIMIT 1"
+    )
+}
+
+/// `$1` month: every version, by contract and version.
+pub fn statements_of_month() -> String {
+    format!(
+        "SELECT {STATEMENT_COLUMNS} FROM statements WHERE month = $1 ORDER BY contract_id, version"
+    )
+}
+
+/// `$1`..`$10` as STATEMENT_COLUMNS without closed_at; nothing when the
+/// version exists already (another close got there first).
+pub const INSERT_STATEMENT: &str = "INSERT INTO statements (contract_id, month, version, replaces, \
+     customer_id, based_on_revision, content, statement, total, idempotency_key, closed_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, {now}) \
+     ON CONFLICT (contract_id, month, version) DO NOTHING";
+
 // --- migrations ------------------------------------------------------------------
 
 /// Schema versions in order. Never edit a shipped one: existing stores only
@@ -572,6 +601,10 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         3,
         include_str!("../../../migrations/sqlite/0003_ownership.sql"),
     ),
+    (
+        4,
+        include_str!("../../../migrations/sqlite/0004_monthly_close.sql"),
+    ),
 ];
 pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
@@ -585,6 +618,10 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
         3,
         include_str!("../../../migrations/postgres/0003_ownership.sql"),
+    ),
+    (
+        4,
+        include_str!("../../../migrations/postgres/0004_monthly_close.sql"),
     ),
 ];
 

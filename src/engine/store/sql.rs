@@ -1370,4 +1370,84 @@ impl Store for SqlStore {
             .map_err(db)?;
         Ok(())
     }
+
+    async fn contract_ids(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query(pg(q::CONTRACT_IDS))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn latest_statement(
+        &self,
+        contract_id: &str,
+        month: &str,
+    ) -> Result<Option<ClosedStatement>> {
+        sqlx::query(pg(&q::latest_statement()))
+            .bind(contract_id)
+            .bind(month)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(closed_statement)
+            .transpose()
+    }
+
+    async fn statements_of_month(&self, month: &str) -> Result<Vec<ClosedStatement>> {
+        let rows = sqlx::query(pg(&q::statements_of_month()))
+            .bind(month)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(closed_statement).collect()
+    }
+
+    async fn insert_statement(&self, st: ClosedStatement, report: NewOutboxItem) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let inserted = sqlx::query(pg(q::INSERT_STATEMENT))
+            .bind(&st.contract_id)
+            .bind(&st.month)
+            .bind(i64::from(st.version))
+            .bind(st.replaces.map(i64::from))
+            .bind(&st.customer_id)
+            .bind(i64::from(st.based_on_revision))
+            .bind(&st.content)
+            .bind(json_text(&st.statement))
+            .bind(&st.total)
+            .bind(&st.idempotency_key)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected()
+            == 1;
+        if inserted {
+            sqlx::query(pg(q::INSERT_OUTBOX))
+                .bind(&report.idempotency_key)
+                .bind(&report.contract_id)
+                .bind(&report.body)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(inserted)
+    }
+}
+
+fn closed_statement(r: &PgRow) -> Result<ClosedStatement> {
+    Ok(ClosedStatement {
+        contract_id: r.get(0),
+        month: r.get(1),
+        version: r.get::<i64, _>(2) as u32,
+        replaces: r.get::<Option<i64>, _>(3).map(|v| v as u32),
+        customer_id: r.get(4),
+        based_on_revision: r.get::<i64, _>(5) as u32,
+        content: r.get(6),
+        statement: parse_json("statement", &r.get::<String, _>(7))?,
+        total: r.get(8),
+        idempotency_key: r.get(9),
+        closed_at: ms_to_time(r.get(10)),
+    })
 }

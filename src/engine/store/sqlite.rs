@@ -1451,6 +1451,82 @@ impl Store for SqliteStore {
         self.write(move |conn| exec(conn, q::OUTBOX_RETRY_LATER, params![error, ms, id]).map(drop))
             .await
     }
+
+    async fn contract_ids(&self) -> Result<Vec<String>> {
+        self.read(|conn| rows(conn, q::CONTRACT_IDS, [], |r| get::<String>(r, 0)))
+            .await
+    }
+
+    async fn latest_statement(
+        &self,
+        contract_id: &str,
+        month: &str,
+    ) -> Result<Option<ClosedStatement>> {
+        let (cid, month) = (contract_id.to_string(), month.to_string());
+        self.read(move |conn| {
+            Ok(rows(
+                conn,
+                &q::latest_statement(),
+                params![cid, month],
+                closed_statement,
+            )?
+            .into_iter()
+            .next())
+        })
+        .await
+    }
+
+    async fn statements_of_month(&self, month: &str) -> Result<Vec<ClosedStatement>> {
+        let month = month.to_string();
+        self.read(move |conn| rows(conn, &q::statements_of_month(), [&month], closed_statement))
+            .await
+    }
+
+    async fn insert_statement(&self, st: ClosedStatement, report: NewOutboxItem) -> Result<bool> {
+        self.write(move |conn| {
+            let inserted = exec(
+                conn,
+                q::INSERT_STATEMENT,
+                params![
+                    st.contract_id,
+                    st.month,
+                    i64::from(st.version),
+                    st.replaces.map(i64::from),
+                    st.customer_id,
+                    i64::from(st.based_on_revision),
+                    st.content,
+                    json_text(&st.statement),
+                    st.total,
+                    st.idempotency_key,
+                ],
+            )?;
+            if inserted == 1 {
+                exec(
+                    conn,
+                    q::INSERT_OUTBOX,
+                    params![report.idempotency_key, report.contract_id, report.body],
+                )?;
+            }
+            Ok(inserted == 1)
+        })
+        .await
+    }
+}
+
+fn closed_statement(r: &Row<'_>) -> Result<ClosedStatement> {
+    Ok(ClosedStatement {
+        contract_id: get(r, 0)?,
+        month: get(r, 1)?,
+        version: get::<i64>(r, 2)? as u32,
+        replaces: get::<Option<i64>>(r, 3)?.map(|v| v as u32),
+        customer_id: get(r, 4)?,
+        based_on_revision: get::<i64>(r, 5)? as u32,
+        content: get(r, 6)?,
+        statement: parse_json("statement", &get::<String>(r, 7)?)?,
+        total: get(r, 8)?,
+        idempotency_key: get(r, 9)?,
+        closed_at: ms_to_time(get(r, 10)?),
+    })
 }
 
 #[cfg(test)]
