@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 
 use hostwright::calendar::YearMonth;
 use hostwright::engine::close;
@@ -20,6 +20,18 @@ pub enum Format {
     Json,
 }
 
+/// The engine's config file, which names the store and the catalog.
+#[derive(Debug, Args)]
+pub struct ConfigFile {
+    #[arg(
+        long,
+        short,
+        env = "HOSTWRIGHT_CONFIG",
+        default_value = "hostwright.toml"
+    )]
+    config: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BillingCmd {
     /// Close a month: every contract's statement, reported to billing once;
@@ -28,13 +40,8 @@ pub enum BillingCmd {
         /// The month, YYYY-MM.
         #[arg(long)]
         month: String,
-        #[arg(
-            long,
-            short,
-            env = "HOSTWRIGHT_CONFIG",
-            default_value = "hostwright.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         #[arg(long)]
         json: bool,
     },
@@ -45,13 +52,8 @@ pub enum BillingCmd {
         month: String,
         #[arg(long, value_enum, default_value = "csv")]
         format: Format,
-        #[arg(
-            long,
-            short,
-            env = "HOSTWRIGHT_CONFIG",
-            default_value = "hostwright.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
     },
 }
 
@@ -67,7 +69,7 @@ pub async fn run(cmd: BillingCmd) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let m = month(&m)?;
-            let cfg = Config::load(&config)?;
+            let cfg = Config::load(&config.config)?;
             let store = server::open_configured_store(&cfg).await?;
             let catalog = server::load_catalog(&cfg)?;
             let s = close::close_month(store.as_ref(), &catalog, m).await?;
@@ -100,7 +102,7 @@ pub async fn run(cmd: BillingCmd) -> anyhow::Result<ExitCode> {
             config,
         } => {
             let m = month(&m)?;
-            let cfg = Config::load(&config)?;
+            let cfg = Config::load(&config.config)?;
             let store = server::open_configured_store(&cfg).await?;
             let latest = close::latest_versions(store.statements_of_month(&m.to_string()).await?);
             let lines = close::export_lines(&latest)?;

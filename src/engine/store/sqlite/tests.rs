@@ -225,7 +225,9 @@ async fn a_schema_0001_store_migrates_and_keeps_its_queue() {
         })
         .await
         .unwrap();
-    assert_eq!(versions, [1, 2, 3]);
+    // Every version this build ships, whichever numbers they have.
+    let shipped: Vec<i64> = q::MIGRATIONS_SQLITE.iter().map(|m| m.0).collect();
+    assert_eq!(versions, shipped);
     assert!(indexes.contains(&"jobs_claim".to_string()), "{indexes:?}");
     assert!(!indexes.contains(&"jobs_state".to_string()), "{indexes:?}");
     let job = store
