@@ -380,9 +380,11 @@ impl WebhostAdapter {
 
     async fn remove_webspace(&self, r: &Resource) -> Result<Outcome, AdapterError> {
         let user = validate::user_name(&r.key).map_err(perm)?;
+        let cid = contract_id(&r.contract_id)?;
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
         let change = spaces::Change::Remove {
             user: user.to_string(),
+            contract_id: cid.to_string(),
             stamp,
         };
         change.encode()?;
@@ -488,6 +490,12 @@ impl WebhostAdapter {
                 .map(|m| ca.meta_is_current(&String::from_utf8_lossy(m), &names, now))
                 .unwrap_or(false);
             if !current {
+                // The certificate is written before the batch checks the
+                // vhost file's owner: check it here first.
+                let site = self.site_file(&domain);
+                if let Some(existing) = self.pool.read_file(&site).await? {
+                    render::check_owner(&site, &existing, cid).map_err(perm)?;
+                }
                 let issued = ca.issue(&names, now).map_err(perm)?;
                 self.pool
                     .write_file(&files.key, issued.key_pem.as_bytes(), "0600", "root:root")
@@ -547,6 +555,7 @@ impl WebhostAdapter {
                 &conf,
                 cert_changed,
                 Some(in_flight),
+                Some(cid),
                 Some((user, &home)),
                 &unused_cert,
             )
@@ -588,7 +597,7 @@ impl WebhostAdapter {
         force: bool,
     ) -> Result<bool, AdapterError> {
         let in_flight = self.reloader.begin();
-        self.install_site_inner(domain, conf, force, Some(in_flight), None, &[])
+        self.install_site_inner(domain, conf, force, Some(in_flight), None, None, &[])
             .await
             .map(|a| a.reloaded)
     }
@@ -603,6 +612,7 @@ impl WebhostAdapter {
         conf: &str,
         force: bool,
         in_flight: Option<reload::InFlight>,
+        contract_id: Option<&str>,
         owner: Option<(&str, &str)>,
         report: &[String],
     ) -> Result<reload::SiteApplied, AdapterError> {
@@ -611,6 +621,7 @@ impl WebhostAdapter {
         let change = reload::SiteChange::Put {
             file: self.site_file(domain),
             contents: conf.to_string(),
+            contract_id: contract_id.map(str::to_string),
             owner: owner.map(|(u, h)| (u.to_string(), h.to_string())),
             stale: report.to_vec(),
             force: force || dirty,
@@ -648,6 +659,7 @@ impl WebhostAdapter {
 
     async fn remove_vhost(&self, r: &Resource) -> Result<Outcome, AdapterError> {
         let domain = validate::domain_name(&r.key).map_err(perm)?;
+        let cid = contract_id(&r.contract_id)?;
         let in_flight = self.reloader.begin();
         let (files, meta) = self.tls_files(domain);
         let dirty = self.dirty.lock().expect("dirty set").contains(domain);
@@ -655,6 +667,7 @@ impl WebhostAdapter {
         // it is gone before nginx is tested and reloaded.
         let change = reload::SiteChange::Del {
             file: self.site_file(domain),
+            contract_id: Some(cid.to_string()),
             extra: vec![files.cert, files.key, meta],
             force: dirty,
         };

@@ -101,17 +101,20 @@ const MOVE_ASIDE: &str = r#"[ -e "$1" ] && mv -f -- "$1" "$1.rejected"; exit 0"#
 /// $1 = how many of the following words are the test's argv; the rest is
 /// the reload's argv. stdin: one change per line, values validated by the
 /// adapter (no ':' nor ',' nor whitespace; the contents base64):
-/// `put:FILE:FORCE(0|1):USER:HOME:STALE1,STALE2,..:CONTENTS_BASE64` (empty
-/// USER: no owner check) or `del:FILE:FORCE:EXTRA1,EXTRA2,..`. stdout: one
-/// line per change, in order: `s:FILE:ok:CHANGED:STALE_N` (STALE_N = how
-/// many of the STALE files exist), `s:FILE:nouser`, `s:FILE:foreign`,
+/// `put:FILE:FORCE(0|1):CONTRACT_ID:USER:HOME:STALE1,STALE2,..:CONTENTS_BASE64`
+/// (empty USER: no owner check) or `del:FILE:FORCE:CONTRACT_ID:EXTRA1,EXTRA2,..`.
+/// A file in place whose marker line names another contract, or that has
+/// no hostwright marker, is neither written nor deleted (empty
+/// CONTRACT_ID: not checked). stdout: one line per change, in order:
+/// `s:FILE:ok:CHANGED:STALE_N` (STALE_N = how many of the STALE files
+/// exist), `s:FILE:nouser`, `s:FILE:foreign`, `s:FILE:other`, `s:FILE:unmanaged`,
 /// `s:FILE:del:EXISTED` (FILE or FILE.rejected existed; both and the EXTRA
 /// files are deleted); then
 /// `noreload` when nothing changed and nothing forces a reload, else
 /// `tested` once the test passed, then the reload's exit status is the
 /// script's. A failed test exits with its status, without `tested`.
 pub const SITES_BATCH: &str = concat!(
-    r#"set -eu
+    r##"set -eu
 set -f
 conf=$1 n=$2
 shift 2
@@ -119,7 +122,26 @@ oifs=$IFS
 reload=0
 t=
 trap 'rm -f -- "$t"' EXIT
-while IFS=: read -r op file force a b c d; do
+# Which contract a vhost file says it belongs to: nothing printed when the
+# file does not exist, `other` (another contract's), `unmanaged` (no
+# hostwright marker), `own`. An empty contract id checks nothing.
+marker() {
+  [ -n "$2" ] || { echo own; return; }
+  [ -e "$1" ] || return 0
+  first=
+  IFS= read -r first <"$1" || :
+  case $first in
+    "# managed by hostwright (contract $2,"*) echo own ;;
+    "# managed by hostwright (contract "*) echo other ;;
+    *) echo unmanaged ;;
+  esac
+}
+while IFS=: read -r op file force cid a b c d; do
+  owner=$(marker "$file" "$cid")
+  if [ "$owner" = other ] || [ "$owner" = unmanaged ]; then
+    echo "s:$file:$owner"
+    continue
+  fi
   case $op in
   put)
     user=$a home=$b stale=$c
@@ -162,7 +184,7 @@ while IFS=: read -r op file force a b c d; do
   esac
 done
 [ "$reload" = 1 ] || { echo noreload; exit 0; }
-"#,
+"##,
     test_and_reload!()
 );
 
@@ -189,15 +211,18 @@ pub enum SiteChange {
     Put {
         file: String,
         contents: String,
+        /// The contract whose marker a file in place must carry.
+        contract_id: Option<String>,
         owner: Option<(String, String)>,
         stale: Vec<String>,
         /// Reload even if the file is unchanged.
         force: bool,
     },
     /// Delete `file` (and `file.rejected`) and `extra`; reload if one of
-    /// the first two existed (or `force`).
+    /// the first two existed (or `force`). `contract_id`: as for `Put`.
     Del {
         file: String,
+        contract_id: Option<String>,
         extra: Vec<String>,
         force: bool,
     },
@@ -218,28 +243,38 @@ impl SiteChange {
             SiteChange::Put {
                 file,
                 contents,
+                contract_id,
                 owner,
                 stale,
                 force,
             } => {
                 let (user, home) = owner.clone().unwrap_or_default();
+                let cid = contract_id.clone().unwrap_or_default();
                 (
                     format!(
-                        "put:{file}:{}:{user}:{home}:{}:{}",
+                        "put:{file}:{}:{cid}:{user}:{home}:{}:{}",
                         u8::from(*force),
                         stale.join(","),
                         crate::spaces::base64(contents.as_bytes())
                     ),
-                    [file, &user, &home]
+                    [file, &cid, &user, &home]
                         .into_iter()
                         .chain(stale)
                         .all(|v| plain(v)),
                 )
             }
-            SiteChange::Del { file, extra, force } => (
-                format!("del:{file}:{}:{}", u8::from(*force), extra.join(",")),
-                std::iter::once(file).chain(extra).all(|v| plain(v)),
-            ),
+            SiteChange::Del {
+                file,
+                contract_id,
+                extra,
+                force,
+            } => {
+                let cid = contract_id.clone().unwrap_or_default();
+                (
+                    format!("del:{file}:{}:{cid}:{}", u8::from(*force), extra.join(",")),
+                    [file, &cid].into_iter().chain(extra).all(|v| plain(v)),
+                )
+            }
         };
         if !ok || !self.file().starts_with('/') || line.contains(char::is_control) {
             return Err(AdapterError::permanent(format!(
@@ -265,10 +300,19 @@ pub struct SiteApplied {
 /// The per-change part of a batch's output, before the reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Line {
-    Put { changed: bool, stale: usize },
+    Put {
+        changed: bool,
+        stale: usize,
+    },
     NoUser,
     Foreign,
-    Del { existed: bool },
+    Del {
+        existed: bool,
+    },
+    /// The file in place carries another contract's marker.
+    OtherContract,
+    /// The file in place has no hostwright marker.
+    Unmanaged,
 }
 
 fn parse_line(change: &SiteChange, line: &str) -> Option<Line> {
@@ -282,6 +326,8 @@ fn parse_line(change: &SiteChange, line: &str) -> Option<Line> {
         (SiteChange::Put { .. }, ["nouser"]) => Some(Line::NoUser),
         (SiteChange::Put { .. }, ["foreign"]) => Some(Line::Foreign),
         (SiteChange::Del { .. }, ["del", e]) => Some(Line::Del { existed: *e == "1" }),
+        (_, ["other"]) => Some(Line::OtherContract),
+        (_, ["unmanaged"]) => Some(Line::Unmanaged),
         _ => None,
     }
 }
@@ -447,6 +493,14 @@ impl BatchRunner for SiteBatch {
                 ))),
                 Some(Line::Foreign) => Err(AdapterError::permanent(format!(
                     "user {user} does not live at {home}"
+                ))),
+                Some(Line::OtherContract) => Err(AdapterError::permanent(format!(
+                    "{} belongs to another contract: not touched",
+                    c.file()
+                ))),
+                Some(Line::Unmanaged) => Err(AdapterError::permanent(format!(
+                    "{} was not made by hostwright (no marker line): not touched",
+                    c.file()
                 ))),
                 None => Err(AdapterError::transient(format!(
                     "vhost batch: unexpected result {:?} for {}",
@@ -706,6 +760,7 @@ mod tests {
             SiteChange::Put {
                 file: self.path(&format!("sites/{name}.conf")),
                 contents: contents.into(),
+                contract_id: None,
                 owner: (!user.is_empty()).then(|| (user.to_string(), format!("/srv/home/{user}"))),
                 stale: vec![self.path("sites/stale.crt"), self.path("sites/none.crt")],
                 force: false,
@@ -792,6 +847,7 @@ mod tests {
         std::fs::write(h.path("b.crt"), "cert").unwrap();
         let del = |name: &str, force: bool| SiteChange::Del {
             file: f(name),
+            contract_id: None,
             extra: vec![h.path("b.crt")],
             force,
         };
@@ -815,10 +871,66 @@ mod tests {
     }
 
     #[test]
+    fn a_file_of_another_contract_or_without_a_marker_is_neither_written_nor_deleted() {
+        let h = Host::new();
+        let f = |n: &str| h.path(&format!("sites/{n}.conf"));
+        let marked = |cid: &str| {
+            format!("# managed by hostwright (contract {cid}, user u); do not edit\nserver {{ }}\n")
+        };
+        std::fs::write(f("theirs"), marked("C-2")).unwrap();
+        std::fs::write(f("by-hand"), "server { }\n").unwrap();
+        std::fs::write(f("mine"), marked("C-1")).unwrap();
+        let put = |name: &str| SiteChange::Put {
+            file: f(name),
+            contents: marked("C-1"),
+            contract_id: Some("C-1".into()),
+            owner: None,
+            stale: vec![],
+            force: false,
+        };
+        let del = |name: &str| SiteChange::Del {
+            file: f(name),
+            contract_id: Some("C-1".into()),
+            extra: vec![],
+            force: false,
+        };
+        let changes = [
+            put("theirs"),
+            put("by-hand"),
+            put("mine"),
+            del("theirs"),
+            del("by-hand"),
+        ];
+        let (st, out) = h.run(&changes);
+        assert_eq!(st, 0, "{out:?}");
+        assert_eq!(out[0], format!("s:{}:other", f("theirs")));
+        assert_eq!(out[1], format!("s:{}:unmanaged", f("by-hand")));
+        assert_eq!(
+            out[2],
+            format!("s:{}:ok:0:0", f("mine")),
+            "unchanged: not rewritten"
+        );
+        assert_eq!(out[3], format!("s:{}:other", f("theirs")));
+        assert_eq!(out[4], format!("s:{}:unmanaged", f("by-hand")));
+        assert_eq!(parse_line(&changes[0], &out[0]), Some(Line::OtherContract));
+        assert_eq!(parse_line(&changes[4], &out[4]), Some(Line::Unmanaged));
+        // Untouched, both of them.
+        assert_eq!(std::fs::read_to_string(f("theirs")).unwrap(), marked("C-2"));
+        assert_eq!(
+            std::fs::read_to_string(f("by-hand")).unwrap(),
+            "server { }\n"
+        );
+        // Its own file is removed as before.
+        let (_, out) = h.run(&[del("mine")]);
+        assert_eq!(out[0], format!("s:{}:del:1", f("mine")));
+    }
+
+    #[test]
     fn changes_refuse_values_that_would_shift_the_fields() {
         let put = |file: &str, user: &str| SiteChange::Put {
             file: file.into(),
             contents: "any: thing, with\nlines".into(),
+            contract_id: Some("C-1".into()),
             owner: Some((user.into(), "/srv/home/u".into())),
             stale: vec![],
             force: false,

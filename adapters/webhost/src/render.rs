@@ -61,6 +61,32 @@ pub fn index_page(user: &str) -> String {
     )
 }
 
+/// The first line of every vhost file hostwright writes: it names the
+/// owning contract, so the adapter never touches another contract's file.
+pub fn marker_line(contract_id: &str, user: &str) -> String {
+    format!(
+        "# managed by hostwright (contract {contract_id}, user {user}); do not edit: changes are overwritten"
+    )
+}
+
+/// Whether the vhost file `existing` may be changed for `contract_id`: it
+/// must carry that contract's marker (the batch script checks the same on
+/// the host; this is for what is written before the batch, the certificate).
+pub fn check_owner(file: &str, existing: &[u8], contract_id: &str) -> Result<(), String> {
+    let first = existing.split(|b| *b == b'\n').next().unwrap_or_default();
+    let first = String::from_utf8_lossy(first);
+    let mine = format!("# managed by hostwright (contract {contract_id},");
+    if first.starts_with(&mine) {
+        Ok(())
+    } else if first.starts_with("# managed by hostwright (contract ") {
+        Err(format!("{file} belongs to another contract: not touched"))
+    } else {
+        Err(format!(
+            "{file} was not made by hostwright (no marker line): not touched"
+        ))
+    }
+}
+
 /// The nginx server block(s) of one vhost.
 pub fn vhost_conf(
     contract_id: &str,
@@ -71,10 +97,7 @@ pub fn vhost_conf(
     serve: &Serve,
 ) -> String {
     let mut c = String::new();
-    let _ = writeln!(
-        c,
-        "# managed by hostwright (contract {contract_id}, user {user}); do not edit: changes are overwritten"
-    );
+    let _ = writeln!(c, "{}", marker_line(contract_id, user));
     let _ = writeln!(c, "server {{");
     let _ = writeln!(c, "    listen {};", listen.addr(listen.http_port));
     if let Some(t) = tls {

@@ -27,14 +27,16 @@ pub const MAX_BATCH: usize = 100;
 /// $1 home_root, $2 uid_min, $3 uid_max, $4 archive_dir.
 /// stdin: one change per line, every value validated by the adapter (no ':'
 /// nor whitespace): `put:USER:CONTRACT_ID:QUOTA_MB:SUSPENDED(0|1):INDEX_PAGE_BASE64`
-/// or `del:USER:STAMP`. stdout: one line per change, in order,
+/// or `del:USER:CONTRACT_ID:STAMP`. stdout: one line per change, in order,
 /// `r:USER:STATUS:TEXT`: STATUS 0 and TEXT = space-separated `key=value`
 /// facts, or the change's exit status (20 refused, 21 no free UID: both
 /// permanent; other: transient) and TEXT = its error message on one line.
 /// Exit 22 on lock timeout (nothing done).
 ///
 /// Per account the same rules as a single ensure always had: an existing
-/// account must carry the GECOS marker and live at `<home_root>/<user>`;
+/// account must carry the GECOS marker of the change's contract
+/// (`hostwright CONTRACT_ID`; another contract's account is refused, for an
+/// ensure and a removal alike) and live at `<home_root>/<user>`;
 /// UID = GID, the first free in the range; home 0711, public_html 0755,
 /// the index page only when public_html is new; quota recorded (and set
 /// when the file system has user quotas on); suspension = password lock +
@@ -51,6 +53,15 @@ trap 'rm -rf -- "$w"' EXIT
 cat >"$w/req"
 fields() { _ifs=$IFS; IFS=:; set -- $1; IFS=$_ifs
   f2=${2-} f3=${3-} f4=${4-} f5=${5-} f6=${6-} f8=${8-}; }
+# The GECOS marker names the owning contract: an account of another
+# contract, or one hostwright never made, is refused (exit 20).
+owned() {
+  case "$1" in
+    "hostwright $3") ;;
+    hostwright*) echo "account $2 belongs to another contract" >&2; exit 20 ;;
+    *) echo "account $2 exists and is not managed by hostwright" >&2; exit 20 ;;
+  esac
+}
 quotaon=$(command -v quotaon || true)
 # Free ids (as uid and as gid) for the new accounts, in one pass.
 n=$(grep -c '^put:' "$w/req" || true)
@@ -63,10 +74,7 @@ ensure_one() {
   created=0
   if ent=$(getent passwd "$user"); then
     fields "$ent"
-    case "$f5" in
-      hostwright*) ;;
-      *) echo "account $user exists and is not managed by hostwright" >&2; exit 20 ;;
-    esac
+    owned "$f5" "$user" "$cid"
     [ "$f6" = "$home" ] || { echo "account $user has another home than $home" >&2; exit 20; }
     uid=$f3 gid=$f4
   else
@@ -132,14 +140,11 @@ ensure_one() {
 }
 remove_one() {
   set -e
-  user=$1 stamp=$2
+  user=$1 cid=$2 stamp=$3
   home="$root/$user"
   ent=$(getent passwd "$user") || { echo "removed=false"; return 0; }
   fields "$ent"
-  case "$f5" in
-    hostwright*) ;;
-    *) echo "account $user exists and is not managed by hostwright" >&2; exit 20 ;;
-  esac
+  owned "$f5" "$user" "$cid"
   [ "$f6" = "$home" ] || { echo "account $user has another home than $home" >&2; exit 20; }
   out=
   if [ -d "$home" ]; then
@@ -160,7 +165,7 @@ while IFS=: read -r op user a b c d; do
     put) res=$(ensure_one "$user" "$a" "$b" "$c" "$d" 2>"$w/err"); st=$?
          # A picked id is used (or half used) now: never offer it again.
          if [ -e "$w/picked" ]; then free=${free#* }; rm -f "$w/picked"; fi ;;
-    del) res=$(remove_one "$user" "$a" 2>"$w/err"); st=$? ;;
+    del) res=$(remove_one "$user" "$a" "$b" 2>"$w/err"); st=$? ;;
     *) echo "unknown change $op" >"$w/err"; st=20 ;;
   esac
   if [ "$st" = 0 ]; then
@@ -184,8 +189,13 @@ pub enum Change {
         /// The default index page (written only into a new public_html).
         index_page: String,
     },
-    /// Archive and delete the web space of `user` (absent is fine).
-    Remove { user: String, stamp: String },
+    /// Archive and delete the web space of `user` (absent is fine), if it
+    /// is `contract_id`'s.
+    Remove {
+        user: String,
+        contract_id: String,
+        stamp: String,
+    },
 }
 
 impl Change {
@@ -212,7 +222,11 @@ impl Change {
                 ),
                 6,
             ),
-            Change::Remove { user, stamp } => (format!("del:{user}:{stamp}"), 3),
+            Change::Remove {
+                user,
+                contract_id,
+                stamp,
+            } => (format!("del:{user}:{contract_id}:{stamp}"), 4),
         };
         if line.split(':').count() != fields
             || line.contains(|c: char| c.is_whitespace() || c.is_control())
@@ -400,11 +414,12 @@ mod tests {
         assert_eq!(
             Change::Remove {
                 user: "c1".into(),
+                contract_id: "K-1".into(),
                 stamp: "20261129T000000Z".into()
             }
             .encode()
             .unwrap(),
-            "del:c1:20261129T000000Z"
+            "del:c1:K-1:20261129T000000Z"
         );
         for bad in [
             ensure("a:b"),

@@ -175,3 +175,29 @@ fn config_paths_are_checked() {
     c.tls_ca_cert = Some("/x".into());
     assert!(matches!(WebhostAdapter::new(c), Err(ConfigError::CaPair)));
 }
+
+#[test]
+fn a_vhost_file_is_only_ours_to_change_with_our_contracts_marker() {
+    let mine = render::marker_line("C-1", "c-1") + "\nserver {}\n";
+    assert!(render::check_owner("/s/a.conf", mine.as_bytes(), "C-1").is_ok());
+    // C-1 is a prefix of C-10: the marker's comma keeps them apart.
+    let e = render::check_owner("/s/a.conf", mine.as_bytes(), "C-10").unwrap_err();
+    assert!(e.contains("another contract"), "{e}");
+    let by_hand = render::check_owner("/s/a.conf", b"server {}\n", "C-1").unwrap_err();
+    assert!(by_hand.contains("not made by hostwright"), "{by_hand}");
+    // What vhost_conf writes carries the marker check_owner reads.
+    let listen = render::Listen {
+        address: None,
+        http_port: 80,
+        https_port: 443,
+    };
+    let conf = render::vhost_conf(
+        "C-7",
+        "c-7",
+        &["c7.example.jp".into()],
+        &listen,
+        None,
+        &render::Serve::Site { root: "/r".into() },
+    );
+    assert!(render::check_owner("/s/c7.conf", conf.as_bytes(), "C-7").is_ok());
+}

@@ -311,3 +311,53 @@ async fn accounts_not_made_by_hostwright_are_never_touched() {
         .exists()
     );
 }
+
+#[tokio::test]
+async fn another_contracts_account_and_vhost_are_never_touched() {
+    let a = adapter();
+    let user = unique_user();
+    let _cleanup = Cleanup { user: user.clone() };
+    let domain = format!("{user}.example.test");
+    a.ensure(&ctx(), &webspace(&user, 10, false)).await.unwrap();
+    a.ensure(&ctx(), &vhost(&domain, &user, &[], true, false))
+        .await
+        .unwrap();
+    let site = format!("{}/sites/{domain}.conf", var("HW_WEB_ROOT"));
+    let conf_before = std::fs::read_to_string(&site).unwrap();
+    let cert = format!("{}/tls/{domain}.crt", var("HW_WEB_ROOT"));
+    let cert_before = std::fs::read(&cert).ok();
+    let passwd_before = getent("passwd", &user);
+    // The same names, asked for by another contract.
+    let theirs = |mut r: hostwright_adapter::Resource| {
+        r.contract_id = "k-test-2".into();
+        r
+    };
+    for r in [
+        theirs(webspace(&user, 99, true)),
+        theirs(vhost(&domain, &user, &[], true, true)),
+    ] {
+        let e = a.ensure(&ctx(), &r).await.unwrap_err();
+        assert!(!e.is_transient(), "{e}");
+        assert!(e.to_string().contains("another contract"), "{e}");
+        let e = a.remove(&ctx(), &r).await.unwrap_err();
+        assert!(!e.is_transient(), "{e}");
+        assert!(e.to_string().contains("another contract"), "{e}");
+    }
+    assert_eq!(getent("passwd", &user), passwd_before, "account untouched");
+    assert_eq!(
+        std::fs::read_to_string(&site).unwrap(),
+        conf_before,
+        "vhost untouched"
+    );
+    assert_eq!(
+        std::fs::read(&cert).ok(),
+        cert_before,
+        "certificate untouched"
+    );
+    // Its own contract still removes both.
+    a.remove(&ctx(), &vhost(&domain, &user, &[], true, false))
+        .await
+        .unwrap();
+    a.remove(&ctx(), &webspace(&user, 10, false)).await.unwrap();
+    assert!(getent("passwd", &user).is_none());
+}
