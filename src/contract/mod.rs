@@ -38,20 +38,9 @@ pub struct ContractId(String);
 
 impl ContractId {
     pub fn parse(s: &str) -> Result<ContractId, String> {
-        let b = s.as_bytes();
-        let ok = (3..=32).contains(&b.len())
-            && b[0].is_ascii_uppercase()
-            && b[1..]
-                .iter()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'-');
-        if ok {
-            Ok(ContractId(s.to_string()))
-        } else {
-            Err(format!(
-                "contract id {:?} must match ^[A-Z][A-Z0-9-]{{2,31}}$",
-                s.chars().take(40).collect::<String>()
-            ))
-        }
+        hostwright_adapter::validate::contract_id(s)
+            .map(|v| ContractId(v.to_string()))
+            .map_err(|e| e.to_string())
     }
     pub fn as_str(&self) -> &str {
         &self.0

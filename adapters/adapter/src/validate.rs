@@ -37,6 +37,25 @@ pub fn user_name(value: &str) -> Result<&str, Invalid> {
     Ok(value)
 }
 
+/// A contract id: `[A-Z][A-Z0-9-]{2,31}`. Short, upper case, safe in file
+/// names, GECOS fields and nginx comments, and, in lower case, a valid
+/// Unix user name. The contract document, the planner and every adapter use
+/// this one rule.
+pub fn contract_id(value: &str) -> Result<&str, Invalid> {
+    const RULE: &str = "must match [A-Z][A-Z0-9-]{2,31}";
+    let b = value.as_bytes();
+    let ok = (3..=32).contains(&b.len())
+        && b[0].is_ascii_uppercase()
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'-');
+    if ok {
+        Ok(value)
+    } else {
+        Err(invalid("contract id", value, RULE))
+    }
+}
+
 /// A DNS name in its ASCII (IDNA A-label) form: lower-case LDH labels of 1..=63
 /// octets, at least two labels, 253 octets at most, no trailing dot. Unicode is
 /// rejected here on purpose: conversion to A-labels happens once, in the core,
@@ -115,7 +134,19 @@ mod tests {
         for v in HOSTILE {
             assert!(user_name(v).is_err(), "user_name accepted {v:?}");
             assert!(domain_name(v).is_err(), "domain_name accepted {v:?}");
+            assert!(contract_id(v).is_err(), "contract_id accepted {v:?}");
         }
+        for v in [
+            "c-1001",
+            "C",
+            "C1",
+            "1-ABC",
+            "C_1001",
+            &format!("C{}", "1".repeat(32)),
+        ] {
+            assert!(contract_id(v).is_err(), "contract_id accepted {v:?}");
+        }
+        assert!(contract_id("C-1001").is_ok());
         for v in [
             "../x",
             "a/../b",

@@ -31,11 +31,15 @@ pub const MAX_BATCH: usize = 500;
 
 /// $1 passwd file, $2 pdb, $3 pure-pw, $4 home_root, $5 chroot suffix
 /// ("" or "/public_html"). stdin: one edit per line,
-/// `put:LOGIN:USER:HASH:LOCKED(0|1):QUOTA_BYTES(or empty)` or `del:LOGIN`,
-/// every value validated by the adapter (no ':' nor newline). stdout: one
-/// line per edit, in order: `put:LOGIN:ok:CREATED:CHANGED:UID:GID:DIR`,
-/// `put:LOGIN:nouser`, `put:LOGIN:foreign`, `del:LOGIN:removed` or
-/// `del:LOGIN:absent`. Exit 22 on lock timeout. An existing line is kept
+/// `put:LOGIN:USER:CONTRACT_ID:HASH:LOCKED(0|1):QUOTA_BYTES(or empty)` or
+/// `del:LOGIN:CONTRACT_ID`, every value validated by the adapter (no ':'
+/// nor newline). A login belongs to the contract whose GECOS marker
+/// (`hostwright CONTRACT_ID`) its Unix account carries: a put for another
+/// contract's account or over another account's login, and a del of
+/// another contract's login, are refused (`other`). stdout: one line per
+/// edit, in order: `put:LOGIN:ok:CREATED:CHANGED:UID:GID:DIR`,
+/// `put:LOGIN:nouser`, `put:LOGIN:foreign`, `put:LOGIN:other`,
+/// `del:LOGIN:removed`, `del:LOGIN:absent` or `del:LOGIN:other`. Exit 22 on lock timeout. An existing line is kept
 /// as it is when its hash, lock, uid, gid, chroot and quota already match.
 pub const EDIT_BATCH: &str = r#"set -eu
 passwd=$1 pdb=$2 purepw=$3 root=$4 subdir=$5
@@ -49,7 +53,7 @@ getent passwd >"$work/ent"
 : >"$work/new"
 : >"$work/res"
 awk -F: -v root="$root" -v subdir="$subdir" -v new="$work/new" -v res="$work/res" -v flag="$work/changed" '
-FILENAME == ARGV[1] { if (!($1 in uid)) { uid[$1] = $3; gid[$1] = $4; gecos[$1] = $5; home[$1] = $6 }; next }
+FILENAME == ARGV[1] { if (!($1 in uid)) { uid[$1] = $3; gid[$1] = $4; gecos[$1] = $5; home[$1] = $6 }; if (!($3 in owner)) owner[$3] = $5; next }
 FILENAME == ARGV[2] { nr++; req[nr] = $0; next }
 { n++; line[n] = $0; lg[n] = $1; cnt[$1]++; if (NF >= 13 && !($1 in at)) at[$1] = n }
 END {
@@ -58,6 +62,7 @@ END {
     split(req[i], f, ":")
     l = f[2]
     if (f[1] == "del") {
+      if (l in at) { split(line[at[l]], o, ":"); if (owner[o[3]] != "hostwright " f[3]) { print "del:" l ":other" > res; continue } }
       if (cnt[l] > 0) { touched[l] = 1; delete at[l]; cnt[l] = 0; changed = 1; print "del:" l ":removed" > res }
       else print "del:" l ":absent" > res
       continue
@@ -65,17 +70,19 @@ END {
     u = f[3]
     if (!(u in uid)) { print "put:" l ":nouser" > res; continue }
     if (index(gecos[u], "hostwright") != 1 || home[u] != root "/" u) { print "put:" l ":foreign" > res; continue }
+    if (gecos[u] != "hostwright " f[4]) { print "put:" l ":other" > res; continue }
     dir = home[u] subdir
-    lock = (f[5] == "1") ? "!" : ""
+    lock = (f[6] == "1") ? "!" : ""
     if (l in at) {
       split(line[at[l]], o, ":")
+      if (o[3] != uid[u]) { print "put:" l ":other" > res; continue }
       hash = o[2]; if (substr(hash, 1, 1) == "!") hash = substr(hash, 2)
       odir = o[6]; sub(/\/\.\/$/, "", odir); sub(/\/+$/, "", odir)
-      same = (o[2] == lock hash && o[3] == uid[u] && o[4] == gid[u] && odir == dir && o[13] == f[6] && cnt[l] == 1)
+      same = (o[2] == lock hash && o[3] == uid[u] && o[4] == gid[u] && odir == dir && o[13] == f[7] && cnt[l] == 1)
       created = 0
-    } else { hash = f[4]; same = 0; created = 1 }
+    } else { hash = f[5]; same = 0; created = 1 }
     if (!same) {
-      text = l ":" lock hash ":" uid[u] ":" gid[u] "::" dir "/./:::::::" f[6] ":::::"
+      text = l ":" lock hash ":" uid[u] ":" gid[u] "::" dir "/./:::::::" f[7] ":::::"
       if (l in at) line[at[l]] = text
       else { n++; line[n] = text; lg[n] = l; at[l] = n }
       touched[l] = 1; cnt[l] = 1; changed = 1
@@ -104,18 +111,20 @@ pub enum Edit {
     Put {
         login: String,
         user: String,
+        /// The contract `user`'s GECOS marker must name.
+        contract_id: String,
         hash: String,
         locked: bool,
         quota_bytes: Option<u64>,
     },
-    /// Remove `login` (absent is fine).
-    Del { login: String },
+    /// Remove `login` (absent is fine) if `contract_id`'s account owns it.
+    Del { login: String, contract_id: String },
 }
 
 impl Edit {
     fn login(&self) -> &str {
         match self {
-            Edit::Put { login, .. } | Edit::Del { login } => login,
+            Edit::Put { login, .. } | Edit::Del { login, .. } => login,
         }
     }
 
@@ -125,20 +134,21 @@ impl Edit {
             Edit::Put {
                 login,
                 user,
+                contract_id,
                 hash,
                 locked,
                 quota_bytes,
             } => format!(
-                "put:{login}:{user}:{hash}:{}:{}",
+                "put:{login}:{user}:{contract_id}:{hash}:{}:{}",
                 u8::from(*locked),
                 quota_bytes.map(|b| b.to_string()).unwrap_or_default()
             ),
-            Edit::Del { login } => format!("del:{login}"),
+            Edit::Del { login, contract_id } => format!("del:{login}:{contract_id}"),
         };
         let fields = if matches!(self, Edit::Put { .. }) {
-            6
+            7
         } else {
-            2
+            3
         };
         if line.split(':').count() != fields || line.contains(['\n', '\r']) {
             return Err(AdapterError::permanent(format!(
@@ -167,6 +177,8 @@ pub enum Applied {
     Foreign,
     /// The login is gone; whether it existed.
     Del { existed: bool },
+    /// The account or the login belongs to another contract: untouched.
+    OtherContract,
 }
 
 /// Parses the result line of `edit` (the script's output, in order).
@@ -188,6 +200,7 @@ pub fn parse_result(edit: &Edit, line: &str) -> Option<Applied> {
         (Edit::Put { .. }, "put", ["foreign"]) => Some(Applied::Foreign),
         (Edit::Del { .. }, "del", ["removed"]) => Some(Applied::Del { existed: true }),
         (Edit::Del { .. }, "del", ["absent"]) => Some(Applied::Del { existed: false }),
+        (_, "put" | "del", ["other"]) => Some(Applied::OtherContract),
         _ => None,
     }
 }
@@ -282,9 +295,18 @@ mod tests {
         Edit::Put {
             login: login.into(),
             user: "c1001".into(),
+            contract_id: "C-1001".into(),
             hash: "$6$salt$abc./XYZ".into(),
             locked: false,
             quota_bytes: Some(1048576),
+        }
+    }
+
+    /// A del for contract C-1 (whose account is `c1` in [`ENT`]).
+    fn del(login: &str) -> Edit {
+        Edit::Del {
+            login: login.into(),
+            contract_id: "C-1".into(),
         }
     }
 
@@ -292,22 +314,24 @@ mod tests {
     fn edits_encode_to_one_line_of_fixed_fields() {
         assert_eq!(
             put("c1001-2").encode().unwrap(),
-            "put:c1001-2:c1001:$6$salt$abc./XYZ:0:1048576"
+            "put:c1001-2:c1001:C-1001:$6$salt$abc./XYZ:0:1048576"
         );
         let unlimited = Edit::Put {
             login: "a".into(),
             user: "b".into(),
+            contract_id: "K".into(),
             hash: "h".into(),
             locked: true,
             quota_bytes: None,
         };
-        assert_eq!(unlimited.encode().unwrap(), "put:a:b:h:1:");
-        assert_eq!(Edit::Del { login: "a".into() }.encode().unwrap(), "del:a");
+        assert_eq!(unlimited.encode().unwrap(), "put:a:b:K:h:1:");
+        assert_eq!(del("a").encode().unwrap(), "del:a:C-1");
         // A value that would shift the fields or add a line is refused.
         for bad in [
             Edit::Put {
                 login: "a".into(),
                 user: "b".into(),
+                contract_id: "K".into(),
                 hash: "x:y".into(),
                 locked: false,
                 quota_bytes: None,
@@ -315,13 +339,12 @@ mod tests {
             Edit::Put {
                 login: "a".into(),
                 user: "b\ndel:root".into(),
+                contract_id: "K".into(),
                 hash: "h".into(),
                 locked: false,
                 quota_bytes: None,
             },
-            Edit::Del {
-                login: "a:b".into(),
-            },
+            del("a:b"),
         ] {
             assert!(!bad.encode().unwrap_err().is_transient(), "{bad:?}");
         }
@@ -353,9 +376,7 @@ mod tests {
         assert_eq!(parse_result(&e, "del:c1001-2:removed"), None);
         assert_eq!(parse_result(&e, "put:c1001-2:ok:1:1:x:1:/d"), None);
         assert_eq!(parse_result(&e, ""), None);
-        let d = Edit::Del {
-            login: "c1001-2".into(),
-        };
+        let d = del("c1001-2");
         assert_eq!(
             parse_result(&d, "del:c1001-2:removed"),
             Some(Applied::Del { existed: true })
@@ -439,19 +460,15 @@ moved:x:70003:70003:hostwright C-3:/elsewhere/moved:/usr/sbin/nologin
         }
     }
 
+    /// A put for `user`'s own contract (`c1` → `C-1`, as in [`ENT`]).
     fn put_for(login: &str, user: &str, hash: &str, locked: bool, quota: Option<u64>) -> Edit {
         Edit::Put {
             login: login.into(),
             user: user.into(),
+            contract_id: format!("C-{}", user.trim_start_matches('c')),
             hash: hash.into(),
             locked,
             quota_bytes: quota,
-        }
-    }
-
-    fn del(login: &str) -> Edit {
-        Edit::Del {
-            login: login.into(),
         }
     }
 
@@ -492,6 +509,41 @@ moved:x:70003:70003:hostwright C-3:/elsewhere/moved:/usr/sbin/nologin
         assert_eq!(c1.dir, "/srv/home/c1");
         assert_eq!(h.pdb(), h.passwd(), "one mkdb over the new file");
         assert_eq!(h.mkdb_runs(), 1);
+    }
+
+    #[test]
+    fn another_contracts_login_or_account_is_never_touched() {
+        let h = Host::new();
+        h.run(&[put_for("c1-1", "c1", "$6$s$first", false, None)]);
+        let before = h.passwd();
+        let (st, res) = h.run(&[
+            // c2's contract asks for c1's login under its own account...
+            put_for("c1-1", "c2", "$6$s$x", false, None),
+            // ...or under c1's account, claiming to be C-1's owner C-2...
+            Edit::Put {
+                login: "c1-9".into(),
+                user: "c1".into(),
+                contract_id: "C-2".into(),
+                hash: "$6$s$x".into(),
+                locked: false,
+                quota_bytes: None,
+            },
+            // ...or removes it.
+            Edit::Del {
+                login: "c1-1".into(),
+                contract_id: "C-2".into(),
+            },
+        ]);
+        assert_eq!(st, 0);
+        assert_eq!(res, ["put:c1-1:other", "put:c1-9:other", "del:c1-1:other"]);
+        assert_eq!(
+            parse_result(&del("c1-1"), "del:c1-1:other"),
+            Some(Applied::OtherContract)
+        );
+        assert_eq!(h.passwd(), before, "untouched");
+        // Its own contract removes it.
+        let (_, res) = h.run(&[del("c1-1")]);
+        assert_eq!(res, ["del:c1-1:removed"]);
     }
 
     #[test]

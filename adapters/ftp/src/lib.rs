@@ -269,10 +269,12 @@ impl Adapter for FtpAdapter {
         let pw = generate_password();
         let hash = hash_password(&pw)?;
         let quota_bytes = (spec.quota_mb > 0).then(|| spec.quota_mb * 1024 * 1024);
+        let contract_id = validate::contract_id(&r.contract_id).map_err(perm)?;
         let applied = self
             .apply(Edit::Put {
                 login: login.to_string(),
                 user: user.to_string(),
+                contract_id: contract_id.to_string(),
                 hash,
                 locked: spec.suspended,
                 quota_bytes,
@@ -312,6 +314,9 @@ impl Adapter for FtpAdapter {
                 "account {user} is not a hostwright web space under {}",
                 self.cfg.home_root
             ))),
+            Applied::OtherContract => Err(perm(format!(
+                "FTP login {login} or account {user} belongs to another contract: not touched"
+            ))),
             Applied::Del { .. } => Err(AdapterError::transient(
                 "ftp passwd batch answered a put with a del result",
             )),
@@ -320,13 +325,20 @@ impl Adapter for FtpAdapter {
 
     async fn remove(&self, _ctx: &StepContext, r: &Resource) -> Result<Outcome, AdapterError> {
         let login = validate::user_name(&r.key).map_err(perm)?;
+        let contract_id = validate::contract_id(&r.contract_id).map_err(perm)?;
         let existed = match self
             .apply(Edit::Del {
                 login: login.to_string(),
+                contract_id: contract_id.to_string(),
             })
             .await?
         {
             Applied::Del { existed } => existed,
+            Applied::OtherContract => {
+                return Err(perm(format!(
+                    "FTP login {login} belongs to another contract: not removed"
+                )));
+            }
             other => {
                 return Err(AdapterError::transient(format!(
                     "ftp passwd batch answered a del with {other:?}"
@@ -466,7 +478,7 @@ mod tests {
                 let r = Resource {
                     kind: KIND.into(),
                     key,
-                    contract_id: "k".into(),
+                    contract_id: "K-1".into(),
                     spec,
                 };
                 assert!(
@@ -477,7 +489,7 @@ mod tests {
             let r = Resource {
                 kind: KIND.into(),
                 key: bad.into(),
-                contract_id: "k".into(),
+                contract_id: "K-1".into(),
                 spec: json!({}),
             };
             assert!(!a.remove(&ctx, &r).await.unwrap_err().is_transient());

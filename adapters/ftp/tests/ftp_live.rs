@@ -75,7 +75,7 @@ fn webspace(user: &str) -> Resource {
     Resource {
         kind: "webspace".into(),
         key: user.into(),
-        contract_id: "k-ftp-1".into(),
+        contract_id: "K-FTP-1".into(),
         spec: json!({"user": user, "quota_mb": 100, "suspended": false}),
     }
 }
@@ -84,7 +84,7 @@ fn account(login: &str, user: &str, quota_mb: u64, suspended: bool) -> Resource 
     Resource {
         kind: "ftp_account".into(),
         key: login.into(),
-        contract_id: "k-ftp-1".into(),
+        contract_id: "K-FTP-1".into(),
         spec: json!({"login": login, "user": user, "quota_mb": quota_mb, "suspended": suspended}),
     }
 }
@@ -435,4 +435,51 @@ async fn concurrent_ensures_are_batched_and_a_bad_one_fails_alone() {
     assert_eq!(curl(&logins[0], passwords[0].expose(), "", &["-l"]).0, 67);
     let rw = web.remove(&ctx(), &webspace(&user)).await.unwrap();
     std::fs::remove_file(rw.facts["archive"].as_str().unwrap()).unwrap();
+}
+
+#[tokio::test]
+async fn another_contracts_login_is_never_changed_or_removed() {
+    let web = web_adapter();
+    let ftp = ftp_adapter();
+    let mut rng = rand::rng();
+    let user: String = format!(
+        "hwo{}",
+        (0..6)
+            .map(|_| (b'a' + rng.random_range(0..26u8)) as char)
+            .collect::<String>()
+    );
+    let _cleanup = Cleanup(user.clone());
+    web.ensure(&ctx(), &webspace(&user)).await.unwrap();
+    let login = format!("{user}_2");
+    let made = ftp
+        .ensure(&ctx(), &account(&login, &user, 10, false))
+        .await
+        .unwrap();
+    let password = made.secrets["password"].clone();
+    let line = || {
+        std::fs::read_to_string(var("HW_FTP_PASSWD"))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with(&format!("{login}:")))
+            .map(str::to_string)
+    };
+    let before = line().expect("the login exists");
+    let mut theirs = account(&login, &user, 99, true);
+    theirs.contract_id = "K-FTP-2".into();
+    for e in [
+        ftp.ensure(&ctx(), &theirs).await.unwrap_err(),
+        ftp.remove(&ctx(), &theirs).await.unwrap_err(),
+    ] {
+        assert!(!e.is_transient(), "{e}");
+        assert!(e.to_string().contains("another contract"), "{e}");
+    }
+    assert_eq!(line().as_deref(), Some(before.as_str()), "untouched");
+    let (code, _) = curl(&login, password.expose(), "", &["-l"]);
+    assert_eq!(code, 0, "the owner's password still logs in");
+    // The owner removes it.
+    ftp.remove(&ctx(), &account(&login, &user, 10, false))
+        .await
+        .unwrap();
+    assert!(line().is_none());
+    web.remove(&ctx(), &webspace(&user)).await.unwrap();
 }

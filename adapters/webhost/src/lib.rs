@@ -193,16 +193,17 @@ fn perm(msg: impl std::fmt::Display) -> AdapterError {
 }
 
 /// The contract id goes into GECOS and nginx comments: a narrow alphabet.
+/// Whose vhost a site file is: the contract its marker must name, and the
+/// web space (user, home) that must exist first.
+#[derive(Debug, Clone, Copy)]
+struct SiteOwner<'a> {
+    contract_id: &'a str,
+    user: &'a str,
+    home: &'a str,
+}
+
 fn contract_id(id: &str) -> Result<&str, AdapterError> {
-    validate::relative_path(id)
-        .ok()
-        .filter(|v| !v.contains('/') && v.len() <= 64)
-        .ok_or_else(|| {
-            perm(format!(
-                "invalid contract id {:?}",
-                id.chars().take(80).collect::<String>()
-            ))
-        })
+    validate::contract_id(id).map_err(perm)
 }
 
 fn no_webspace(user: &str) -> AdapterError {
@@ -555,8 +556,11 @@ impl WebhostAdapter {
                 &conf,
                 cert_changed,
                 Some(in_flight),
-                Some(cid),
-                Some((user, &home)),
+                Some(SiteOwner {
+                    contract_id: cid,
+                    user,
+                    home: &home,
+                }),
                 &unused_cert,
             )
             .await?;
@@ -597,13 +601,13 @@ impl WebhostAdapter {
         force: bool,
     ) -> Result<bool, AdapterError> {
         let in_flight = self.reloader.begin();
-        self.install_site_inner(domain, conf, force, Some(in_flight), None, None, &[])
+        self.install_site_inner(domain, conf, force, Some(in_flight), None, &[])
             .await
             .map(|a| a.reloaded)
     }
 
-    /// Hands the file to the vhost batch, which checks the owner's account
-    /// when `owner` is given ((user, home)), writes the file only if it
+    /// Hands the file to the vhost batch, which checks the file's marker and
+    /// the owner's account when `owner` is given, writes the file only if it
     /// differs, and tests + reloads nginx if it changed, `force` or the
     /// domain is dirty. `report`: files whose presence is counted.
     async fn install_site_inner(
@@ -612,8 +616,7 @@ impl WebhostAdapter {
         conf: &str,
         force: bool,
         in_flight: Option<reload::InFlight>,
-        contract_id: Option<&str>,
-        owner: Option<(&str, &str)>,
+        owner: Option<SiteOwner<'_>>,
         report: &[String],
     ) -> Result<reload::SiteApplied, AdapterError> {
         let domain = validate::domain_name(domain).map_err(perm)?;
@@ -621,8 +624,8 @@ impl WebhostAdapter {
         let change = reload::SiteChange::Put {
             file: self.site_file(domain),
             contents: conf.to_string(),
-            contract_id: contract_id.map(str::to_string),
-            owner: owner.map(|(u, h)| (u.to_string(), h.to_string())),
+            contract_id: owner.map(|o| o.contract_id.to_string()),
+            owner: owner.map(|o| (o.user.to_string(), o.home.to_string())),
             stale: report.to_vec(),
             force: force || dirty,
         };

@@ -383,7 +383,7 @@ mod tests {
     fn ensure(user: &str) -> Change {
         Change::Ensure {
             user: user.into(),
-            contract_id: "k-1".into(),
+            contract_id: "K-1".into(),
             quota_mb: 10,
             suspended: false,
             index_page: "<p>hi</p>\n".into(),
@@ -409,7 +409,7 @@ mod tests {
     fn changes_encode_to_one_line_of_fixed_fields() {
         assert_eq!(
             ensure("c1").encode().unwrap(),
-            "put:c1:k-1:10:0:PHA+aGk8L3A+Cg=="
+            "put:c1:K-1:10:0:PHA+aGk8L3A+Cg=="
         );
         assert_eq!(
             Change::Remove {

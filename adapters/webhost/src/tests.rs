@@ -56,25 +56,25 @@ async fn hostile_names_are_rejected_before_any_command_runs() {
             Resource {
                 kind: KIND_WEBSPACE.into(),
                 key: bad.clone(),
-                contract_id: "k-1".into(),
+                contract_id: "K-1".into(),
                 spec: json!({"user": bad, "quota_mb": 10}),
             },
             Resource {
                 kind: KIND_VHOST.into(),
                 key: bad.clone(),
-                contract_id: "k-1".into(),
+                contract_id: "K-1".into(),
                 spec: json!({"user": "c1001", "domain": bad}),
             },
             Resource {
                 kind: KIND_VHOST.into(),
                 key: "example.jp".into(),
-                contract_id: "k-1".into(),
+                contract_id: "K-1".into(),
                 spec: json!({"user": bad, "domain": "example.jp"}),
             },
             Resource {
                 kind: KIND_VHOST.into(),
                 key: "example.jp".into(),
-                contract_id: "k-1".into(),
+                contract_id: "K-1".into(),
                 spec: json!({"user": "c1001", "aliases": [bad]}),
             },
             Resource {
@@ -95,7 +95,7 @@ async fn hostile_names_are_rejected_before_any_command_runs() {
             let r = Resource {
                 kind: kind.into(),
                 key: bad.clone(),
-                contract_id: "k-1".into(),
+                contract_id: "K-1".into(),
                 spec: json!({}),
             };
             assert!(!a.remove(&ctx(), &r).await.unwrap_err().is_transient());
@@ -114,7 +114,7 @@ async fn hostile_names_are_rejected_before_any_command_runs() {
     let ok = Resource {
         kind: KIND_WEBSPACE.into(),
         key: "c1001".into(),
-        contract_id: "k-1".into(),
+        contract_id: "K-1".into(),
         spec: json!({"user": "c1001", "quota_mb": 10}),
     };
     assert!(a.ensure(&ctx(), &ok).await.unwrap_err().is_transient());
@@ -127,25 +127,25 @@ async fn mismatched_keys_and_missing_ca_are_permanent() {
         Resource {
             kind: KIND_WEBSPACE.into(),
             key: "c1001".into(),
-            contract_id: "k-1".into(),
+            contract_id: "K-1".into(),
             spec: json!({"user": "c1002", "quota_mb": 10}),
         },
         Resource {
             kind: KIND_VHOST.into(),
             key: "example.jp".into(),
-            contract_id: "k-1".into(),
+            contract_id: "K-1".into(),
             spec: json!({"user": "c1001", "domain": "other.jp"}),
         },
         Resource {
             kind: KIND_VHOST.into(),
             key: "example.jp".into(),
-            contract_id: "k-1".into(),
+            contract_id: "K-1".into(),
             spec: json!({"user": "c1001", "tls": true}),
         },
         Resource {
             kind: "mailbox".into(),
             key: "x".into(),
-            contract_id: "k-1".into(),
+            contract_id: "K-1".into(),
             spec: json!({}),
         },
     ] {

@@ -27,7 +27,7 @@ async fn webspace_and_vhost_lifecycle() {
     let uid = ws.facts["uid"].as_u64().unwrap();
     assert!((61000..=61999).contains(&uid));
     let pw = getent("passwd", &user).expect("account exists");
-    assert!(pw.contains(":hostwright k-test-1:"), "{pw}");
+    assert!(pw.contains(":hostwright K-TEST-1:"), "{pw}");
     assert!(pw.ends_with(":/usr/sbin/nologin"), "{pw}");
     let home = format!("{root}/home/{user}");
     assert!(std::path::Path::new(&format!("{home}/public_html/index.html")).exists());
@@ -329,7 +329,7 @@ async fn another_contracts_account_and_vhost_are_never_touched() {
     let passwd_before = getent("passwd", &user);
     // The same names, asked for by another contract.
     let theirs = |mut r: hostwright_adapter::Resource| {
-        r.contract_id = "k-test-2".into();
+        r.contract_id = "K-TEST-2".into();
         r
     };
     for r in [

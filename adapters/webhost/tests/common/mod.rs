@@ -70,7 +70,7 @@ pub fn webspace(user: &str, quota_mb: u64, suspended: bool) -> Resource {
     Resource {
         kind: "webspace".into(),
         key: user.into(),
-        contract_id: "k-test-1".into(),
+        contract_id: "K-TEST-1".into(),
         spec: json!({"user": user, "quota_mb": quota_mb, "suspended": suspended}),
     }
 }
@@ -79,7 +79,7 @@ pub fn vhost(domain: &str, user: &str, aliases: &[&str], tls: bool, suspended: b
     Resource {
         kind: "vhost".into(),
         key: domain.into(),
-        contract_id: "k-test-1".into(),
+        contract_id: "K-TEST-1".into(),
         spec: json!({"user": user, "domain": domain, "aliases": aliases, "tls": tls, "suspended": suspended}),
     }
 }
