@@ -392,6 +392,22 @@ impl DnsAdapter {
         }
     }
 
+    /// `Err` when the zone's owner record names another contract.
+    fn check_owner(
+        &self,
+        zone: &str,
+        current: &BTreeMap<(String, RType), RrSet>,
+        contract_id: &str,
+    ) -> Result<(), AdapterError> {
+        match DesiredZone::owner_in(current) {
+            Some(owner) if owner != contract_id => Err(AdapterError::permanent(format!(
+                "zone {zone} belongs to another contract (its {} record): not touched",
+                spec::OWNER_LABEL
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     fn wire_error(&self, zone: &str, what: &str, e: WireError) -> AdapterError {
         match e {
             WireError::Unreachable(m) => {
@@ -581,15 +597,19 @@ impl Adapter for DnsAdapter {
         resource: &Resource,
     ) -> Result<Outcome, AdapterError> {
         let spec: ZoneSpec = resource.spec()?;
+        let contract_id = validate::contract_id(&resource.contract_id)
+            .map_err(|e| AdapterError::permanent(format!("dns_zone: {e}")))?;
         let protected = self.protected_owners(&resource.key);
         let desired = spec::desired_zone(&resource.key, &spec, &protected)
-            .map_err(|e| AdapterError::permanent(e.to_string()))?;
+            .map_err(|e| AdapterError::permanent(e.to_string()))?
+            .with_owner(contract_id);
         let zone = desired.zone.as_str();
 
         self.create_zone(zone).await?;
 
         let conn = self.connect(zone, false).await?;
         let current = self.current(&conn, &desired).await?;
+        self.check_owner(zone, &current, contract_id)?;
         let updates = diff(&desired, &current);
         if !updates.is_empty() {
             tracing::info!(
@@ -638,7 +658,13 @@ impl Adapter for DnsAdapter {
                 "zone {zone}: no authoritative SOA after the update"
             ))
         })?;
-        let records: usize = desired.rrsets.values().map(|s| s.data.len()).sum();
+        // The spec's records (the owner record is the adapter's own).
+        let records: usize = desired
+            .rrsets
+            .iter()
+            .filter(|((owner, _), _)| owner != spec::OWNER_LABEL)
+            .map(|(_, s)| s.data.len())
+            .sum();
         Ok(Outcome::with_facts(json!({
             "zone": zone,
             "serial": serial,
@@ -653,6 +679,32 @@ impl Adapter for DnsAdapter {
     ) -> Result<Outcome, AdapterError> {
         let zone = validate::domain_name(&resource.key)
             .map_err(|e| AdapterError::permanent(format!("dns_zone: {e}")))?;
+        let contract_id = validate::contract_id(&resource.contract_id)
+            .map_err(|e| AdapterError::permanent(format!("dns_zone: {e}")))?;
+        // Only the owner's zone is removed (a zone without an owner record,
+        // made before there were any, or not there at all, is not refused).
+        let conn = self.connect(zone, false).await?;
+        if self.serial(&conn, zone).await?.is_some() {
+            let name = Name::from_ascii(format!("{}.{zone}.", spec::OWNER_LABEL))
+                .map_err(|e| AdapterError::permanent(format!("zone {zone}: {e}")))?;
+            let resp = self
+                .authoritative(&conn, zone, name.clone(), RecordType::TXT)
+                .await?;
+            let records: Vec<RData> = resp
+                .answers
+                .iter()
+                .filter(|r| r.name == name && r.record_type() == RecordType::TXT)
+                .map(|r| r.data.clone())
+                .collect();
+            let mut current = BTreeMap::new();
+            if !records.is_empty() {
+                current.insert(
+                    (spec::OWNER_LABEL.to_string(), RType::Txt),
+                    RrSet::new(0, records),
+                );
+            }
+            self.check_owner(zone, &current, contract_id)?;
+        }
         for (args, what) in [
             (
                 vec!["delzone", "-clean", zone, "IN", self.cfg.view.as_str()],

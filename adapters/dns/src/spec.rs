@@ -139,7 +139,38 @@ pub struct DesiredZone {
     pub rrsets: BTreeMap<(String, RType), RrSet>,
 }
 
+/// The owner name of the record that says which contract a zone belongs
+/// to (`_hostwright-owner.ZONE. TXT "CONTRACT_ID"`): written with the
+/// zone's records, checked before the zone is changed or removed.
+pub const OWNER_LABEL: &str = "_hostwright-owner";
+
 impl DesiredZone {
+    /// Adds the owner record naming `contract_id`.
+    pub fn with_owner(mut self, contract_id: &str) -> Self {
+        let txt = RData::TXT(TXT::new(vec![contract_id.to_string()]));
+        self.rrsets.insert(
+            (OWNER_LABEL.to_string(), RType::Txt),
+            RrSet::new(3600, vec![txt]),
+        );
+        self
+    }
+
+    /// The contract the owner record of `current` names, if there is one.
+    pub fn owner_in(current: &BTreeMap<(String, RType), RrSet>) -> Option<String> {
+        current
+            .get(&(OWNER_LABEL.to_string(), RType::Txt))
+            .and_then(|set| set.data.first())
+            .and_then(|d| match d {
+                RData::TXT(t) => Some(
+                    t.txt_data
+                        .iter()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .collect::<String>(),
+                ),
+                _ => None,
+            })
+    }
+
     /// Every owner name the spec uses, plus `@` and `www` (the names a
     /// hosting zone always had, so that a record dropped from the spec there
     /// is still found and removed).

@@ -52,7 +52,7 @@ fn resource(zone: &str, records: Value) -> Resource {
     Resource {
         kind: "dns_zone".into(),
         key: zone.into(),
-        contract_id: "c-dns-test".into(),
+        contract_id: "C-DNS-TEST".into(),
         spec: json!({"zone": zone, "records": records}),
     }
 }
@@ -295,6 +295,38 @@ async fn remove_deletes_the_zone_and_a_second_remove_succeeds() {
     a.remove(&ctx(), &resource(&unique_zone("never"), json!([])))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_zone_names_its_owner_and_another_contract_can_neither_change_nor_remove_it() {
+    let a = adapter();
+    let zone = unique_zone("owned");
+    let r = resource(&zone, v1());
+    a.ensure(&ctx(), &r).await.unwrap();
+    let owner = dig(&format!("_hostwright-owner.{zone}"), "TXT");
+    assert!(owner.aa, "authoritative");
+    assert_eq!(
+        owner.answers,
+        [("TXT".to_string(), "\"C-DNS-TEST\"".to_string())],
+        "the owner record names the contract"
+    );
+    let mut theirs = resource(
+        &zone,
+        json!([{"name": "@", "type": "A", "ttl": 300, "data": "203.0.113.66"}]),
+    );
+    theirs.contract_id = "C-DNS-OTHER".into();
+    for e in [
+        a.ensure(&ctx(), &theirs).await.unwrap_err(),
+        a.remove(&ctx(), &theirs).await.unwrap_err(),
+    ] {
+        assert!(!e.is_transient(), "{e}");
+        assert!(e.to_string().contains("another contract"), "{e}");
+    }
+    // Still served, still the owner's records.
+    let apex = dig(&zone, "A");
+    assert!(apex.aa);
+    assert_eq!(apex.answers, [("A".to_string(), "192.0.2.10".to_string())]);
+    a.remove(&ctx(), &r).await.unwrap();
 }
 
 #[tokio::test]
