@@ -235,6 +235,13 @@ async fn refusals_are_permanent_and_name_the_code() {
             .unwrap_err()
             .is_transient()
     );
+    // A mail domain of another tenant is refused by the provider.
+    let mut rival = tenant(3, 15, &[]);
+    rival.key = "C-2002".into();
+    rival.contract_id = "C-2002".into();
+    rival.spec["tenant"] = json!("C-2002");
+    let m = permanent_message(a.ensure(&ctx("t"), &rival).await.unwrap_err());
+    assert!(m.contains("409") && m.contains("domain_taken"), "{m}");
     // Too many mailboxes for the accounts limit.
     let m = permanent_message(
         a.ensure(&ctx("m"), &mailboxes(names(16)))

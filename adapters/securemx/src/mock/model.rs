@@ -349,6 +349,18 @@ pub fn put_tenant(
     id: &str,
     req: TenantRequest,
 ) -> Result<(StatusCode, Value, bool), ApiError> {
+    // A mail domain routes to one tenant: another tenant's domain is refused.
+    if let Some((other, d)) = state.tenants.values().find_map(|t| {
+        (t.id != id)
+            .then(|| req.domains.iter().find(|d| t.domains.contains(d)))
+            .flatten()
+            .map(|d| (t.id.clone(), d.clone()))
+    }) {
+        return Err(conflict(
+            "domain_taken",
+            format!("domain {d} belongs to another tenant ({other})"),
+        ));
+    }
     let now = now();
     let Some(t) = state.tenants.get_mut(id) else {
         let t = Tenant {
@@ -559,8 +571,12 @@ mod tests {
             put_tenant(&mut s, "C-1", fewer).unwrap_err().code,
             "accounts_below_usage"
         );
-        let (status, _, changed) = put_tenant(&mut s, "C-1", r).unwrap();
+        let (status, _, changed) = put_tenant(&mut s, "C-1", r.clone()).unwrap();
         assert_eq!((status, changed), (StatusCode::OK, false));
+        // A mail domain routes to one tenant.
+        let e = put_tenant(&mut s, "C-2", r).unwrap_err();
+        assert_eq!(e.code, "domain_taken");
+        assert!(!s.tenants.contains_key("C-2"));
     }
 
     #[test]
