@@ -18,6 +18,7 @@ mod contracts;
 mod e2e;
 mod faults;
 mod guard;
+mod ownership;
 mod stack;
 
 macro_rules! compose_test {
@@ -51,3 +52,7 @@ compose_test!(
 );
 compose_test!(t09_billing_down_while_jobs_finish, faults::billing_down);
 compose_test!(t10_two_workers_share_a_batch, faults::two_workers);
+compose_test!(
+    t11_two_contracts_race_for_one_domain,
+    ownership::race_for_a_domain
+);
