@@ -31,34 +31,9 @@ pub enum ContractError {
 }
 
 /// `^[A-Z][A-Z0-9-]{2,31}$`: short, upper case, safe in file names and, in
-/// lower case, a valid Unix user name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct ContractId(String);
-
-impl ContractId {
-    pub fn parse(s: &str) -> Result<ContractId, String> {
-        hostwright_adapter::validate::contract_id(s)
-            .map(|v| ContractId(v.to_string()))
-            .map_err(|e| e.to_string())
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for ContractId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        ContractId::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-impl std::fmt::Display for ContractId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+/// lower case, a valid Unix user name. One type with the adapters' allow-list
+/// (`hostwright_adapter::validate::contract_id`).
+pub use hostwright_adapter::validate::ContractId;
 
 /// The service types of 第5条.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -858,22 +833,9 @@ impl Contract {
                     .map_err(|m| invalid(format!("/secure_mx/target_domains/{i}"), m))?;
             }
             for (i, lp) in mx.mailboxes.iter().enumerate() {
-                let ok = !lp.is_empty()
-                    && lp.len() <= 64
-                    && lp.bytes().all(|b| {
-                        b.is_ascii_lowercase()
-                            || b.is_ascii_digit()
-                            || matches!(b, b'.' | b'_' | b'-' | b'+')
-                    })
-                    && !lp.starts_with('.')
-                    && !lp.ends_with('.');
-                if !ok {
-                    return Err(invalid(
-                        format!("/secure_mx/mailboxes/{i}"),
-                        format!(
-                            "{lp:?} must be a lower-case mailbox local part [a-z0-9._+-], 1-64 characters"
-                        ),
-                    ));
+                // The Secure MX provider's rule, the one the adapter applies.
+                if let Err(e) = hostwright_adapter::validate::mail_local_part(lp) {
+                    return Err(invalid(format!("/secure_mx/mailboxes/{i}"), e.to_string()));
                 }
             }
             let email_ok = mx

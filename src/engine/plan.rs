@@ -12,8 +12,13 @@
 
 use std::collections::BTreeMap;
 
-use hostwright_adapter::{Resource, validate};
-use serde_json::{Value, json};
+use hostwright_adapter::validate::{self, DomainName, MailLocalPart, UnixUser};
+use hostwright_adapter::{Resource, Spec};
+use hostwright_dns::spec::{RecordSpec, ZoneSpec};
+use hostwright_ftp::FtpAccountSpec;
+use hostwright_securemx::{Administrator, Mailbox, MailboxesSpec, TenantSpec};
+use hostwright_webhost::{VhostSpec, WebspaceSpec};
+use serde_json::Value;
 
 use super::config::ProvisioningConfig;
 use super::playbook::Playbook;
@@ -73,6 +78,10 @@ pub fn ftp_login(user: &str, n: u32, recorded: &[RecordedResource]) -> String {
 /// `recorded`: what the contract has now (names of an older form it holds
 /// are kept); intake, which judges a revision before anything is recorded
 /// for it, passes none.
+///
+/// Every spec is the typed spec its adapter exports, and every key and
+/// value passes the adapter's allow-list here: a revision this accepts is
+/// one every step can do (intake runs it before recording).
 pub fn desired(
     contract: &Contract,
     catalog: &Catalog,
@@ -85,10 +94,16 @@ pub fn desired(
     }
     let suspended = matches!(contract.status, Status::Suspended { .. });
     let ent = contract.entitlements(catalog);
-    let user = unix_user(contract);
     let cid = contract.contract_id.as_str().to_string();
-    let web_domains: Vec<String> = if contract.service.has_web() {
-        contract.domains.iter().map(|d| d.name.clone()).collect()
+    let user = UnixUser::parse(&unix_user(contract)).map_err(|e| invalid("/contract_id", e))?;
+    let domain = |d: &str, path: &str| DomainName::parse(d).map_err(|e| invalid(path, e));
+    let web_domains: Vec<DomainName> = if contract.service.has_web() {
+        contract
+            .domains
+            .iter()
+            .enumerate()
+            .map(|(i, d)| domain(&d.name, &format!("/domains/{i}/name")))
+            .collect::<Result<_, _>>()?
     } else {
         Vec::new()
     };
@@ -97,35 +112,49 @@ pub fn desired(
         .as_ref()
         .map(|m| m.target_domains.clone())
         .unwrap_or_default();
+    let secure_mx = || {
+        contract
+            .secure_mx
+            .as_ref()
+            .ok_or_else(|| PlanError::Contract {
+                contract: cid.clone(),
+                message: "the service needs a secure_mx section (第8条, 第9条)".into(),
+            })
+    };
 
     let mut out = Vec::new();
     for rule in &playbook.resources {
-        let mut push = |key: String, mut spec: Value| {
-            if rule.suspend {
-                spec["suspended"] = json!(suspended);
-            }
+        // Whether this kind follows the contract's suspension.
+        let suspend = rule.suspend && suspended;
+        let mut push = |key: &str, spec: Value| {
             out.push(Desired {
                 kind: rule.kind.clone(),
-                key,
+                key: key.to_string(),
                 adapter: rule.adapter.clone(),
                 spec,
             });
         };
         match rule.kind.as_str() {
             "webspace" => push(
-                user.clone(),
-                json!({ "user": user, "quota_mb": ent.web_disk_mb }),
+                &user,
+                WebspaceSpec {
+                    quota_mb: ent.web_disk_mb,
+                    suspended: suspend,
+                }
+                .to_stored(),
             ),
             "vhost" => {
-                for d in &web_domains {
+                for (i, d) in web_domains.iter().enumerate() {
+                    let alias = domain(&format!("www.{d}"), &format!("/domains/{i}/name"))?;
                     push(
-                        d.clone(),
-                        json!({
-                            "user": user,
-                            "domain": d,
-                            "aliases": [format!("www.{d}")],
-                            "tls": ent.tls,
-                        }),
+                        d,
+                        VhostSpec {
+                            user: user.clone(),
+                            aliases: vec![alias],
+                            tls: ent.tls,
+                            suspended: suspend,
+                        }
+                        .to_stored(),
                     );
                 }
             }
@@ -147,77 +176,94 @@ pub fn desired(
                         });
                     }
                     push(
-                        login.clone(),
-                        json!({ "login": login, "user": user, "quota_mb": ent.web_disk_mb }),
+                        &login,
+                        FtpAccountSpec {
+                            user: user.clone(),
+                            quota_mb: ent.web_disk_mb,
+                            suspended: suspend,
+                        }
+                        .to_stored(),
                     );
                 }
             }
             "dns_zone" => {
                 for zone in &ent.dns_zones {
                     let mut records = Vec::new();
-                    if web_domains.contains(zone) {
+                    let record = |name: &str, rtype: &str, data: String| RecordSpec {
+                        name: name.into(),
+                        rtype: rtype.into(),
+                        ttl: prov.ttl,
+                        data,
+                    };
+                    if web_domains.iter().any(|d| d.as_str() == zone) {
                         for name in ["@", "www"] {
-                            records.push(json!({"name": name, "type": "A", "ttl": prov.ttl,
-                                "data": prov.web_ipv4.to_string()}));
+                            records.push(record(name, "A", prov.web_ipv4.to_string()));
                         }
                     }
                     if mail_domains.contains(zone) {
                         for mx in &prov.mx {
-                            records.push(
-                                json!({"name": "@", "type": "MX", "ttl": prov.ttl, "data": mx}),
-                            );
+                            records.push(record("@", "MX", mx.clone()));
                         }
-                        records.push(
-                            json!({"name": "@", "type": "TXT", "ttl": prov.ttl, "data": prov.spf}),
-                        );
+                        records.push(record("@", "TXT", prov.spf.clone()));
                     }
-                    push(zone.clone(), json!({ "zone": zone, "records": records }));
+                    let spec = ZoneSpec {
+                        records,
+                        suspended: None,
+                    };
+                    // The adapter's own validation of a zone, run now.
+                    hostwright_dns::spec::desired_zone(zone, &spec, &[])
+                        .map_err(|e| invalid_text("/domains", e.to_string()))?;
+                    push(zone, spec.to_stored());
                 }
             }
             "mx_tenant" => {
-                let Some(mx) = contract.secure_mx.as_ref() else {
-                    return Err(PlanError::Contract {
-                        contract: cid,
-                        message: "the service needs a secure_mx section (第8条, 第9条)".into(),
-                    });
-                };
+                let mx = secure_mx()?;
+                let domains = mx
+                    .target_domains
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| domain(d, &format!("/secure_mx/target_domains/{i}")))
+                    .collect::<Result<Vec<_>, _>>()?;
                 push(
-                    cid.clone(),
-                    json!({
-                        "tenant": cid,
-                        "domains": mx.target_domains,
-                        "ips": mx.target_ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
-                        "administrator": { "name": mx.administrator.name, "email": mx.administrator.email },
-                        "accounts_limit": ent.mail_accounts_limit,
-                        "disk_units": ent.mx_disk_units,
-                        "options": ent.mx_options,
-                        "iij_id": contract.external.iij_id,
-                        "dox": contract.external.dox,
+                    &cid,
+                    TenantSpec {
+                        domains,
+                        ips: mx.target_ips.clone(),
+                        administrator: Administrator {
+                            name: mx.administrator.name.clone(),
+                            email: mx.administrator.email.clone(),
+                        },
+                        accounts_limit: ent.mail_accounts_limit,
+                        disk_units: ent.mx_disk_units,
+                        options: ent.mx_options.clone(),
+                        iij_id: contract.external.iij_id.clone(),
+                        dox: contract.external.dox.clone(),
+                        suspended: suspend,
                         // What the tenant keeps, so that a revision that lowers
                         // the account limit and drops mailboxes can retire them
                         // before the limit is lowered.
-                        "mailboxes": mailbox_addresses(mx),
-                    }),
+                        mailboxes: Some(mailboxes(mx)?),
+                    }
+                    .to_stored(),
                 );
             }
             "mx_mailboxes" => {
-                let Some(mx) = contract.secure_mx.as_ref() else {
-                    return Err(PlanError::Contract {
-                        contract: cid,
-                        message: "the service needs a secure_mx section (第8条, 第9条)".into(),
-                    });
-                };
-                let Some(domain) = mx.target_domains.first() else {
+                let mx = secure_mx()?;
+                let Some(first) = mx.target_domains.first() else {
                     return Err(PlanError::Contract {
                         contract: cid,
                         message: "secure_mx.target_domains is empty (第8条)".into(),
                     });
                 };
-                let mut local_parts = mx.mailboxes.clone();
+                let mut local_parts = local_parts(mx)?;
                 local_parts.sort();
                 push(
-                    cid.clone(),
-                    json!({ "tenant": cid, "domain": domain, "local_parts": local_parts }),
+                    &cid,
+                    MailboxesSpec {
+                        domain: domain(first, "/secure_mx/target_domains/0")?,
+                        local_parts,
+                    }
+                    .to_stored(),
                 );
             }
             other => {
@@ -231,6 +277,17 @@ pub fn desired(
     Ok(out)
 }
 
+fn invalid(path: &str, e: validate::Invalid) -> PlanError {
+    invalid_text(path, e.to_string())
+}
+
+fn invalid_text(path: &str, message: String) -> PlanError {
+    PlanError::Invalid {
+        path: path.to_string(),
+        message,
+    }
+}
+
 /// How many FTP accounts a Unix user of `user_len` characters can have
 /// whose logins (`{user}_{n}`) fit the 32-character allow-list.
 fn max_ftp_accounts(user_len: usize) -> u32 {
@@ -242,18 +299,49 @@ fn max_ftp_accounts(user_len: usize) -> u32 {
     }
 }
 
-/// The contract's mailbox addresses, on the first target domain (第8条).
-fn mailbox_addresses(mx: &crate::contract::SecureMx) -> Vec<String> {
-    let Some(domain) = mx.target_domains.first() else {
-        return Vec::new();
-    };
-    let mut out: Vec<String> = mx
-        .mailboxes
+/// The contract's mailbox local parts, each the provider's allow-list.
+fn local_parts(mx: &crate::contract::SecureMx) -> Result<Vec<MailLocalPart>, PlanError> {
+    mx.mailboxes
         .iter()
-        .map(|lp| format!("{lp}@{domain}"))
+        .enumerate()
+        .map(|(i, lp)| {
+            MailLocalPart::parse(lp).map_err(|e| invalid(&format!("/secure_mx/mailboxes/{i}"), e))
+        })
+        .collect()
+}
+
+/// The contract's mailbox addresses, on the first target domain (第8条).
+fn mailboxes(mx: &crate::contract::SecureMx) -> Result<Vec<Mailbox>, PlanError> {
+    let Some(first) = mx.target_domains.first() else {
+        return Ok(Vec::new());
+    };
+    let domain = DomainName::parse(first).map_err(|e| invalid("/secure_mx/target_domains/0", e))?;
+    let mut out: Vec<Mailbox> = local_parts(mx)?
+        .into_iter()
+        .map(|lp| Mailbox::new(lp, domain.clone()))
         .collect();
     out.sort();
-    out
+    Ok(out)
+}
+
+/// A recorded spec in the shape the planner writes today: specs of older
+/// plans (which repeated their key) compare equal to the same spec now, so
+/// an upgrade plans no spurious updates. Kinds the planner does not know
+/// stay as they were.
+pub fn normalized(kind: &str, spec: &Value) -> Value {
+    fn again<T: Spec>(spec: &Value) -> Option<Value> {
+        T::from_stored(spec).ok().map(|s| s.to_stored())
+    }
+    match kind {
+        WebspaceSpec::KIND => again::<WebspaceSpec>(spec),
+        VhostSpec::KIND => again::<VhostSpec>(spec),
+        FtpAccountSpec::KIND => again::<FtpAccountSpec>(spec),
+        ZoneSpec::KIND => again::<ZoneSpec>(spec),
+        TenantSpec::KIND => again::<TenantSpec>(spec),
+        MailboxesSpec::KIND => again::<MailboxesSpec>(spec),
+        _ => None,
+    }
+    .unwrap_or_else(|| spec.clone())
 }
 
 /// The steps that take the recorded resources to the desired ones.
@@ -311,8 +399,10 @@ pub fn diff(
     for d in desired {
         let action = match rec.get(&(d.kind.as_str(), d.key.as_str())) {
             None => Some(Action::Create),
-            Some(r) if r.spec == d.spec => None,
-            Some(r) => Some(change_action(&r.spec, &d.spec)),
+            Some(r) => {
+                let was = normalized(&r.kind, &r.spec);
+                (was != d.spec).then(|| change_action(&was, &d.spec))
+            }
         };
         if let Some(action) = action {
             steps.push(step(action, &d.adapter, resource(&d.kind, &d.key, &d.spec)));

@@ -43,9 +43,16 @@ pub async fn race_for_a_domain() {
         !refusal.to_string().contains(&winner.id),
         "the refusal does not say who holds it: {refusal:#}"
     );
-    let job_id = job["job_id"].as_str().expect("the winner's job").to_string();
+    let job_id = job["job_id"]
+        .as_str()
+        .expect("the winner's job")
+        .to_string();
     api.wait_succeeded(std::slice::from_ref(&job_id), 120).await;
-    assert_eq!(api.jobs().await.len(), jobs_before + 1, "one job, the winner's");
+    assert_eq!(
+        api.jobs().await.len(),
+        jobs_before + 1,
+        "one job, the winner's"
+    );
 
     // The winner has exactly its resources; the loser nothing of its own.
     assert_exact(&[Expect::www(winner, 1)]).await;

@@ -40,11 +40,48 @@ pub struct Resource {
     pub spec: serde_json::Value,
 }
 
+/// The typed spec of one resource kind. Each adapter crate exports the spec
+/// of every kind it manages, and the planner builds exactly these types, so a
+/// change on either side fails to compile instead of failing a step. Values
+/// in a spec are validated types ([`validate`]): a spec that deserializes is
+/// one its adapter accepts. The resource's key is not repeated in its spec.
+pub trait Spec: Serialize + serde::de::DeserializeOwned + PartialEq + fmt::Debug {
+    /// The resource kind this spec describes (`webspace`, `vhost`, ...).
+    const KIND: &'static str;
+    /// Fields specs of older plans carried (the key, repeated): read and
+    /// dropped, so plans and recorded resources of any version still load.
+    const LEGACY_FIELDS: &'static [&'static str] = &[];
+
+    /// Reads a spec as the store keeps it (any version).
+    fn from_stored(value: &serde_json::Value) -> Result<Self, serde_json::Error> {
+        let mut v = value.clone();
+        if let Some(o) = v.as_object_mut() {
+            for f in Self::LEGACY_FIELDS {
+                o.remove(*f);
+            }
+        }
+        serde_json::from_value(v)
+    }
+
+    /// The JSON the planner stores for this spec.
+    fn to_stored(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("a spec serializes")
+    }
+}
+
 impl Resource {
-    /// Deserializes the spec into the adapter's own typed form; a spec that does
+    /// Deserializes the spec into the adapter's typed form; a spec that does
     /// not fit is a permanent error (a planner/adapter mismatch, not a glitch).
-    pub fn spec<T: serde::de::DeserializeOwned>(&self) -> Result<T, AdapterError> {
-        serde_json::from_value(self.spec.clone()).map_err(|e| {
+    pub fn spec<T: Spec>(&self) -> Result<T, AdapterError> {
+        if self.kind != T::KIND {
+            return Err(AdapterError::permanent(format!(
+                "{} {}: not a {} resource",
+                self.kind,
+                self.key,
+                T::KIND
+            )));
+        }
+        T::from_stored(&self.spec).map_err(|e| {
             AdapterError::permanent(format!(
                 "{} {}: spec does not match the adapter: {e}",
                 self.kind, self.key

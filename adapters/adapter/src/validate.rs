@@ -4,6 +4,7 @@
 //! accept a narrow alphabet and reject everything else, so that quoting (see
 //! [`crate::shell`]) is a second line of defence, never the only one.
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// A value that failed an allow-list check; the message names the rule.
@@ -85,6 +86,28 @@ pub fn domain_name(value: &str) -> Result<&str, Invalid> {
     Ok(value)
 }
 
+/// A mailbox local part: `[a-z0-9][a-z0-9._+-]{0,63}`, no `..`, no trailing
+/// `.` (what the Secure MX API accepts; the contract and the planner refuse
+/// the same values before anything is recorded).
+pub fn mail_local_part(value: &str) -> Result<&str, Invalid> {
+    const RULE: &str =
+        "must match [a-z0-9][a-z0-9._+-]{0,63}, without '..' and without a trailing '.'";
+    let b = value.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 64
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'+' | b'-')
+        })
+        && !value.contains("..")
+        && !value.ends_with('.');
+    if ok {
+        Ok(value)
+    } else {
+        Err(invalid("mailbox local part", value, RULE))
+    }
+}
+
 /// A relative path inside a customer's root: components of `[A-Za-z0-9._-]`,
 /// none of them `.` or `..`, no leading slash, 255 octets at most.
 pub fn relative_path(value: &str) -> Result<&str, Invalid> {
@@ -105,6 +128,79 @@ pub fn relative_path(value: &str) -> Result<&str, Invalid> {
     }
     Ok(value)
 }
+
+/// A string that passed one allow-list: its type says which, so a value
+/// that reaches a backend has been checked once, at the edge, by the one
+/// rule (the contract, the planner and every adapter share these types).
+/// Deserializing one checks it again: a spec read back from the store or a
+/// plan cannot carry an unchecked value.
+macro_rules! validated {
+    ($(#[$doc:meta])* $name:ident, $check:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            #[doc = concat!("Checks `value` with [`", stringify!($check), "`].")]
+            pub fn parse(value: &str) -> Result<Self, Invalid> {
+                $check(value).map(|v| $name(v.to_string()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = Invalid;
+            fn try_from(value: String) -> Result<Self, Invalid> {
+                $check(&value)?;
+                Ok($name(value))
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+validated!(
+    /// A Unix account or pure-ftpd login name ([`user_name`]).
+    UnixUser,
+    user_name
+);
+validated!(
+    /// A domain name in its A-label form ([`domain_name`]).
+    DomainName,
+    domain_name
+);
+validated!(
+    /// A mailbox local part ([`mail_local_part`]).
+    MailLocalPart,
+    mail_local_part
+);
+validated!(
+    /// A contract id ([`contract_id`]).
+    ContractId,
+    contract_id
+);
 
 #[cfg(test)]
 mod tests {
@@ -178,6 +274,43 @@ mod tests {
         assert!(domain_name(&ok_label).is_ok());
         assert!(user_name(&"a".repeat(33)).is_err());
         assert!(domain_name(&format!("{}a.jp", "a.".repeat(126))).is_err());
+    }
+
+    #[test]
+    fn mail_local_parts_follow_the_providers_rule() {
+        for ok in ["info", "a.b", "a+tag", "0", "a_b-c"] {
+            assert!(mail_local_part(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "-info",
+            "a..b",
+            "a.",
+            ".a",
+            "Info",
+            "",
+            "a b",
+            &"a".repeat(65),
+        ] {
+            assert!(mail_local_part(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn validated_types_check_when_built_and_when_read_back() {
+        let u = UnixUser::parse("c-1001").unwrap();
+        assert_eq!(
+            serde_json::to_value(&u).unwrap(),
+            serde_json::json!("c-1001")
+        );
+        assert_eq!(
+            serde_json::from_value::<UnixUser>(serde_json::json!("c-1001")).unwrap(),
+            u
+        );
+        let e = serde_json::from_value::<UnixUser>(serde_json::json!("root;id")).unwrap_err();
+        assert!(e.to_string().contains("[a-z][a-z0-9_-]{0,31}"), "{e}");
+        assert!(DomainName::parse("a;b.jp").is_err());
+        assert!(MailLocalPart::parse("a..b").is_err());
+        assert_eq!(ContractId::parse("C1").unwrap_err().value, "C1");
     }
 
     #[test]

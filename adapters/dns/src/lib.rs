@@ -744,8 +744,10 @@ mod tests {
     use serde_json::json;
 
     fn zone(records: serde_json::Value) -> DesiredZone {
-        let s: ZoneSpec =
-            serde_json::from_value(json!({"zone": "example.jp", "records": records})).unwrap();
+        let s: ZoneSpec = <ZoneSpec as hostwright_adapter::Spec>::from_stored(
+            &json!({"zone": "example.jp", "records": records}),
+        )
+        .unwrap();
         spec::desired_zone("example.jp", &s, &[]).unwrap()
     }
 

@@ -13,25 +13,30 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, TXT};
 use hickory_proto::rr::{Name, RData, RecordType};
 use hostwright_adapter::validate;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// The spec the planner hands over for a `dns_zone` resource.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// The spec the planner hands over for a `dns_zone` resource; the key is the
+/// zone (A-label form, no trailing dot). [`desired_zone`] is its validation,
+/// which the planner runs too, before anything is recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZoneSpec {
-    /// The zone name, ASCII (A-label) form, no trailing dot; equals the key.
-    pub zone: String,
     /// The records hostwright manages in the zone.
     #[serde(default)]
     pub records: Vec<RecordSpec>,
     /// Carried by every spec of a suspended contract; ignored on purpose:
     /// zones keep answering while a site is suspended.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspended: Option<bool>,
 }
 
+impl hostwright_adapter::Spec for ZoneSpec {
+    const KIND: &'static str = crate::KIND;
+    const LEGACY_FIELDS: &'static [&'static str] = &["zone"];
+}
+
 /// One record as the contract states it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordSpec {
     /// `@` for the apex or a relative owner name (`www`, `_dmarc`, `*.cdn`).
@@ -210,8 +215,6 @@ pub enum SpecError {
         zone: String,
         source: validate::Invalid,
     },
-    #[error("zone {zone}: spec zone {spec:?} differs from the resource key")]
-    KeyMismatch { zone: String, spec: String },
     #[error("zone {zone}: record #{index} ({name:?} {rtype:?}): {reason}")]
     Record {
         zone: String,
@@ -242,12 +245,6 @@ pub fn desired_zone(
             source,
         })?
         .to_string();
-    if spec.zone != zone {
-        return Err(SpecError::KeyMismatch {
-            zone,
-            spec: spec.zone.chars().take(80).collect(),
-        });
-    }
     let origin = Name::from_ascii(format!("{zone}.")).map_err(|e| SpecError::Conflict {
         zone: zone.clone(),
         owner: "@".into(),
@@ -433,7 +430,10 @@ mod tests {
     use serde_json::json;
 
     fn spec(records: serde_json::Value) -> ZoneSpec {
-        serde_json::from_value(json!({"zone": "example.jp", "records": records})).unwrap()
+        <ZoneSpec as hostwright_adapter::Spec>::from_stored(
+            &json!({"zone": "example.jp", "records": records}),
+        )
+        .unwrap()
     }
 
     fn one(name: &str, rtype: &str, data: &str) -> Result<DesiredZone, SpecError> {
@@ -466,9 +466,10 @@ mod tests {
 
     #[test]
     fn suspended_is_tolerated_and_unknown_fields_are_not() {
-        let s: ZoneSpec =
-            serde_json::from_value(json!({"zone": "example.jp", "records": [], "suspended": true}))
-                .unwrap();
+        let s: ZoneSpec = <ZoneSpec as hostwright_adapter::Spec>::from_stored(
+            &json!({"zone": "example.jp", "records": [], "suspended": true}),
+        )
+        .unwrap();
         assert_eq!(s.suspended, Some(true));
         assert!(
             serde_json::from_value::<ZoneSpec>(json!({"zone": "example.jp", "extra": 1})).is_err()
@@ -582,12 +583,8 @@ mod tests {
     }
 
     #[test]
-    fn zone_must_be_valid_and_match_the_key() {
+    fn the_zone_must_be_valid() {
         let s = spec(json!([]));
-        assert!(matches!(
-            desired_zone("other.jp", &s, &[]),
-            Err(SpecError::KeyMismatch { .. })
-        ));
         for bad in [
             "example.jp;",
             "a b.jp",

@@ -25,12 +25,13 @@ pub mod batch;
 
 use std::sync::Arc;
 
+use hostwright_adapter::validate::UnixUser;
 use hostwright_adapter::{
-    Adapter, AdapterError, Observation, Outcome, Resource, Secret, StepContext, validate,
+    Adapter, AdapterError, Observation, Outcome, Resource, Secret, Spec, StepContext, validate,
 };
 use hostwright_ssh::{SshConfig, SshPool};
 use rand::Rng;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::batch::{Applied, Batcher, Edit, Target};
@@ -86,16 +87,21 @@ fn check_path(field: &'static str, value: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// The `ftp_account` spec.
-#[derive(Debug, Clone, Deserialize)]
+/// The `ftp_account` spec; the key is the login.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FtpSpec {
-    pub login: String,
-    pub user: String,
+pub struct FtpAccountSpec {
+    /// The web space (Unix account) whose home the login is chrooted to.
+    pub user: UnixUser,
     /// Size quota; 0 means none.
     pub quota_mb: u64,
     #[serde(default)]
     pub suspended: bool,
+}
+
+impl Spec for FtpAccountSpec {
+    const KIND: &'static str = KIND;
+    const LEGACY_FIELDS: &'static [&'static str] = &["login"];
 }
 
 /// One line of the pure-ftpd passwd file, as far as hostwright cares.
@@ -255,15 +261,9 @@ impl Adapter for FtpAdapter {
         if r.kind != KIND {
             return Err(perm(format!("ftp does not manage {:?}", r.kind)));
         }
-        let spec: FtpSpec = r.spec()?;
-        let login = validate::user_name(&spec.login).map_err(perm)?;
-        let user = validate::user_name(&spec.user).map_err(perm)?;
-        if r.key != login {
-            return Err(perm(format!(
-                "ftp_account key {:?} differs from spec.login {login:?}",
-                r.key
-            )));
-        }
+        let spec: FtpAccountSpec = r.spec()?;
+        let login = validate::user_name(&r.key).map_err(perm)?;
+        let user = spec.user.as_str();
         // A fresh password for the case the login is new; the host keeps an
         // existing login's hash, and then this one is dropped unseen.
         let pw = generate_password();

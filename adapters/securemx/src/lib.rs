@@ -22,8 +22,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
+use hostwright_adapter::validate::{DomainName, MailLocalPart};
 use hostwright_adapter::{
-    Adapter, AdapterError, Observation, Outcome, Resource, Secret, StepContext, validate,
+    Adapter, AdapterError, Observation, Outcome, Resource, Secret, Spec, StepContext, validate,
 };
 use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,10 @@ pub struct SecureMxConfig {
     #[serde(default)]
     pub burst: Option<u32>,
 }
+
+/// The resource kinds of this adapter.
+pub const KIND_TENANT: &str = "mx_tenant";
+pub const KIND_MAILBOXES: &str = "mx_mailboxes";
 
 pub const DEFAULT_CONCURRENCY: usize = 16;
 pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
@@ -143,47 +148,99 @@ impl std::fmt::Debug for SecureMxAdapter {
     }
 }
 
-/// `mx_tenant` spec.
-#[derive(Debug, Clone, Deserialize)]
-struct TenantSpec {
-    tenant: String,
-    domains: Vec<String>,
+/// `mx_tenant` spec; the key is the tenant id, which is the contract id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSpec {
+    /// The target domains (第8条); mailboxes live under the first.
+    pub domains: Vec<DomainName>,
     #[serde(default)]
-    ips: Vec<String>,
-    administrator: Administrator,
-    accounts_limit: u32,
-    disk_units: u32,
+    pub ips: Vec<IpAddr>,
+    pub administrator: Administrator,
+    pub accounts_limit: u32,
+    pub disk_units: u32,
     #[serde(default)]
-    options: Vec<String>,
+    pub options: Vec<String>,
     #[serde(default)]
-    iij_id: Option<String>,
+    pub iij_id: Option<String>,
     #[serde(default)]
-    dox: Option<String>,
+    pub dox: Option<String>,
     #[serde(default)]
-    suspended: bool,
+    pub suspended: bool,
     /// Every mailbox address the contract keeps (`local@domain`). When
     /// present, mailboxes outside it are deleted before the tenant is
     /// updated, so that lowering `accounts_limit` or dropping a target domain
     /// in the same revision that drops mailboxes is not refused by the API
     /// (the `mx_mailboxes` step, which runs after this one, would delete them
     /// anyway; new mailboxes are still created there).
-    #[serde(default)]
-    mailboxes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailboxes: Option<Vec<Mailbox>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Administrator {
-    name: String,
-    email: String,
+impl Spec for TenantSpec {
+    const KIND: &'static str = KIND_TENANT;
+    const LEGACY_FIELDS: &'static [&'static str] = &["tenant"];
 }
 
-/// `mx_mailboxes` spec.
-#[derive(Debug, Clone, Deserialize)]
-struct MailboxesSpec {
-    tenant: String,
-    domain: String,
+/// The operations administrator (第9条).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Administrator {
+    pub name: String,
+    pub email: String,
+}
+
+/// A mailbox address, `local@domain`, each part validated.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Mailbox {
+    pub local_part: MailLocalPart,
+    pub domain: DomainName,
+}
+
+impl Mailbox {
+    pub fn new(local_part: MailLocalPart, domain: DomainName) -> Mailbox {
+        Mailbox { local_part, domain }
+    }
+}
+
+impl std::fmt::Display for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.local_part, self.domain)
+    }
+}
+
+impl TryFrom<String> for Mailbox {
+    type Error = String;
+    fn try_from(s: String) -> Result<Mailbox, String> {
+        let (lp, d) = s
+            .split_once('@')
+            .ok_or_else(|| format!("mailbox {s:?} is not local@domain"))?;
+        Ok(Mailbox {
+            local_part: MailLocalPart::parse(lp).map_err(|e| e.to_string())?,
+            domain: DomainName::parse(d).map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+impl From<Mailbox> for String {
+    fn from(m: Mailbox) -> String {
+        m.to_string()
+    }
+}
+
+/// `mx_mailboxes` spec; the key is the tenant id (the contract id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxesSpec {
+    pub domain: DomainName,
     #[serde(default)]
-    local_parts: Vec<String>,
+    pub local_parts: Vec<MailLocalPart>,
+}
+
+impl Spec for MailboxesSpec {
+    const KIND: &'static str = KIND_MAILBOXES;
+    const LEGACY_FIELDS: &'static [&'static str] = &["tenant"];
 }
 
 /// An answer from the API that was neither 429 nor 5xx.
@@ -208,62 +265,19 @@ impl Answer {
     }
 }
 
-/// Tenant ids are contract ids: `[A-Za-z0-9][A-Za-z0-9_-]{0,63}`.
-fn check_tenant(id: &str) -> Result<(), AdapterError> {
-    let b = id.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= 64
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(AdapterError::permanent(format!(
-            "securemx: invalid tenant id {:?}: must match [A-Za-z0-9][A-Za-z0-9_-]{{0,63}}",
-            id.chars().take(80).collect::<String>()
-        )))
-    }
-}
-
-/// Mailbox local parts: `[a-z0-9][a-z0-9._+-]{0,63}`, no `..`, no trailing `.`.
-fn check_local_part(lp: &str) -> Result<(), AdapterError> {
-    let b = lp.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= 64
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'+' | b'-')
-        })
-        && !lp.contains("..")
-        && !lp.ends_with('.');
-    if ok {
-        Ok(())
-    } else {
-        Err(AdapterError::permanent(format!(
-            "securemx: invalid mailbox local part {:?}: must match [a-z0-9][a-z0-9._+-]{{0,63}}",
-            lp.chars().take(80).collect::<String>()
-        )))
-    }
-}
-
-fn check_domain(d: &str) -> Result<(), AdapterError> {
-    validate::domain_name(d)
-        .map(|_| ())
-        .map_err(|e| AdapterError::permanent(format!("securemx: {e}")))
-}
-
-/// The spec must belong to the contract the step runs for: a tenant is one
-/// contract's, and a spec naming another would change someone else's mail.
-fn check_owner(resource: &Resource, tenant: &str) -> Result<(), AdapterError> {
-    check_tenant(tenant)?;
+/// A tenant is one contract's: its id is the resource's key and must be
+/// the contract the step runs for (a spec naming another would change
+/// someone else's mail).
+fn tenant_of(resource: &Resource) -> Result<&str, AdapterError> {
+    let tenant = validate::contract_id(&resource.key)
+        .map_err(|e| AdapterError::permanent(format!("securemx: tenant {e}")))?;
     if tenant != resource.contract_id {
         return Err(AdapterError::permanent(format!(
-            "securemx: spec tenant {tenant:?} is not the contract {:?}",
+            "securemx: tenant {tenant:?} is not the contract {:?}",
             resource.contract_id
         )));
     }
-    Ok(())
+    Ok(tenant)
 }
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -457,31 +471,15 @@ impl SecureMxAdapter {
 
     async fn ensure_tenant(&self, resource: &Resource) -> Result<Outcome, AdapterError> {
         let spec: TenantSpec = resource.spec()?;
-        check_owner(resource, &spec.tenant)?;
+        let tenant = tenant_of(resource)?;
         if spec.domains.is_empty() {
             return Err(AdapterError::permanent(
                 "securemx: a tenant needs at least one target domain (第8条)",
             ));
         }
-        for d in &spec.domains {
-            check_domain(d)?;
-        }
-        for ip in &spec.ips {
-            ip.parse::<IpAddr>().map_err(|_| {
-                AdapterError::permanent(format!("securemx: {ip:?} is not an IP address"))
-            })?;
-        }
         if let Some(keep) = &spec.mailboxes {
-            for address in keep {
-                let (lp, domain) = address.split_once('@').ok_or_else(|| {
-                    AdapterError::permanent(format!(
-                        "securemx: mailbox {address:?} is not local@domain"
-                    ))
-                })?;
-                check_local_part(lp)?;
-                check_domain(domain)?;
-            }
-            self.retire_mailboxes(&spec.tenant, keep).await?;
+            let keep: Vec<String> = keep.iter().map(Mailbox::to_string).collect();
+            self.retire_mailboxes(tenant, &keep).await?;
         }
         let body = json!({
             "domains": spec.domains,
@@ -494,19 +492,19 @@ impl SecureMxAdapter {
             "dox": spec.dox,
             "suspended": spec.suspended,
         });
-        let op = format!("put tenant {}", spec.tenant);
+        let op = format!("put tenant {tenant}");
         let a = self
             .call(
                 &op,
                 Method::PUT,
-                self.url(&["v1", "tenants", &spec.tenant]),
+                self.url(&["v1", "tenants", tenant]),
                 Some(&body),
                 None,
             )
             .await?;
         match a.status {
             StatusCode::OK | StatusCode::CREATED => Ok(Outcome::with_facts(json!({
-                "tenant": spec.tenant,
+                "tenant": tenant,
                 "suspended": a.body["suspended"],
                 "disk_units": a.body["disk_units"],
                 "accounts_limit": a.body["accounts_limit"],
@@ -535,13 +533,12 @@ impl SecureMxAdapter {
 
     async fn remove_tenant(&self, resource: &Resource) -> Result<Outcome, AdapterError> {
         let tenant = tenant_of(resource)?;
-        check_owner(resource, &tenant)?;
         let op = format!("delete tenant {tenant}");
         let a = self
             .call(
                 &op,
                 Method::DELETE,
-                self.url(&["v1", "tenants", &tenant]),
+                self.url(&["v1", "tenants", tenant]),
                 None,
                 None,
             )
@@ -656,14 +653,12 @@ impl SecureMxAdapter {
         resource: &Resource,
     ) -> Result<Outcome, AdapterError> {
         let spec: MailboxesSpec = resource.spec()?;
-        check_owner(resource, &spec.tenant)?;
-        check_domain(&spec.domain)?;
-        let mut want = BTreeSet::new();
-        for lp in &spec.local_parts {
-            check_local_part(lp)?;
-            want.insert(format!("{lp}@{}", spec.domain));
-        }
-        let tenant = spec.tenant.as_str();
+        let tenant = tenant_of(resource)?;
+        let want: BTreeSet<String> = spec
+            .local_parts
+            .iter()
+            .map(|lp| format!("{lp}@{}", spec.domain))
+            .collect();
         let Some(have) = self.list_mailboxes(tenant).await? else {
             return Err(AdapterError::permanent(format!(
                 "securemx: tenant {tenant} does not exist; its mx_tenant step must run first"
@@ -685,12 +680,10 @@ impl SecureMxAdapter {
     }
 
     async fn remove_mailboxes(&self, resource: &Resource) -> Result<Outcome, AdapterError> {
-        let tenant = tenant_of(resource)?;
-        check_owner(resource, &tenant)?;
-        let Some(have) = self.list_mailboxes(&tenant).await? else {
+        let t = tenant_of(resource)?;
+        let Some(have) = self.list_mailboxes(t).await? else {
             return Ok(Outcome::with_facts(json!({ "mailboxes": 0 })));
         };
-        let t = tenant.as_str();
         self.each(have.into_iter().collect(), |addr| async move {
             self.delete_mailbox(t, &addr).await
         })
@@ -700,18 +693,6 @@ impl SecureMxAdapter {
 }
 
 /// The tenant a resource names (for removal, only the tenant is needed).
-fn tenant_of(resource: &Resource) -> Result<String, AdapterError> {
-    resource.spec["tenant"]
-        .as_str()
-        .map(String::from)
-        .ok_or_else(|| {
-            AdapterError::permanent(format!(
-                "{} {}: spec has no tenant",
-                resource.kind, resource.key
-            ))
-        })
-}
-
 fn unknown_kind(resource: &Resource) -> AdapterError {
     AdapterError::permanent(format!(
         "securemx: unknown resource kind {:?}",
@@ -726,7 +707,7 @@ impl Adapter for SecureMxAdapter {
     }
 
     fn kinds(&self) -> &'static [&'static str] {
-        &["mx_tenant", "mx_mailboxes"]
+        &[KIND_TENANT, KIND_MAILBOXES]
     }
 
     async fn ensure(
@@ -735,8 +716,8 @@ impl Adapter for SecureMxAdapter {
         resource: &Resource,
     ) -> Result<Outcome, AdapterError> {
         match resource.kind.as_str() {
-            "mx_tenant" => self.ensure_tenant(resource).await,
-            "mx_mailboxes" => self.ensure_mailboxes(ctx, resource).await,
+            KIND_TENANT => self.ensure_tenant(resource).await,
+            KIND_MAILBOXES => self.ensure_mailboxes(ctx, resource).await,
             _ => Err(unknown_kind(resource)),
         }
     }
@@ -747,23 +728,22 @@ impl Adapter for SecureMxAdapter {
         resource: &Resource,
     ) -> Result<Outcome, AdapterError> {
         match resource.kind.as_str() {
-            "mx_tenant" => self.remove_tenant(resource).await,
-            "mx_mailboxes" => self.remove_mailboxes(resource).await,
+            KIND_TENANT => self.remove_tenant(resource).await,
+            KIND_MAILBOXES => self.remove_mailboxes(resource).await,
             _ => Err(unknown_kind(resource)),
         }
     }
 
     async fn observe(&self, resource: &Resource) -> Result<Observation, AdapterError> {
         let tenant = tenant_of(resource)?;
-        check_owner(resource, &tenant)?;
         match resource.kind.as_str() {
-            "mx_tenant" => {
+            KIND_TENANT => {
                 let op = format!("get tenant {tenant}");
                 let a = self
                     .call(
                         &op,
                         Method::GET,
-                        self.url(&["v1", "tenants", &tenant]),
+                        self.url(&["v1", "tenants", tenant]),
                         None,
                         None,
                     )
@@ -774,7 +754,7 @@ impl Adapter for SecureMxAdapter {
                     _ => Err(a.permanent(&op)),
                 }
             }
-            "mx_mailboxes" => match self.list_mailboxes(&tenant).await? {
+            KIND_MAILBOXES => match self.list_mailboxes(tenant).await? {
                 None => Ok(Observation::Absent),
                 Some(all) => Ok(Observation::Present {
                     facts: json!({ "mailboxes": all.len(), "addresses": all }),
@@ -906,15 +886,35 @@ mod tests {
 
     #[test]
     fn hostile_values_are_refused() {
-        for t in ["", "../x", "C 1", "a;b", "Ｃ-1"] {
-            assert!(check_tenant(t).is_err(), "{t:?}");
+        for t in ["", "../x", "C 1", "a;b", "Ｃ-1", "c-1"] {
+            let r = Resource {
+                kind: KIND_TENANT.into(),
+                key: t.into(),
+                contract_id: t.into(),
+                spec: json!({}),
+            };
+            assert!(tenant_of(&r).is_err(), "{t:?}");
         }
-        for lp in ["", "A", ".a", "a..b", "a.", "a b", "$(id)", "a/b", "a@b"] {
-            assert!(check_local_part(lp).is_err(), "{lp:?}");
+        // Another contract's tenant.
+        let r = Resource {
+            kind: KIND_TENANT.into(),
+            key: "C-2".into(),
+            contract_id: "C-1".into(),
+            spec: json!({}),
+        };
+        assert!(tenant_of(&r).is_err());
+        for lp in [
+            "", "A", ".a", "a..b", "a.", "a b", "$(id)", "a/b", "a@b", "-info",
+        ] {
+            let spec = json!({"domain": "kaede.jp", "local_parts": [lp]});
+            assert!(MailboxesSpec::from_stored(&spec).is_err(), "{lp:?}");
         }
         for lp in ["info", "sales.team", "a+b", "0x"] {
-            assert!(check_local_part(lp).is_ok(), "{lp:?}");
+            let spec = json!({"tenant": "C-1", "domain": "kaede.jp", "local_parts": [lp]});
+            assert!(MailboxesSpec::from_stored(&spec).is_ok(), "{lp:?}");
         }
+        let bad_domain = json!({"domain": "kaede;rm.jp", "local_parts": []});
+        assert!(MailboxesSpec::from_stored(&bad_domain).is_err());
     }
 
     #[test]

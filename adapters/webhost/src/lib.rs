@@ -30,11 +30,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hostwright_adapter::validate::{DomainName, UnixUser};
 use hostwright_adapter::{
-    Adapter, AdapterError, Observation, Outcome, Resource, StepContext, validate,
+    Adapter, AdapterError, Observation, Outcome, Resource, Spec, StepContext, validate,
 };
 use hostwright_ssh::{Command, Output, SshConfig, SshError, SshPool, excerpt};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::reload::{NginxCommands, Reloader};
@@ -142,29 +143,37 @@ pub fn check_path(field: &'static str, value: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// The `webspace` spec.
-#[derive(Debug, Clone, Deserialize)]
+/// The `webspace` spec; the key is the Unix user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebspaceSpec {
-    pub user: String,
     pub quota_mb: u64,
     #[serde(default)]
     pub suspended: bool,
 }
 
-/// The `vhost` spec.
-#[derive(Debug, Clone, Deserialize)]
+impl Spec for WebspaceSpec {
+    const KIND: &'static str = KIND_WEBSPACE;
+    const LEGACY_FIELDS: &'static [&'static str] = &["user"];
+}
+
+/// The `vhost` spec; the key is the domain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VhostSpec {
-    pub user: String,
+    /// The web space whose `public_html` the site serves.
+    pub user: UnixUser,
     #[serde(default)]
-    pub domain: Option<String>,
-    #[serde(default)]
-    pub aliases: Vec<String>,
+    pub aliases: Vec<DomainName>,
     #[serde(default)]
     pub tls: bool,
     #[serde(default)]
     pub suspended: bool,
+}
+
+impl Spec for VhostSpec {
+    const KIND: &'static str = KIND_VHOST;
+    const LEGACY_FIELDS: &'static [&'static str] = &["domain"];
 }
 
 /// The web host adapter.
@@ -346,13 +355,7 @@ impl WebhostAdapter {
 
     async fn ensure_webspace(&self, r: &Resource) -> Result<Outcome, AdapterError> {
         let spec: WebspaceSpec = r.spec()?;
-        let user = validate::user_name(&spec.user).map_err(perm)?;
-        if r.key != user {
-            return Err(perm(format!(
-                "webspace key {:?} differs from spec.user {user:?}",
-                r.key
-            )));
-        }
+        let user = validate::user_name(&r.key).map_err(perm)?;
         let cid = contract_id(&r.contract_id)?;
         let home = self.home(user);
         let change = spaces::Change::Ensure {
@@ -428,21 +431,12 @@ impl WebhostAdapter {
 
     // ---- vhost ------------------------------------------------------------
 
-    /// Validated (domain, names, user) of a vhost resource.
+    /// The domain of a vhost resource (its key) and every name it serves.
     fn vhost_names(r: &Resource, spec: &VhostSpec) -> Result<(String, Vec<String>), AdapterError> {
         let domain = validate::domain_name(&r.key).map_err(perm)?;
-        if let Some(d) = &spec.domain
-            && d != domain
-        {
-            return Err(perm(format!(
-                "vhost key {domain:?} differs from spec.domain {:?}",
-                d.chars().take(80).collect::<String>()
-            )));
-        }
         let mut names = vec![domain.to_string()];
         for a in &spec.aliases {
-            let a = validate::domain_name(a).map_err(perm)?;
-            if !names.iter().any(|n| n == a) {
+            if !names.iter().any(|n| n == a.as_str()) {
                 names.push(a.to_string());
             }
         }
@@ -452,7 +446,7 @@ impl WebhostAdapter {
     async fn ensure_vhost(&self, r: &Resource) -> Result<Outcome, AdapterError> {
         let spec: VhostSpec = r.spec()?;
         let (domain, names) = Self::vhost_names(r, &spec)?;
-        let user = validate::user_name(&spec.user).map_err(perm)?;
+        let user = spec.user.as_str();
         let cid = contract_id(&r.contract_id)?;
         if spec.tls && self.ca.is_none() {
             return Err(perm(

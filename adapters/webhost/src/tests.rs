@@ -121,20 +121,20 @@ async fn hostile_names_are_rejected_before_any_command_runs() {
 }
 
 #[tokio::test]
-async fn mismatched_keys_and_missing_ca_are_permanent() {
+async fn malformed_specs_and_missing_ca_are_permanent() {
     let a = WebhostAdapter::new(unreachable_config()).unwrap();
     for r in [
         Resource {
             kind: KIND_WEBSPACE.into(),
             key: "c1001".into(),
             contract_id: "K-1".into(),
-            spec: json!({"user": "c1002", "quota_mb": 10}),
+            spec: json!({"quota_mb": 10, "owner": "someone"}),
         },
         Resource {
             kind: KIND_VHOST.into(),
             key: "example.jp".into(),
             contract_id: "K-1".into(),
-            spec: json!({"user": "c1001", "domain": "other.jp"}),
+            spec: json!({"domain": "example.jp"}),
         },
         Resource {
             kind: KIND_VHOST.into(),

@@ -17,11 +17,15 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// The database clock in unix milliseconds.
+    /// The database clock in unix milliseconds, one value per statement
+    /// (SQLite's `'now'` is fixed per statement; PostgreSQL's
+    /// `statement_timestamp()` too): a statement that ends one attempt and
+    /// starts the next stamps both alike, so no start precedes the end it
+    /// waited for.
     pub fn now(self) -> &'static str {
         match self {
             Dialect::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
-            Dialect::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+            Dialect::Postgres => "CAST(EXTRACT(EPOCH FROM statement_timestamp()) * 1000 AS BIGINT)",
         }
     }
 

@@ -235,18 +235,11 @@ pub fn check_tenant_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
-/// A mailbox local part: `[a-z0-9]` first, then `[a-z0-9._+-]`, 64 octets at
-/// most, no `..`, not ending in `.`.
+/// A mailbox local part as the provider accepts it: the rule hostwright's
+/// contract and planner apply too (`validate::mail_local_part`, written to
+/// match the provider's documentation).
 pub fn local_part_ok(lp: &str) -> bool {
-    let b = lp.as_bytes();
-    !b.is_empty()
-        && b.len() <= 64
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'+' | b'-')
-        })
-        && !lp.contains("..")
-        && !lp.ends_with('.')
+    hostwright_adapter::validate::mail_local_part(lp).is_ok()
 }
 
 /// Checks and normalises a tenant request (第6条 options, 第8条 targets, 第9条 administrator).
