@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use hostwright::engine::config::Config;
+use hostwright::engine::intake::DryRun;
 use hostwright::engine::store::{JobDetail, JobSummary};
 
 /// Where the API is and how to authenticate as ops.
@@ -178,29 +179,7 @@ pub async fn submit(files: Vec<PathBuf>, api: ApiArgs) -> anyhow::Result<ExitCod
                 serde_json::json!({"file": f, "status": status.as_u16(), "response": v})
             );
         } else {
-            match v.get("outcome").and_then(Value::as_str) {
-                Some("accepted") | Some("existing") => println!(
-                    "{}: {} job {} ({} rev {})",
-                    f.display(),
-                    v["outcome"].as_str().unwrap_or_default(),
-                    v["job_id"].as_str().unwrap_or_default(),
-                    v["contract_id"].as_str().unwrap_or_default(),
-                    v["revision"]
-                ),
-                Some("rejected") => {
-                    println!("{}: rejected ({status})", f.display());
-                    for fd in v["findings"].as_array().into_iter().flatten() {
-                        println!(
-                            "  [{}] {} {}: {}",
-                            fd["rule"].as_str().unwrap_or_default(),
-                            fd["article"].as_str().unwrap_or_default(),
-                            fd["path"].as_str().unwrap_or_default(),
-                            fd["message"].as_str().unwrap_or_default()
-                        );
-                    }
-                }
-                _ => println!("{}: {status} {}", f.display(), v),
-            }
+            print_intake_answer(&f.display().to_string(), &status.to_string(), &v);
         }
         if !status.is_success() {
             refused += 1;
@@ -213,26 +192,65 @@ pub async fn submit(files: Vec<PathBuf>, api: ApiArgs) -> anyhow::Result<ExitCod
     })
 }
 
+/// One intake answer (the API's JSON) for a person: the job, or every
+/// finding with its rule and article.
+fn print_intake_answer(label: &str, status: &str, v: &Value) {
+    match v.get("outcome").and_then(Value::as_str) {
+        Some("accepted") | Some("existing") => println!(
+            "{label}: {} job {} ({} rev {})",
+            v["outcome"].as_str().unwrap_or_default(),
+            v["job_id"].as_str().unwrap_or_default(),
+            v["contract_id"].as_str().unwrap_or_default(),
+            v["revision"]
+        ),
+        Some("rejected") => {
+            println!("{label}: rejected ({status})");
+            for fd in v["findings"].as_array().into_iter().flatten() {
+                println!(
+                    "  [{}] {} {}: {}",
+                    fd["rule"].as_str().unwrap_or_default(),
+                    fd["article"].as_str().unwrap_or_default(),
+                    fd["path"].as_str().unwrap_or_default(),
+                    fd["message"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        _ => println!("{label}: {status} {v}"),
+    }
+}
+
 /// Prints the steps a signed contract would take now, applying nothing.
 pub async fn plan(file: PathBuf, config: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(&config)?;
-    let engine = hostwright::engine::server::build(&cfg).await?;
     let body = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-    let verified = hostwright::signing::verify(&body, &engine.trusted_keys, chrono::Utc::now())?;
-    let steps = engine.plan_contract(&verified.contract).await?;
+    let engine = hostwright::engine::server::build(&cfg).await?;
+    // Judged exactly as intake judges it: what intake would refuse, plan
+    // refuses too (exit 1), with the same findings.
+    let (contract, steps) = match engine.dry_run(&body, chrono::Utc::now()).await? {
+        DryRun::Refused(answer) => {
+            let v = serde_json::to_value(&answer)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_intake_answer(&file.display().to_string(), "intake would refuse it", &v);
+            }
+            return Ok(ExitCode::from(1));
+        }
+        DryRun::Planned { contract, steps } => (contract, steps),
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&steps)?);
     } else if steps.is_empty() {
         println!(
-            "{} rev {}: nothing to do (the backends already match)",
-            verified.contract.contract_id.as_str(),
-            verified.contract.revision
+            "{} rev {}: nothing to do (the recorded state already matches; the backends were not asked)",
+            contract.contract_id.as_str(),
+            contract.revision
         );
     } else {
         println!(
             "{} rev {}: {} step(s)",
-            verified.contract.contract_id.as_str(),
-            verified.contract.revision,
+            contract.contract_id.as_str(),
+            contract.revision,
             steps.len()
         );
         for (i, s) in steps.iter().enumerate() {

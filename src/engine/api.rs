@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Engine;
-use super::intake::IntakeResult;
+use super::intake::{DryRun, IntakeError, IntakeResult};
 use super::store::{JobFilter, JobState, StoreError};
 
 #[derive(Clone)]
@@ -99,11 +99,27 @@ fn store_error(e: StoreError) -> Response {
     (status, axum::Json(json!({"error": e.to_string()}))).into_response()
 }
 
+fn intake_error(e: IntakeError) -> Response {
+    match e {
+        IntakeError::Store(e) => store_error(e),
+        IntakeError::Plan(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
 async fn submit(State(st): State<AppState>, body: Bytes) -> Response {
-    let res = match st.engine.intake(&body, chrono::Utc::now()).await {
-        Ok(r) => r,
-        Err(super::intake::IntakeError::Store(e)) => return store_error(e),
-    };
+    match st.engine.intake(&body, chrono::Utc::now()).await {
+        Ok(r) => intake_answer(r),
+        Err(e) => intake_error(e),
+    }
+}
+
+/// An intake answer with its status (also what `/v1/plan` answers for a
+/// contract intake would refuse).
+fn intake_answer(res: IntakeResult) -> Response {
     let status = match &res {
         IntakeResult::Accepted { .. } => StatusCode::ACCEPTED,
         IntakeResult::Existing { .. } => StatusCode::OK,
@@ -225,26 +241,14 @@ async fn rejections(State(st): State<AppState>) -> Response {
     }
 }
 
-/// Plans a signed contract against the recorded state without applying it.
+/// Plans a signed contract against the recorded state without applying it,
+/// judged exactly as intake would judge it: what intake would refuse is
+/// answered as intake would answer it.
 async fn plan(State(st): State<AppState>, body: Bytes) -> Response {
-    let verified = match crate::signing::verify(&body, &st.engine.trusted_keys, chrono::Utc::now())
-    {
-        Ok(v) => v,
-        Err(e) => {
-            return (
-                StatusCode::UNAUTHORIZED,
-                axum::Json(json!({"error": e.to_string()})),
-            )
-                .into_response();
-        }
-    };
-    match st.engine.plan_contract(&verified.contract).await {
-        Ok(steps) => axum::Json(steps).into_response(),
-        Err(e) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            axum::Json(json!({"error": e.to_string()})),
-        )
-            .into_response(),
+    match st.engine.dry_run(&body, chrono::Utc::now()).await {
+        Ok(DryRun::Planned { steps, .. }) => axum::Json(steps).into_response(),
+        Ok(DryRun::Refused(answer)) => intake_answer(answer),
+        Err(e) => intake_error(e),
     }
 }
 

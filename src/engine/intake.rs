@@ -23,7 +23,8 @@ use crate::signing;
 const MAX_JUDGEMENTS: usize = 16;
 
 /// What judging a revision decided.
-enum Judgement {
+#[derive(Debug)]
+pub enum Judgement {
     /// Refused (or answered) without recording.
     Answer(IntakeResult),
     /// To record, if what it was judged against still holds.
@@ -74,6 +75,19 @@ pub enum IntakeResult {
 pub enum IntakeError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Plan(#[from] super::JobPlanError),
+}
+
+/// What `plan` answers for a signed contract: intake's refusal, or the
+/// steps its job would run now.
+#[derive(Debug)]
+pub enum DryRun {
+    Refused(IntakeResult),
+    Planned {
+        contract: Box<Contract>,
+        steps: Vec<super::store::PlannedStep>,
+    },
 }
 
 fn truncated(body: &[u8]) -> Vec<u8> {
@@ -133,25 +147,10 @@ impl Engine {
         };
         let contract = verified.contract;
         let payload = verified.payload;
-        // What the steps would need: every derived name must pass its
-        // backend's allow-list, every domain must be one a customer can
-        // hold; refused now rather than failing at a step.
-        let derived = self
-            .derive(&contract)
-            .map(|desired| claims::of_revision(&contract, &desired));
-        let claims = derived.as_ref().cloned().unwrap_or_default();
         // Judge against what is recorded, then record only onto that same
         // state: if another intake changed it meanwhile, judge again.
         for _ in 0..MAX_JUDGEMENTS {
-            let view = self
-                .store
-                .intake_view(
-                    contract.contract_id.as_str(),
-                    &contract.customer.id,
-                    &claims,
-                )
-                .await?;
-            let revision = match self.judge(&contract, &payload, &derived, &view, body, now)? {
+            let revision = match self.verdict(&contract, &payload, body, now).await? {
                 Judgement::Answer(result) => return self.answer(result, body, now).await,
                 Judgement::Record(rev) => rev,
             };
@@ -179,6 +178,72 @@ impl Engine {
         )
         .await?;
         Ok(IntakeResult::Busy { message })
+    }
+
+    /// `plan`: the signed envelope judged exactly as intake would judge it
+    /// (signature, size, the rules, the planner, ownership), recording
+    /// nothing; if intake would accept it, the plan its job would run now.
+    pub async fn dry_run(&self, body: &[u8], now: DateTime<Utc>) -> Result<DryRun, IntakeError> {
+        if body.len() > self.max_body_bytes {
+            return Ok(DryRun::Refused(IntakeResult::TooLarge {
+                limit: self.max_body_bytes,
+            }));
+        }
+        let verified = match signing::verify(body, &self.trusted_keys, now) {
+            Ok(v) => v,
+            Err(e) if e.is_payload_error() => {
+                return Ok(DryRun::Refused(IntakeResult::Malformed {
+                    error: e.to_string(),
+                }));
+            }
+            Err(e) => {
+                return Ok(DryRun::Refused(IntakeResult::Unauthorized {
+                    error: e.to_string(),
+                }));
+            }
+        };
+        match self
+            .verdict(&verified.contract, &verified.payload, body, now)
+            .await?
+        {
+            Judgement::Answer(refused) => Ok(DryRun::Refused(refused)),
+            Judgement::Record(_) => {
+                let steps = self.plan_contract(&verified.contract).await?;
+                Ok(DryRun::Planned {
+                    contract: Box::new(verified.contract),
+                    steps,
+                })
+            }
+        }
+    }
+
+    /// Intake's judgement of a verified revision against what is recorded
+    /// now, without recording anything: what `plan` shows is exactly what
+    /// intake would do. `Answer`: refused (or already recorded); `Record`:
+    /// what to record if that state still holds.
+    pub async fn verdict(
+        &self,
+        contract: &Contract,
+        payload: &[u8],
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Judgement, IntakeError> {
+        // What the steps would need: every derived name must pass its
+        // backend's allow-list, every domain must be one a customer can
+        // hold; refused now rather than failing at a step.
+        let derived = self
+            .derive(contract)
+            .map(|desired| claims::of_revision(contract, &desired));
+        let claims = derived.as_ref().cloned().unwrap_or_default();
+        let view = self
+            .store
+            .intake_view(
+                contract.contract_id.as_str(),
+                &contract.customer.id,
+                &claims,
+            )
+            .await?;
+        self.judge(contract, payload, &derived, &view, body, now)
     }
 
     /// The rules and the planner on one revision against what intake read.

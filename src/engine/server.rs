@@ -134,14 +134,16 @@ pub fn load_catalog(cfg: &Config) -> Result<Catalog, StartError> {
     .map_err(|e| StartError::Catalog(e.to_string()))
 }
 
-/// Builds an engine from a config file's settings.
+/// Builds an engine from a config file's settings. Everything the config
+/// names is read and checked before the store is opened: a bad config
+/// creates no data folder, store or key.
 pub async fn build(cfg: &Config) -> Result<Arc<Engine>, StartError> {
-    let store = open_configured_store(cfg).await?;
     let (adapters, _) = build_registry(cfg).await?;
     let catalog = load_catalog(cfg)?;
     let playbooks = load_playbooks(&cfg.playbooks, &adapters, &catalog)?;
     let trusted_keys =
         TrustedKeys::load(&cfg.intake.trusted_keys).map_err(|e| StartError::Keys(e.to_string()))?;
+    let store = open_configured_store(cfg).await?;
     let engine = Arc::new(Engine {
         store,
         adapters,
