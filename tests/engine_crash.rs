@@ -74,7 +74,7 @@ async fn kill_9_mid_step_then_another_process_finishes_the_job_exactly_once() {
         wait_http(port, "/healthz").await;
 
         let body = sign(&keys(), &www_contract("C-K001", 1));
-        let resp = reqwest::Client::new()
+        let resp = hostwright_tls::client()
             .post(format!("http://127.0.0.1:{port}/v1/contracts"))
             .body(body)
             .send()
@@ -100,7 +100,7 @@ async fn kill_9_mid_step_then_another_process_finishes_the_job_exactly_once() {
         // holds every other step as succeeded, so what counts as "finished
         // before the kill" is exact (a step killed between its adapter call
         // and its journal entry would rightly run again).
-        let client = reqwest::Client::new();
+        let client = hostwright_tls::client();
         loop {
             let base = format!("http://127.0.0.1:{port}");
             let d = job_detail(&client, &base, "test-ops-token", &job_id).await;

@@ -182,7 +182,7 @@ impl Api {
 
 async fn mailboxes(tenant: &str) -> (u16, Vec<String>) {
     let key = std::fs::read_to_string(var("HW_SECUREMX_API_KEY_FILE")).unwrap();
-    let resp = reqwest::Client::new()
+    let resp = hostwright_tls::client()
         .get(format!(
             "{}/v1/tenants/{tenant}/mailboxes?limit=100",
             var("HW_SECUREMX_URL")
@@ -205,7 +205,9 @@ async fn mailboxes(tenant: &str) -> (u16, Vec<String>) {
 }
 
 async fn billing_reports(contract_id: &str) -> Vec<Value> {
-    let all: Value = reqwest::get(var("HW_BILLING_URL"))
+    let all: Value = hostwright_tls::client()
+        .get(var("HW_BILLING_URL"))
+        .send()
         .await
         .unwrap()
         .json()
@@ -233,7 +235,7 @@ async fn a_pack_contract_lives_and_ends_on_the_real_backends() {
     wait_http(port, "/readyz").await;
     let api = Api {
         base: format!("http://127.0.0.1:{port}"),
-        client: reqwest::Client::new(),
+        client: hostwright_tls::client(),
     };
 
     // 1. Provision: web space + vhost, 2 FTP accounts (Pack 1 + 1 extra),

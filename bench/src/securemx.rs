@@ -86,6 +86,7 @@ async fn once(ctx: &Ctx, base_url: &str, n: usize, counts: Option<&Counts>) -> R
     let domain = format!("mx{}.bench.example", tag.to_ascii_lowercase());
     let cfg = SecureMxConfig {
         base_url: base_url.to_string(),
+        ca_file: None,
         api_key_file: ctx.var("HW_SECUREMX_API_KEY_FILE")?.into(),
         concurrency: None,
         timeout_secs: None,
@@ -184,7 +185,8 @@ async fn proxy(
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let state = Proxy {
         upstream,
-        http: reqwest::Client::builder()
+        http: hostwright_tls::client_builder(None)
+            .expect("no CA file")
             .pool_max_idle_per_host(64)
             .build()?,
         counts,

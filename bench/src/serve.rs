@@ -173,7 +173,8 @@ impl Serve {
         let mut s = Serve {
             child,
             base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::builder()
+            http: hostwright_tls::client_builder(None)
+                .expect("no CA file")
                 .pool_max_idle_per_host(64)
                 .build()?,
         };

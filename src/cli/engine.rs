@@ -17,9 +17,13 @@ use hostwright::engine::store::{JobDetail, JobSummary};
 /// Where the API is and how to authenticate as ops.
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
-    /// Base URL of a running `hostwright serve`.
+    /// Base URL of a running `hostwright serve` (`http://` or `https://`).
     #[arg(long, env = "HOSTWRIGHT_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// PEM file of the CA that signed the API's certificate, trusted instead
+    /// of the system's trust store (an API behind a private CA).
+    #[arg(long, env = "HOSTWRIGHT_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// File holding the ops bearer token.
     #[arg(long, env = "HOSTWRIGHT_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
@@ -91,7 +95,7 @@ impl Client {
             None => None,
         };
         Ok(Client {
-            http: reqwest::Client::builder()
+            http: hostwright_tls::client_builder(api.ca_file.as_deref())?
                 .timeout(Duration::from_secs(30))
                 .build()?,
             url: api.url.trim_end_matches('/').to_string(),
@@ -114,7 +118,10 @@ impl Client {
         let resp = r
             .send()
             .await
-            .with_context(|| format!("calling {}", self.url))?;
+            .map_err(|e| match hostwright_tls::certificate_error(&e) {
+                Some(tls) => anyhow::anyhow!("calling {}: {tls} (--ca-file)", self.url),
+                None => anyhow::Error::new(e).context(format!("calling {}", self.url)),
+            })?;
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {

@@ -36,7 +36,7 @@ fn failed(name: &str, e: impl std::fmt::Display) -> StartError {
 pub const LOCAL_PATH_KEYS: &[(&str, &[&str])] = &[
     ("scripted", &["log", "control_file"]),
     ("dns", &["rndc_key_file", "tsig_secret_file"]),
-    ("securemx", &["api_key_file"]),
+    ("securemx", &["api_key_file", "ca_file"]),
     (
         "webhost",
         &[

@@ -129,6 +129,11 @@ pub struct ApiConfig {
     /// Largest accepted request body (intake answers 413 above it).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Terminate TLS here (`[api.tls] cert_file, key_file`, PEM, re-read
+    /// when they change); plain HTTP when absent (loopback, or behind a
+    /// reverse proxy that terminates TLS).
+    #[serde(default)]
+    pub tls: Option<hostwright_tls::server::CertFiles>,
 }
 
 fn default_max_body() -> usize {
@@ -141,6 +146,7 @@ impl Default for ApiConfig {
             listen: "127.0.0.1:8080".parse().expect("literal address"),
             ops_token_file: None,
             max_body_bytes: default_max_body(),
+            tls: None,
         }
     }
 }
@@ -225,8 +231,13 @@ fn default_ttl() -> u32 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BillingConfig {
-    /// Billing's endpoint for billable-state reports.
+    /// Billing's endpoint for billable-state reports (`https://`, or
+    /// `http://` on loopback).
     pub endpoint: String,
+    /// PEM file of the CA(s) to trust for the endpoint instead of the
+    /// system's trust store.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// File holding the shared HMAC secret for report signatures.
     pub secret_file: PathBuf,
     #[serde(default = "default_billing_timeout")]
@@ -294,6 +305,13 @@ impl Config {
         }
         if let Some(b) = self.billing.as_mut() {
             abs(&mut b.secret_file);
+            if let Some(ca) = b.ca_file.as_mut() {
+                abs(ca);
+            }
+        }
+        if let Some(tls) = self.api.tls.as_mut() {
+            abs(&mut tls.cert_file);
+            abs(&mut tls.key_file);
         }
         // Files that live on hostwright's side, inside the adapters' own
         // sections (paths on a backend host stay as written).
@@ -334,6 +352,9 @@ impl Config {
                 "store.url must start with sqlite: or postgres:// (got {:?})",
                 self.store.url.split(':').next().unwrap_or("")
             ));
+        }
+        if let Some(b) = &self.billing {
+            hostwright_tls::check_url(&b.endpoint).map_err(|e| format!("billing.endpoint: {e}"))?;
         }
         if self.workers.concurrency == 0 {
             return Err("workers.concurrency must be at least 1".into());
@@ -403,5 +424,58 @@ private_key_file = "web.key"
         );
         // A path on the BIND host is not ours to resolve.
         assert_eq!(s("dns", "zone_file_dir"), "zones");
+    }
+
+    #[test]
+    fn tls_paths_resolve_and_the_billing_endpoint_must_be_http_or_https() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hostwright.toml");
+        let write = |endpoint: &str| {
+            std::fs::write(
+                &path,
+                format!(
+                    r#"
+[api]
+listen = "127.0.0.1:8443"
+[api.tls]
+cert_file = "tls/api.crt"
+key_file = "tls/api.key"
+[intake]
+trusted_keys = "keys.toml"
+[provisioning]
+web_ipv4 = "192.0.2.10"
+[billing]
+endpoint = "{endpoint}"
+secret_file = "billing-secret"
+ca_file = "ca.pem"
+[adapters.securemx]
+base_url = "https://mx.example"
+api_key_file = "mx-key"
+ca_file = "mx-ca.pem"
+"#
+                ),
+            )
+            .unwrap();
+        };
+        write("https://billing.example/v1/billable-states");
+        let cfg = Config::load(&path).unwrap();
+        let base = dir.path();
+        let tls = cfg.api.tls.as_ref().unwrap();
+        assert_eq!(tls.cert_file, base.join("tls/api.crt"));
+        assert_eq!(tls.key_file, base.join("tls/api.key"));
+        assert_eq!(
+            cfg.billing.as_ref().unwrap().ca_file.as_deref(),
+            Some(base.join("ca.pem").as_path())
+        );
+        assert_eq!(
+            cfg.adapters["securemx"]["ca_file"].as_str().unwrap(),
+            base.join("mx-ca.pem").display().to_string()
+        );
+        write("ftp://billing.example/x");
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("billing.endpoint") && e.contains("http:// or https://"),
+            "{e}"
+        );
     }
 }

@@ -242,11 +242,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
     };
     let sink: Option<Arc<dyn outbox::ReportSink>> = match &cfg.billing {
-        Some(b) => Some(Arc::new(hostwright_billing::Reporter::new(
-            b.endpoint.clone(),
-            hostwright_adapter::Secret::new(read_secret_file(&b.secret_file)?),
-            std::time::Duration::from_secs(b.timeout_seconds),
-        ))),
+        Some(b) => Some(Arc::new(
+            hostwright_billing::Reporter::new(
+                b.endpoint.clone(),
+                hostwright_adapter::Secret::new(read_secret_file(&b.secret_file)?),
+                std::time::Duration::from_secs(b.timeout_seconds),
+                b.ca_file.as_deref(),
+            )
+            .map_err(|e| anyhow::anyhow!("billing: {e}"))?,
+        )),
         None => {
             warn!("no [billing] section: billable-state reports stay in the outbox");
             None
@@ -280,19 +284,25 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         None
     };
 
+    let tls = match cfg.api.tls.clone() {
+        Some(files) => Some(
+            hostwright_tls::server::tls_config(files)
+                .map_err(|e| anyhow::anyhow!("api.tls: {e}"))?,
+        ),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(cfg.api.listen).await?;
-    info!(listen = %cfg.api.listen, store = engine.store.backend(), workers = engine.settings.concurrency, "hostwright serving");
+    info!(listen = %cfg.api.listen, tls = tls.is_some(), store = engine.store.backend(), workers = engine.settings.concurrency, "hostwright serving");
     let app = api::router(engine.clone(), ops_token);
     let mut api_shutdown = shutdown_rx.clone();
     let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = api_shutdown.wait_for(|v| *v).await;
-            })
-            .await
+        hostwright_tls::server::serve(listener, app, tls, async move {
+            let _ = api_shutdown.wait_for(|v| *v).await;
+        })
+        .await
     });
 
-    wait_for_signal().await;
+    hostwright_tls::server::termination_signal().await;
     info!(
         grace_s = engine.settings.shutdown_grace().as_secs(),
         "shutting down: no new jobs; running steps may finish"
@@ -357,16 +367,6 @@ pub async fn run_close_schedule(
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => {}
         }
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
     }
 }
 

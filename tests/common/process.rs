@@ -49,7 +49,10 @@ pub fn free_port() -> u16 {
 pub async fn wait_http(port: u16, path: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}{path}")).await
+        if let Ok(r) = hostwright_tls::client()
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .send()
+            .await
             && r.status().is_success()
         {
             return;

@@ -51,6 +51,10 @@ pub enum DeliveryError {
     Refused { status: u16, body: String },
     #[error("billing answered with an unreadable receipt: {0}")]
     BadReceipt(String),
+    /// The endpoint's certificate was refused: the configuration's CA file
+    /// (or someone in the middle), not an outage.
+    #[error("billing {0}")]
+    Certificate(String),
 }
 
 impl DeliveryError {
@@ -60,6 +64,7 @@ impl DeliveryError {
         match self {
             DeliveryError::Unreachable(_) | DeliveryError::BadReceipt(_) => true,
             DeliveryError::Refused { status, .. } => *status >= 500 || *status == 429,
+            DeliveryError::Certificate(_) => false,
         }
     }
 }
@@ -72,15 +77,27 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn new(endpoint: String, secret: Secret, timeout: Duration) -> Reporter {
-        Reporter {
+    /// A reporter for `endpoint` (`http://` or `https://`), trusting only
+    /// `ca_file`'s certificates when one is given.
+    pub fn new(
+        endpoint: String,
+        secret: Secret,
+        timeout: Duration,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Reporter, hostwright_tls::TlsError> {
+        hostwright_tls::check_url(&endpoint)?;
+        let http = hostwright_tls::client_builder(ca_file)?
+            .timeout(timeout)
+            .build()
+            .map_err(|e| hostwright_tls::TlsError::Url {
+                url: endpoint.clone(),
+                message: format!("building the HTTP client: {e}"),
+            })?;
+        Ok(Reporter {
             endpoint,
             secret,
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .build()
-                .expect("HTTP client builds"),
-        }
+            http,
+        })
     }
 
     pub async fn deliver(
@@ -100,7 +117,10 @@ impl Reporter {
             .body(body.to_vec())
             .send()
             .await
-            .map_err(|e| DeliveryError::Unreachable(e.to_string()))?;
+            .map_err(|e| match hostwright_tls::certificate_error(&e) {
+                Some(tls) => DeliveryError::Certificate(tls),
+                None => DeliveryError::Unreachable(e.to_string()),
+            })?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
@@ -150,5 +170,6 @@ mod tests {
             .is_transient()
         );
         assert!(DeliveryError::Unreachable("x".into()).is_transient());
+        assert!(!DeliveryError::Certificate("TLS: not trusted".into()).is_transient());
     }
 }

@@ -1,4 +1,5 @@
-//! The billing sink binary driven by the real `Reporter`.
+//! The billing sink binary driven by the real `Reporter`, over HTTPS with a
+//! certificate from a test CA (as in the compose stack).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -6,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use hostwright_adapter::Secret;
 use hostwright_billing::{DeliveryError, Reporter};
+use hostwright_tls::testca::TestCa;
 use serde_json::{Value, json};
 
 const SECRET: &str = "shared-secret-for-tests";
@@ -13,6 +15,8 @@ const SECRET: &str = "shared-secret-for-tests";
 struct Sink {
     child: Child,
     port: u16,
+    /// The CA that signed this sink's certificate.
+    ca_file: PathBuf,
 }
 
 impl Drop for Sink {
@@ -33,6 +37,9 @@ fn free_port() -> u16 {
 impl Sink {
     async fn start(dir: &Path, port: u16) -> Sink {
         std::fs::write(dir.join("secret"), format!("{SECRET}\n")).unwrap();
+        let ca = TestCa::new("billing test CA");
+        let ca_file = ca.write_ca(dir, "ca.pem");
+        let tls = ca.write_server(dir, "sink");
         let child = Command::new(env!("CARGO_BIN_EXE_billing-sink"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
@@ -40,14 +47,26 @@ impl Sink {
             .arg(dir.join("secret"))
             .arg("--store")
             .arg(dir.join("reports.jsonl"))
+            .arg("--tls-cert")
+            .arg(&tls.cert_file)
+            .arg("--tls-key")
+            .arg(&tls.key_file)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("billing-sink starts");
-        let sink = Sink { child, port };
+        let sink = Sink {
+            child,
+            port,
+            ca_file,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(r) = reqwest::get(format!("{}/healthz", sink.base())).await
+            if let Ok(r) = sink
+                .client()
+                .get(format!("{}/healthz", sink.base()))
+                .send()
+                .await
                 && r.status().is_success()
             {
                 return sink;
@@ -58,7 +77,11 @@ impl Sink {
     }
 
     fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("https://localhost:{}", self.port)
+    }
+
+    fn client(&self) -> reqwest::Client {
+        TestCa::client(&self.ca_file)
     }
 
     fn endpoint(&self) -> String {
@@ -66,11 +89,20 @@ impl Sink {
     }
 
     fn reporter(&self, secret: &str) -> Reporter {
-        Reporter::new(self.endpoint(), Secret::new(secret), Duration::from_secs(5))
+        Reporter::new(
+            self.endpoint(),
+            Secret::new(secret),
+            Duration::from_secs(5),
+            Some(&self.ca_file),
+        )
+        .unwrap()
     }
 
     async fn records(&self) -> Vec<Value> {
-        let v: Value = reqwest::get(self.endpoint())
+        let v: Value = self
+            .client()
+            .get(self.endpoint())
+            .send()
             .await
             .unwrap()
             .json()
@@ -80,7 +112,8 @@ impl Sink {
     }
 
     async fn admin(&self, body: Value) {
-        let r = reqwest::Client::new()
+        let r = self
+            .client()
             .post(format!("{}/admin/fail", self.base()))
             .json(&body)
             .send()
@@ -153,7 +186,8 @@ async fn bad_signature_and_missing_key_are_permanent() {
     );
     assert!(!e.is_transient());
     let body = report("C-1", "1");
-    let resp = reqwest::Client::new()
+    let resp = sink
+        .client()
         .post(sink.endpoint())
         .header(
             "x-hostwright-signature",
@@ -204,10 +238,45 @@ async fn unreachable_billing_is_transient() {
         format!("http://127.0.0.1:{}/v1/billable-states", free_port()),
         Secret::new(SECRET),
         Duration::from_secs(2),
-    );
+        None,
+    )
+    .unwrap();
     let e = r.deliver("k", &report("C-1", "1")).await.unwrap_err();
     assert!(matches!(e, DeliveryError::Unreachable(_)), "{e}");
     assert!(e.is_transient());
+}
+
+#[tokio::test]
+async fn a_sink_signed_by_another_ca_is_a_permanent_certificate_error() {
+    let (_d, path) = dir();
+    let sink = Sink::start(&path, free_port()).await;
+    let other = TestCa::new("not billing's CA").write_ca(&path, "other.pem");
+    let r = Reporter::new(
+        sink.endpoint(),
+        Secret::new(SECRET),
+        Duration::from_secs(5),
+        Some(&other),
+    )
+    .unwrap();
+    let e = r.deliver("k", &report("C-1", "1")).await.unwrap_err();
+    assert!(matches!(e, DeliveryError::Certificate(_)), "{e}");
+    assert!(!e.is_transient());
+    assert!(e.to_string().contains("not trusted"), "{e}");
+    assert!(sink.records().await.is_empty());
+}
+
+#[test]
+fn an_endpoint_must_be_http_or_https() {
+    let e = Reporter::new(
+        "ftp://billing.example/x".into(),
+        Secret::new(SECRET),
+        Duration::from_secs(1),
+        None,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("http:// or https://"), "{e}");
 }
 
 #[tokio::test]

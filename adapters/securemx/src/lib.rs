@@ -34,9 +34,13 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecureMxConfig {
-    /// The API's base URL, e.g. `http://127.0.0.1:55380` (plain HTTP: this
-    /// build has no TLS).
+    /// The API's base URL, e.g. `https://api.securemx.example` (or
+    /// `http://127.0.0.1:55380` for a mock on loopback).
     pub base_url: String,
+    /// PEM file of the CA(s) to trust for the API instead of the system's
+    /// trust store (a private CA, the compose stack's own CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// File holding the API key (first non-empty line).
     pub api_key_file: PathBuf,
     /// Requests in flight at once for mailbox work (default 16).
@@ -88,6 +92,8 @@ pub enum SecureMxError {
     RateLimit,
     #[error("securemx: building the HTTP client: {0}")]
     Client(String),
+    #[error("securemx: {0}")]
+    Tls(#[from] hostwright_tls::TlsError),
 }
 
 pub struct SecureMxAdapter {
@@ -348,16 +354,14 @@ impl SecureMxAdapter {
             .ok_or_else(|| SecureMxError::EmptyApiKey {
                 path: cfg.api_key_file.clone(),
             })?;
-        let base = Url::parse(&cfg.base_url).map_err(|e| SecureMxError::BaseUrl {
-            url: cfg.base_url.clone(),
-            message: e.to_string(),
-        })?;
-        if base.scheme() != "http" || base.cannot_be_a_base() {
-            return Err(SecureMxError::BaseUrl {
+        let base =
+            hostwright_tls::check_url(&cfg.base_url).map_err(|e| SecureMxError::BaseUrl {
                 url: cfg.base_url.clone(),
-                message: "must be an http:// URL (this build has no TLS)".into(),
-            });
-        }
+                message: match e {
+                    hostwright_tls::TlsError::Url { message, .. } => message,
+                    other => other.to_string(),
+                },
+            })?;
         let concurrency = cfg.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
         if concurrency == 0 {
             return Err(SecureMxError::Concurrency);
@@ -370,7 +374,7 @@ impl SecureMxAdapter {
             }
         };
         let timeout = Duration::from_secs(cfg.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS).max(1));
-        let http = reqwest::Client::builder()
+        let http = hostwright_tls::client_builder(cfg.ca_file.as_deref())?
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .pool_max_idle_per_host(concurrency)
@@ -388,7 +392,7 @@ impl SecureMxAdapter {
     fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
         url.path_segments_mut()
-            .expect("checked in new: http URLs can be a base")
+            .expect("checked in new: http(s) URLs can be a base")
             .pop_if_empty()
             .extend(segments);
         url
@@ -420,6 +424,15 @@ impl SecureMxAdapter {
                 rb = rb.json(b);
             }
             let resp = rb.send().await.map_err(|e| {
+                // A certificate we do not trust will not become trusted by
+                // retrying: that is the configuration's ca_file (or a
+                // man in the middle), for ops to look at.
+                if let Some(tls) = hostwright_tls::certificate_error(&e) {
+                    return AdapterError::permanent(format!(
+                        "securemx {op}: {tls} ({})",
+                        self.base
+                    ));
+                }
                 AdapterError::transient(format!(
                     "securemx {op}: {}",
                     if e.is_timeout() {
@@ -774,6 +787,7 @@ mod tests {
         std::fs::write(&key, "k-123\n").unwrap();
         SecureMxConfig {
             base_url: url.into(),
+            ca_file: None,
             api_key_file: key,
             concurrency: None,
             timeout_secs: None,
@@ -835,10 +849,15 @@ mod tests {
     fn config_is_checked() {
         let dir = tempfile::tempdir().unwrap();
         assert!(SecureMxAdapter::new(cfg(dir.path(), "http://127.0.0.1:1")).is_ok());
+        assert!(SecureMxAdapter::new(cfg(dir.path(), "https://mx.example")).is_ok());
         assert!(matches!(
-            SecureMxAdapter::new(cfg(dir.path(), "https://mx.example")),
+            SecureMxAdapter::new(cfg(dir.path(), "ftp://mx.example")),
             Err(SecureMxError::BaseUrl { .. })
         ));
+        let mut c = cfg(dir.path(), "https://mx.example");
+        c.ca_file = Some(dir.path().join("no-such-ca.pem"));
+        let e = SecureMxAdapter::new(c).unwrap_err().to_string();
+        assert!(e.contains("CA file") && e.contains("no-such-ca.pem"), "{e}");
         assert!(matches!(
             SecureMxAdapter::new(cfg(dir.path(), "not a url")),
             Err(SecureMxError::BaseUrl { .. })

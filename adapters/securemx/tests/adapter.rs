@@ -1,5 +1,6 @@
 //! The adapter against the real `securemx-mock` binary, started per test on a
-//! free port with its own state file and key.
+//! free port with its own state file and key, serving HTTPS with a
+//! certificate from a test CA (as in the compose stack).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use hostwright_adapter::{Adapter, AdapterError, Observation, Resource, StepContext};
 use hostwright_securemx::{SecureMxAdapter, SecureMxConfig};
+use hostwright_tls::testca::TestCa;
 use serde_json::{Value, json};
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
@@ -15,6 +17,7 @@ struct Mock {
     child: Child,
     port: u16,
     dir: PathBuf,
+    ca_file: PathBuf,
 }
 
 impl Drop for Mock {
@@ -51,6 +54,9 @@ impl Mock {
 
     async fn start_on(dir: &Path, port: u16, rate: &str, burst: Option<u32>) -> Mock {
         std::fs::write(dir.join("api-key"), format!("{KEY}\n")).unwrap();
+        let ca = TestCa::new("securemx test CA");
+        let ca_file = ca.write_ca(dir, "ca.pem");
+        let tls = ca.write_server(dir, "mock");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_securemx-mock"));
         cmd.arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
@@ -60,6 +66,10 @@ impl Mock {
             .arg(dir.join("api-key"))
             .arg("--rate-limit")
             .arg(rate)
+            .arg("--tls-cert")
+            .arg(&tls.cert_file)
+            .arg("--tls-key")
+            .arg(&tls.key_file)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if let Some(b) = burst {
@@ -70,10 +80,15 @@ impl Mock {
             child,
             port,
             dir: dir.to_path_buf(),
+            ca_file,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(r) = reqwest::get(format!("{}/healthz", mock.url())).await
+            if let Ok(r) = mock
+                .client()
+                .get(format!("{}/healthz", mock.url()))
+                .send()
+                .await
                 && r.status().is_success()
             {
                 return mock;
@@ -84,7 +99,11 @@ impl Mock {
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("https://localhost:{}", self.port)
+    }
+
+    fn client(&self) -> reqwest::Client {
+        TestCa::client(&self.ca_file)
     }
 
     fn adapter(&self) -> SecureMxAdapter {
@@ -92,8 +111,13 @@ impl Mock {
     }
 
     fn adapter_with_key(&self, key_file: &Path) -> SecureMxAdapter {
+        self.adapter_trusting(key_file, &self.ca_file)
+    }
+
+    fn adapter_trusting(&self, key_file: &Path, ca_file: &Path) -> SecureMxAdapter {
         SecureMxAdapter::new(SecureMxConfig {
             base_url: self.url(),
+            ca_file: Some(ca_file.to_path_buf()),
             api_key_file: key_file.to_path_buf(),
             concurrency: None,
             timeout_secs: Some(5),
@@ -104,7 +128,8 @@ impl Mock {
     }
 
     async fn admin(&self, body: Value) {
-        let r = reqwest::Client::new()
+        let r = self
+            .client()
             .post(format!("{}/admin/faults", self.url()))
             .bearer_auth(KEY)
             .json(&body)
@@ -403,11 +428,25 @@ async fn a_wrong_api_key_is_permanent_and_not_echoed() {
 }
 
 #[tokio::test]
+async fn an_api_whose_certificate_is_not_from_our_ca_is_a_permanent_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = Mock::start(dir.path(), "100/s", None).await;
+    let other = TestCa::new("not the provider's CA").write_ca(dir.path(), "other.pem");
+    let a = mock.adapter_trusting(&dir.path().join("api-key"), &other);
+    let e = a.ensure(&ctx("t"), &tenant(3, 15, &[])).await.unwrap_err();
+    assert!(!e.is_transient(), "{e:?}");
+    let m = e.to_string();
+    assert!(m.contains("not trusted") && m.contains("ca_file"), "{m}");
+    assert!(!m.contains(KEY), "{m}");
+}
+
+#[tokio::test]
 async fn an_unreachable_api_is_transient() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("api-key"), KEY).unwrap();
     let a = SecureMxAdapter::new(SecureMxConfig {
         base_url: format!("http://127.0.0.1:{}", free_port()),
+        ca_file: None,
         api_key_file: dir.path().join("api-key"),
         concurrency: Some(4),
         timeout_secs: Some(2),

@@ -44,6 +44,13 @@ struct Args {
     /// JSONL file of received reports (appended, fsynced).
     #[arg(long)]
     store: PathBuf,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); the
+    /// files are re-read when they change.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// One received report, as stored (one JSON line each).
@@ -312,17 +319,14 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(listen = %args.listen, store = %args.store.display(), "billing-sink listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        })
-        .await?;
+    let tls = hostwright_tls::server::optional_tls(args.tls_cert, args.tls_key)?;
+    tracing::info!(listen = %args.listen, store = %args.store.display(), tls = tls.is_some(), "billing-sink listening");
+    hostwright_tls::server::serve(
+        listener,
+        app,
+        tls,
+        hostwright_tls::server::termination_signal(),
+    )
+    .await?;
     Ok(())
 }

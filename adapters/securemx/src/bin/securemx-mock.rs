@@ -28,6 +28,13 @@ struct Args {
     /// Bucket size (requests allowed at once); default min(rate per second, 100).
     #[arg(long)]
     burst: Option<u32>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); the
+    /// files are re-read when they change.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -47,19 +54,16 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(listen = %args.listen, state = %args.state.display(),
+    let tls = hostwright_tls::server::optional_tls(args.tls_cert, args.tls_key)?;
+    tracing::info!(listen = %args.listen, state = %args.state.display(), tls = tls.is_some(),
         rate_per_s = rate.per_second, burst = rate.burst, "securemx-mock listening");
-    axum::serve(listener, mock::router(app.clone()))
-        .with_graceful_shutdown(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        })
-        .await?;
+    hostwright_tls::server::serve(
+        listener,
+        mock::router(app.clone()),
+        tls,
+        hostwright_tls::server::termination_signal(),
+    )
+    .await?;
     // Changes are written behind the answers: make sure the last ones are in.
     app.flush().await?;
     tracing::info!("securemx-mock stopped; state flushed");

@@ -35,7 +35,7 @@ async fn serve(state: &FsPath, rate: &str, burst: Option<u32>) -> Server {
     Server {
         base,
         app,
-        http: reqwest::Client::new(),
+        http: hostwright_tls::client(),
         task,
     }
 }
