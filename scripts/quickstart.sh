@@ -169,14 +169,14 @@ done
 
 say "Secure MX mailboxes (the mock's API, $HW_COMPOSE_SECUREMX_URL)"
 for t in "${tenants[@]}"; do
-  tenant="$(curl -fsS -m 5 -H "Authorization: Bearer $mx_key" "$HW_COMPOSE_SECUREMX_URL/v1/tenants/$t")"
+  tenant="$(curl -fsS -m 5 --cacert "$HW_COMPOSE_CA" -H "Authorization: Bearer $mx_key" "$HW_COMPOSE_SECUREMX_URL/v1/tenants/$t")"
   ok "tenant $t" "$(jq -r '"domains \(.domains | join(",")), \(.mailbox_count) mailbox(es)"' <<<"$tenant" 2>/dev/null || echo "$tenant")"
-  curl -fsS -m 5 -H "Authorization: Bearer $mx_key" "$HW_COMPOSE_SECUREMX_URL/v1/tenants/$t/mailboxes?limit=100" |
+  curl -fsS -m 5 --cacert "$HW_COMPOSE_CA" -H "Authorization: Bearer $mx_key" "$HW_COMPOSE_SECUREMX_URL/v1/tenants/$t/mailboxes?limit=100" |
     jq -r '.mailboxes[].address' | sed 's/^/    /'
 done
 
 say "billable state received by billing ($HW_COMPOSE_BILLING_URL)"
-curl -fsS -m 5 "$HW_COMPOSE_BILLING_URL/v1/billable-states" |
+curl -fsS -m 5 --cacert "$HW_COMPOSE_CA" "$HW_COMPOSE_BILLING_URL/v1/billable-states" |
   jq -r --argjson jobs "$(printf '%s\n' "${jobs[@]}" | jq -R . | jq -s .)" '
   def yen: tostring | until(test("^[0-9]{4}") | not; sub("^(?<a>[0-9]+)(?<b>[0-9]{3})"; "\(.a),\(.b)")) | "¥" + .;
   def month: if (.lines | length) == 0 then "    \(.month): nothing billed"
@@ -197,7 +197,7 @@ cat <<EOF
   curl -u '${ftp_logins[0]:-LOGIN}:PASSWORD' -T README.md ftp://$HW_COMPOSE_FTP/public_html/
   dig @${HW_COMPOSE_DNS%:*} -p $dns_port +norec $z0 ANY
   $HW_COMPOSE_BIN jobs list --url $HW_COMPOSE_URL --token-file $HW_COMPOSE_TOKEN_FILE
-  curl -H "Authorization: Bearer \$(cat $HW_COMPOSE_SECUREMX_KEY_FILE)" $HW_COMPOSE_SECUREMX_URL/v1/tenants/${tenants[0]:-C-2001}/mailboxes
-  curl $HW_COMPOSE_BILLING_URL/v1/billable-states
+  curl --cacert $HW_COMPOSE_CA -H "Authorization: Bearer \$(cat $HW_COMPOSE_SECUREMX_KEY_FILE)" $HW_COMPOSE_SECUREMX_URL/v1/tenants/${tenants[0]:-C-2001}/mailboxes
+  curl --cacert $HW_COMPOSE_CA $HW_COMPOSE_BILLING_URL/v1/billable-states
   scripts/compose.sh ps                # the stack; scripts/compose-down.sh removes it and its state
 EOF

@@ -12,10 +12,21 @@ use serde_json::Value;
 use crate::stack::{Out, run, stack};
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
+    hostwright_tls::client_builder(None)
+        .expect("no CA file")
         .timeout(Duration::from_secs(30))
         .build()
         .expect("http client")
+}
+
+/// A client for the stack's HTTPS services (the Secure MX mock, the billing
+/// sink), trusting only the stack's own CA, as hostwright inside does.
+fn stack_https() -> reqwest::Client {
+    hostwright_tls::client_builder(Some(std::path::Path::new(stack().var("HW_COMPOSE_CA"))))
+        .expect("the stack's CA file")
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("https client")
 }
 
 /// hostwright's API at `base` (the stack's first or second instance).
@@ -317,7 +328,7 @@ fn mx_key() -> String {
 }
 
 async fn mx_get(path: &str) -> (u16, Value) {
-    let resp = http()
+    let resp = stack_https()
         .get(format!(
             "{}{path}",
             stack().var("HW_COMPOSE_SECUREMX_URL").trim_end_matches('/')
@@ -364,7 +375,7 @@ pub async fn billing_records() -> Vec<Value> {
         "{}/v1/billable-states",
         stack().var("HW_COMPOSE_BILLING_URL").trim_end_matches('/')
     );
-    let body: Value = http()
+    let body: Value = stack_https()
         .get(&url)
         .send()
         .await

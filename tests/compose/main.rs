@@ -20,6 +20,7 @@ mod faults;
 mod guard;
 mod ownership;
 mod stack;
+mod tls;
 
 macro_rules! compose_test {
     ($name:ident, $body:path) => {
@@ -53,6 +54,10 @@ compose_test!(
 compose_test!(t09_billing_down_while_jobs_finish, faults::billing_down);
 compose_test!(t10_two_workers_share_a_batch, faults::two_workers);
 compose_test!(
-    t11_two_contracts_race_for_one_domain,
+    t11_https_to_securemx_and_billing,
+    tls::https_with_the_stack_ca
+);
+compose_test!(
+    t12_two_contracts_race_for_one_domain,
     ownership::race_for_a_domain
 );

@@ -8,7 +8,7 @@ use crate::clients::{Api, dig};
 use crate::contracts::{names, sign, www_plain};
 use crate::stack::stack;
 
-/// 11. Two contracts race for one domain; the loser touches nothing.
+/// 12. Two contracts race for one domain; the loser touches nothing.
 pub async fn race_for_a_domain() {
     let api = Api::main();
     let winner_a = names("own", 1);
