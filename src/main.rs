@@ -55,6 +55,12 @@ enum Command {
     /// Watch, rerun and cancel jobs.
     #[command(subcommand)]
     Jobs(cli::engine::JobsCmd),
+    /// Per-person ops tokens: create, list, revoke (in the config's store;
+    /// effective at once on a running system).
+    #[command(subcommand)]
+    Tokens(cli::ops::TokensCmd),
+    /// The audit log: every ops action and every refused attempt.
+    Audit(cli::ops::AuditArgs),
     /// Contract-signing keys.
     #[command(subcommand)]
     Keys(cli::terms::KeysCmd),
@@ -118,6 +124,8 @@ fn run_async(command: Command) -> ExitCode {
             Command::Plan { file, config, json } => cli::engine::plan(file, config, json).await,
             Command::Jobs(cmd) => cli::engine::jobs(cmd).await,
             Command::Billing(cmd) => cli::billing::run(cmd).await,
+            Command::Tokens(cmd) => cli::ops::tokens(cmd).await,
+            Command::Audit(args) => cli::ops::audit(args).await,
             Command::Keys(_) | Command::Contract(_) | Command::Bill(_) => {
                 unreachable!("synchronous commands run before the runtime starts")
             }

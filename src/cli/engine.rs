@@ -77,14 +77,14 @@ pub enum JobsCmd {
     },
 }
 
-struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     url: String,
     token: Option<String>,
 }
 
 impl Client {
-    fn new(api: &ApiArgs) -> anyhow::Result<Client> {
+    pub(crate) fn new(api: &ApiArgs) -> anyhow::Result<Client> {
         let token = match &api.token_file {
             Some(p) => Some(
                 std::fs::read_to_string(p)
@@ -103,18 +103,17 @@ impl Client {
         })
     }
 
-    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut r = self
-            .http
-            .request(method, format!("{}{}", self.url, path))
-            .header("x-hostwright-actor", actor());
+    /// A request to the API. Who asks is the token's name: the server
+    /// takes the actor from the credential, never from the request.
+    pub(crate) fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut r = self.http.request(method, format!("{}{}", self.url, path));
         if let Some(t) = &self.token {
             r = r.bearer_auth(t);
         }
         r
     }
 
-    async fn json(&self, r: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    pub(crate) async fn json(&self, r: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let resp = r
             .send()
             .await
@@ -125,37 +124,16 @@ impl Client {
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
+            // Problem details (RFC 9457): `detail` says why.
             bail!(
                 "{status}: {}",
-                body.get("error")
+                body.get("detail")
                     .and_then(Value::as_str)
                     .unwrap_or(&body.to_string())
             );
         }
         Ok(body)
     }
-}
-
-/// `user@host` of whoever runs the command, for the ops log.
-fn actor() -> String {
-    // USER/LOGNAME are unset under cron and some sudo setups: fall back to
-    // the numeric uid, which still says who asked.
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| {
-            std::fs::read_to_string("/proc/self/status")
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find_map(|l| l.strip_prefix("Uid:"))
-                        .and_then(|l| l.split_whitespace().next().map(|u| format!("uid{u}")))
-                })
-                .unwrap_or_else(|| "unknown".into())
-        });
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    format!("{user}@{host} (cli)")
 }
 
 pub async fn serve(config: PathBuf) -> anyhow::Result<ExitCode> {

@@ -124,8 +124,17 @@ impl Default for StoreConfig {
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
-    /// File holding the bearer token for the ops endpoints.
+    /// File holding a shared bearer token for the ops endpoints, with every
+    /// scope, acting as `ops-token-file`. A bootstrap: per-person tokens
+    /// (`hostwright tokens create`) are what ops should use.
     pub ops_token_file: Option<PathBuf>,
+    /// Failed authentications allowed per client address and minute...
+    #[serde(default = "default_auth_per_minute")]
+    pub auth_failures_per_minute: u32,
+    /// ...and at once, before the address is refused (429) until the rate
+    /// lets it try again.
+    #[serde(default = "default_auth_burst")]
+    pub auth_failure_burst: u32,
     /// Largest accepted request body (intake answers 413 above it).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
@@ -134,6 +143,13 @@ pub struct ApiConfig {
     /// reverse proxy that terminates TLS).
     #[serde(default)]
     pub tls: Option<hostwright_tls::server::CertFiles>,
+}
+
+fn default_auth_per_minute() -> u32 {
+    10
+}
+fn default_auth_burst() -> u32 {
+    10
 }
 
 fn default_max_body() -> usize {
@@ -145,6 +161,8 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: "127.0.0.1:8080".parse().expect("literal address"),
             ops_token_file: None,
+            auth_failures_per_minute: default_auth_per_minute(),
+            auth_failure_burst: default_auth_burst(),
             max_body_bytes: default_max_body(),
             tls: None,
         }
@@ -156,6 +174,11 @@ impl Default for ApiConfig {
 pub struct IntakeConfig {
     /// Trusted contract-signing keys (TOML, see `docs/contract-format.md`).
     pub trusted_keys: PathBuf,
+    /// File holding the contract system's bearer credential for
+    /// `POST /v1/contracts`; without it intake is open to any caller (the
+    /// signature is then the only check).
+    #[serde(default)]
+    pub credential_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -297,6 +320,9 @@ impl Config {
             abs(c);
         }
         abs(&mut self.intake.trusted_keys);
+        if let Some(c) = self.intake.credential_file.as_mut() {
+            abs(c);
+        }
         if let Some(t) = self.api.ops_token_file.as_mut() {
             abs(t);
         }
@@ -355,6 +381,11 @@ impl Config {
         }
         if let Some(b) = &self.billing {
             hostwright_tls::check_url(&b.endpoint).map_err(|e| format!("billing.endpoint: {e}"))?;
+        }
+        if self.api.auth_failures_per_minute == 0 || self.api.auth_failure_burst == 0 {
+            return Err(
+                "api.auth_failures_per_minute and api.auth_failure_burst must be at least 1".into(),
+            );
         }
         if self.workers.concurrency == 0 {
             return Err("workers.concurrency must be at least 1".into());

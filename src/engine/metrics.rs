@@ -31,6 +31,11 @@ pub struct AdapterLabels {
     pub adapter: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
     pub step_seconds: Family<StepLabels, Histogram>,
@@ -41,6 +46,10 @@ pub struct Metrics {
     /// Revisions judged again because a concurrent revision of their
     /// contract or customer was recorded first.
     pub intake_rejudged: Counter,
+    /// Requests refused before their handler, by reason (`missing`,
+    /// `unknown`, `revoked`, `expired`, `wrong_credential`, `scope`,
+    /// `rate_limited`): guessing shows here.
+    pub auth_refusals: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -64,6 +73,12 @@ impl Metrics {
             "intake_rejudged",
             "Revisions judged again because a concurrent revision of their contract or customer was recorded first",
             intake_rejudged.clone(),
+        );
+        let auth_refusals = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "auth_refusals",
+            "API requests refused for their credential, by reason (rate_limited: the address failed too often)",
+            auth_refusals.clone(),
         );
         registry.register(
             "step_duration_seconds",
@@ -94,7 +109,16 @@ impl Metrics {
             outbox_backlog,
             reports_delivered,
             intake_rejudged,
+            auth_refusals,
         }
+    }
+
+    pub fn auth_refused(&self, reason: &str) {
+        self.auth_refusals
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     /// Refreshes the store-derived gauges and renders the text exposition.

@@ -14,6 +14,7 @@ use tokio::sync::{Notify, watch};
 use tracing::{error, info, warn};
 
 use super::claims;
+use super::auth::{Authenticator, FailureLimit};
 use super::config::Config;
 use super::metrics::Metrics;
 use super::playbook::{Known, Playbooks};
@@ -231,16 +232,42 @@ pub fn load_playbooks(
     )?)
 }
 
-/// Runs API, workers and reporter until a termination signal.
-pub async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let engine = build(&cfg).await?;
-    let ops_token = match &cfg.api.ops_token_file {
+/// The API's credentials from the config: the legacy shared ops token, the
+/// intake credential, the failed-authentication limit.
+pub fn authenticator(cfg: &Config) -> Result<Arc<Authenticator>, StartError> {
+    let legacy = match &cfg.api.ops_token_file {
+        Some(p) => {
+            warn!(
+                "api.ops_token_file: a shared ops token (actor `ops-token-file`); prefer per-person tokens (hostwright tokens create)"
+            );
+            Some(read_secret_file(p)?)
+        }
+        None => None,
+    };
+    let intake = match &cfg.intake.credential_file {
         Some(p) => Some(read_secret_file(p)?),
         None => {
-            warn!("no api.ops_token_file: the ops endpoints are closed");
+            warn!(
+                "no intake.credential_file: anyone may POST /v1/contracts (the signature is the only check)"
+            );
             None
         }
     };
+    let nz = |n: u32| std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN);
+    Ok(Authenticator::new(
+        legacy,
+        intake,
+        FailureLimit {
+            per_minute: nz(cfg.api.auth_failures_per_minute),
+            burst: nz(cfg.api.auth_failure_burst),
+        },
+    ))
+}
+
+/// Runs API, workers and reporter until a termination signal.
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let engine = build(&cfg).await?;
+    let auth = authenticator(&cfg)?;
     let sink: Option<Arc<dyn outbox::ReportSink>> = match &cfg.billing {
         Some(b) => Some(Arc::new(
             hostwright_billing::Reporter::new(
@@ -293,7 +320,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
     let listener = tokio::net::TcpListener::bind(cfg.api.listen).await?;
     info!(listen = %cfg.api.listen, tls = tls.is_some(), store = engine.store.backend(), workers = engine.settings.concurrency, "hostwright serving");
-    let app = api::router(engine.clone(), ops_token);
+    let app = api::router(engine.clone(), auth);
     let mut api_shutdown = shutdown_rx.clone();
     let http = tokio::spawn(async move {
         hostwright_tls::server::serve(listener, app, tls, async move {

@@ -23,6 +23,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod ops;
 pub mod queries;
 pub mod sealed;
 pub mod sql;
@@ -59,7 +60,11 @@ pub enum StoreError {
     NotOwner { contract: String, claim: Claim },
     #[error(transparent)]
     Sealed(#[from] sealed::SealError),
+    #[error("a token named `{0}` exists already (names are never reused, even once revoked)")]
+    TokenNameTaken(String),
 }
+
+pub use ops::OpsStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -533,7 +538,7 @@ pub struct StepSuccess {
 /// [`sql::SqlStore`] on PostgreSQL) pass the same test suites
 /// (`tests/engine_suite.rs`) and run the same SQL text (`queries.rs`).
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: OpsStore + Send + Sync + 'static {
     /// Which back end this is, for logs (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 

@@ -590,6 +590,55 @@ pub const INSERT_STATEMENT: &str = "INSERT INTO statements (contract_id, month, 
      customer_id, based_on_revision, content, statement, total, idempotency_key, closed_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, {now}) \
      ON CONFLICT (contract_id, month, version) DO NOTHING";
+// --- ops credentials and the audit log (ops.rs) ---------------------------------
+
+pub const INSERT_TOKEN: &str = "INSERT INTO ops_tokens (id, name, scopes, hash, created_at, created_by, expires_at) \
+     VALUES ($1, $2, $3, $4, {now}, $5, $6)";
+
+pub const TOKEN_SELECT: &str =
+    "SELECT id, name, scopes, hash, created_at, created_by, expires_at, revoked_at FROM ops_tokens";
+
+pub fn token_by_id() -> String {
+    format!("{TOKEN_SELECT} WHERE id = $1")
+}
+
+pub fn all_tokens() -> String {
+    format!("{TOKEN_SELECT} ORDER BY created_at, name")
+}
+
+pub const REVOKE_TOKEN: &str =
+    "UPDATE ops_tokens SET revoked_at = {now} WHERE name = $1 AND revoked_at IS NULL";
+
+pub const TOKEN_NAME_TAKEN: &str = "SELECT COUNT(*) FROM ops_tokens WHERE name = $1";
+
+pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, actor, action, target, address, outcome, detail) \
+     VALUES ({now}, $1, $2, $3, $4, $5, $6)";
+
+/// `$1` actor (or `''`), `$2` target (or `''`), `$3` cursor: entries with a
+/// smaller id (`0`: from the newest), `$4` limit. Unused filters compare a
+/// parameter with itself so every parameter is bound.
+pub fn audit(by_actor: bool, by_target: bool, after_cursor: bool) -> String {
+    let mut sql = String::from(
+        "SELECT id, at, actor, action, target, address, outcome, detail FROM audit_log WHERE 1 = 1",
+    );
+    sql.push_str(if by_actor {
+        " AND actor = $1"
+    } else {
+        " AND $1 = $1"
+    });
+    sql.push_str(if by_target {
+        " AND target = $2"
+    } else {
+        " AND $2 = $2"
+    });
+    sql.push_str(if after_cursor {
+        " AND id < $3"
+    } else {
+        " AND $3 = $3"
+    });
+    sql.push_str(" ORDER BY id DESC LIMIT $4");
+    sql
+}
 
 // --- migrations ------------------------------------------------------------------
 
@@ -609,6 +658,10 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         4,
         include_str!("../../../migrations/sqlite/0004_monthly_close.sql"),
     ),
+    (
+        5,
+        include_str!("../../../migrations/sqlite/0005_ops_credentials_audit.sql"),
+    ),
 ];
 pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
@@ -626,6 +679,10 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
         4,
         include_str!("../../../migrations/postgres/0004_monthly_close.sql"),
+    ),
+    (
+        5,
+        include_str!("../../../migrations/postgres/0005_ops_credentials_audit.sql"),
     ),
 ];
 

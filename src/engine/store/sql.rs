@@ -1451,3 +1451,5 @@ fn closed_statement(r: &PgRow) -> Result<ClosedStatement> {
         closed_at: ms_to_time(r.get(10)),
     })
 }
+
+mod ops;

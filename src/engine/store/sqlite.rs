@@ -1529,5 +1529,6 @@ fn closed_statement(r: &Row<'_>) -> Result<ClosedStatement> {
     })
 }
 
+mod ops;
 #[cfg(test)]
 mod tests;

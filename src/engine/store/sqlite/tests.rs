@@ -225,9 +225,9 @@ async fn a_schema_0001_store_migrates_and_keeps_its_queue() {
         })
         .await
         .unwrap();
-    // Every version this build ships, whichever numbers they have.
-    let shipped: Vec<i64> = q::MIGRATIONS_SQLITE.iter().map(|m| m.0).collect();
-    assert_eq!(versions, shipped);
+    // Every version there is, whichever were added after 0002.
+    let all: Vec<i64> = q::MIGRATIONS_SQLITE.iter().map(|(v, _)| *v).collect();
+    assert_eq!(versions, all);
     assert!(indexes.contains(&"jobs_claim".to_string()), "{indexes:?}");
     assert!(!indexes.contains(&"jobs_state".to_string()), "{indexes:?}");
     let job = store

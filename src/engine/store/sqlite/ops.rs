@@ -1,0 +1,122 @@
+//! [`OpsStore`] on SQLite: tokens and the audit log.
+
+use rusqlite::{Row, params};
+
+use super::super::ops::{
+    AuditEntry, AuditFilter, NewAuditEntry, NewToken, OpsStore, TokenRecord, scopes_parse,
+    scopes_text,
+};
+use super::{SqliteStore, exec, get, ms_to_time, rows};
+use crate::engine::store::queries as q;
+use crate::engine::store::{Result, StoreError};
+
+fn token_row(r: &Row<'_>) -> Result<(TokenRecord, String)> {
+    Ok((
+        TokenRecord {
+            id: get(r, 0)?,
+            name: get(r, 1)?,
+            scopes: scopes_parse(&get::<String>(r, 2)?),
+            created_at: ms_to_time(get(r, 4)?),
+            created_by: get(r, 5)?,
+            expires_at: get::<Option<i64>>(r, 6)?.map(ms_to_time),
+            revoked_at: get::<Option<i64>>(r, 7)?.map(ms_to_time),
+        },
+        get(r, 3)?,
+    ))
+}
+
+#[async_trait::async_trait]
+impl OpsStore for SqliteStore {
+    async fn create_token(&self, t: NewToken) -> Result<TokenRecord> {
+        let id = t.id.clone();
+        self.write(move |conn| {
+            let taken: i64 = rows(conn, q::TOKEN_NAME_TAKEN, [&t.name], |r| get(r, 0))?
+                .into_iter()
+                .next()
+                .unwrap_or(0);
+            if taken > 0 {
+                return Err(StoreError::TokenNameTaken(t.name));
+            }
+            exec(
+                conn,
+                q::INSERT_TOKEN,
+                params![
+                    t.id,
+                    t.name,
+                    scopes_text(&t.scopes),
+                    t.hash,
+                    t.created_by,
+                    t.expires_at.map(|e| e.timestamp_millis())
+                ],
+            )?;
+            Ok(())
+        })
+        .await?;
+        self.token(&id)
+            .await?
+            .map(|(t, _)| t)
+            .ok_or_else(|| StoreError::Corrupt(format!("token {id} vanished after insert")))
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<(TokenRecord, String)>> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            Ok(rows(conn, &q::token_by_id(), [&id], token_row)?
+                .into_iter()
+                .next())
+        })
+        .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.read(|conn| {
+            Ok(rows(conn, &q::all_tokens(), [], token_row)?
+                .into_iter()
+                .map(|(t, _)| t)
+                .collect())
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<bool> {
+        let name = name.to_string();
+        self.write(move |conn| Ok(exec(conn, q::REVOKE_TOKEN, [&name])? == 1))
+            .await
+    }
+
+    async fn record_audit(&self, e: NewAuditEntry) -> Result<()> {
+        self.write(move |conn| {
+            exec(
+                conn,
+                q::INSERT_AUDIT,
+                params![e.actor, e.action, e.target, e.address, e.outcome, e.detail],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let sql = q::audit(f.actor.is_some(), f.target.is_some(), f.before.is_some());
+        let (actor, target) = (
+            f.actor.clone().unwrap_or_default(),
+            f.target.clone().unwrap_or_default(),
+        );
+        let (before, limit) = (f.before.unwrap_or(0), i64::from(f.limit));
+        self.read(move |conn| {
+            rows(conn, &sql, params![actor, target, before, limit], |r| {
+                Ok(AuditEntry {
+                    id: get(r, 0)?,
+                    at: ms_to_time(get(r, 1)?),
+                    actor: get(r, 2)?,
+                    action: get(r, 3)?,
+                    target: get(r, 4)?,
+                    address: get(r, 5)?,
+                    outcome: get(r, 6)?,
+                    detail: get(r, 7)?,
+                })
+            })
+        })
+        .await
+    }
+}
