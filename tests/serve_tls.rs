@@ -83,7 +83,8 @@ async fn serve_over_tls_with_the_cli_and_a_renewed_certificate() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["items"], serde_json::json!([]));
 
     // Plain HTTP to the TLS port gets nothing useful.
     assert!(

@@ -274,7 +274,16 @@ impl Serve {
 
     /// Every job in the store (the bench gives each serve its own store).
     pub async fn jobs(&self) -> Result<Vec<JobSummary>> {
-        self.ops_get("/v1/jobs?limit=10000").await
+        let mut out = Vec::new();
+        let mut path = "/v1/jobs?limit=1000".to_string();
+        loop {
+            let page: Value = self.ops_get(&path).await?;
+            out.extend(serde_json::from_value::<Vec<JobSummary>>(page["items"].clone())?);
+            match page["next_cursor"].as_str() {
+                Some(c) => path = format!("/v1/jobs?limit=1000&cursor={c}"),
+                None => return Ok(out),
+            }
+        }
     }
 
     /// One job with its steps and journal (`GET /v1/jobs/{id}`).
@@ -288,7 +297,6 @@ impl Serve {
         self.http
             .post(format!("{}/v1/jobs/{id}/cancel", self.base))
             .bearer_auth(OPS_TOKEN)
-            .header("x-hostwright-actor", "hostwright-bench")
             .send()
             .await?
             .error_for_status()?;

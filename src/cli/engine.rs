@@ -42,6 +42,9 @@ pub enum JobsCmd {
         contract: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Continue after a page (the `next_cursor` of the previous one).
+        #[arg(long)]
+        cursor: Option<String>,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -258,10 +261,14 @@ pub async fn jobs(cmd: JobsCmd) -> anyhow::Result<ExitCode> {
             state,
             contract,
             limit,
+            cursor,
             api,
         } => {
             let c = Client::new(&api)?;
             let mut q = vec![("limit", limit.to_string())];
+            if let Some(cur) = cursor {
+                q.push(("cursor", cur));
+            }
             if let Some(s) = state {
                 q.push(("state", s));
             }
@@ -274,8 +281,11 @@ pub async fn jobs(cmd: JobsCmd) -> anyhow::Result<ExitCode> {
             if api.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                let jobs: Vec<JobSummary> = serde_json::from_value(v)?;
+                let jobs: Vec<JobSummary> = serde_json::from_value(v["items"].clone())?;
                 print_jobs(&jobs);
+                if let Some(next) = v["next_cursor"].as_str() {
+                    eprintln!("more: --cursor {next}");
+                }
             }
         }
         JobsCmd::Show { id, api } => {

@@ -20,8 +20,8 @@ use super::Engine;
 use super::auth::{self, Authenticator, Caller, Refusal, Scope};
 use super::intake::{DryRun, IntakeError, IntakeResult};
 use super::problem::{Kind, Problem};
-use super::store::ops::{AuditFilter, NewAuditEntry};
-use super::store::{JobFilter, JobState, StoreError};
+use super::store::ops::{AuditFilter, ContractsPage, JobsPage, NewAuditEntry};
+use super::store::{JobState, StoreError};
 
 #[derive(Clone)]
 struct AppState {
@@ -39,6 +39,8 @@ pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>) -> Router {
         .route("/v1/jobs", get(list_jobs))
         .route("/v1/jobs/{id}", get(show_job))
         .route("/v1/rejections", get(rejections))
+        .route("/v1/contracts", get(list_contracts))
+        .route("/v1/contracts/{id}", get(show_contract))
         .route("/v1/audit", get(audit_log))
         .route("/v1/plan", post(plan))
         .route_layer(gate(Scope::Read));
@@ -61,10 +63,59 @@ pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>) -> Router {
         .merge(read)
         .merge(operate)
         .merge(secrets)
+        .fallback(|| async {
+            Problem::new(
+                Kind::NotFound,
+                "no such resource in this API (see /v1/openapi.json)",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                Kind::MethodNotAllowed,
+                "this resource does not take that method",
+            )
+        })
         // Read one byte more than allowed so intake itself can answer 413
         // with its reason (and record the refusal).
         .layer(DefaultBodyLimit::max(limit + 1))
+        .layer(middleware::map_response(as_problem))
         .with_state(state)
+}
+
+/// Any error answer that is not a problem yet (axum's own rejections: a
+/// body over the limit, an unreadable query string) becomes one, so every
+/// error of this API is `application/problem+json`.
+async fn as_problem(resp: Response) -> Response {
+    let status = resp.status();
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == super::problem::CONTENT_TYPE.as_bytes());
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return resp;
+    }
+    let kind = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => Kind::TooLarge,
+        StatusCode::NOT_FOUND => Kind::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => Kind::MethodNotAllowed,
+        StatusCode::UNAUTHORIZED => Kind::Unauthenticated,
+        StatusCode::SERVICE_UNAVAILABLE => Kind::Unavailable,
+        s if s.is_client_error() => Kind::InvalidRequest,
+        _ => Kind::Internal,
+    };
+    let body = axum::body::to_bytes(resp.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let detail = String::from_utf8_lossy(&body).trim().to_string();
+    Problem::new(
+        kind,
+        if detail.is_empty() {
+            kind.title().to_string()
+        } else {
+            detail
+        },
+    )
+    .into_response()
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -303,6 +354,59 @@ struct ListQuery {
     state: Option<String>,
     contract: Option<String>,
     limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Opaque paging cursors: base64url of what the next page starts after.
+mod cursor {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    pub fn encode(text: &str) -> String {
+        URL_SAFE_NO_PAD.encode(text)
+    }
+
+    pub fn decode(cursor: &str) -> Option<String> {
+        String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()
+    }
+}
+
+fn bad_cursor() -> Response {
+    Problem::new(
+        Kind::InvalidCursor,
+        "the cursor is not one this API handed out (pass back `next_cursor` as it came)",
+    )
+    .into_response()
+}
+
+/// `{"items": [...], "next_cursor": ...}`: a full page has a cursor for the
+/// next one; the last page has `null`.
+fn page<T: serde::Serialize>(
+    items: Vec<T>,
+    limit: u32,
+    next: impl FnOnce(&T) -> String,
+) -> Response {
+    let next = (items.len() == limit as usize)
+        .then(|| items.last().map(|t| cursor::encode(&next(t))))
+        .flatten();
+    axum::Json(json!({"items": items, "next_cursor": next})).into_response()
+}
+
+/// A cursor that holds a row id: `Ok(None)` without one, `Err` for one this
+/// API did not hand out.
+fn id_cursor(c: Option<&str>) -> Result<Option<i64>, ()> {
+    match c {
+        None => Ok(None),
+        Some(c) => cursor::decode(c)
+            .and_then(|t| t.parse::<i64>().ok())
+            .filter(|id| *id > 0)
+            .map(Some)
+            .ok_or(()),
+    }
+}
+
+fn page_limit(limit: Option<u32>) -> u32 {
+    limit.unwrap_or(50).clamp(1, 1000)
 }
 
 async fn list_jobs(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Response {
@@ -318,13 +422,27 @@ async fn list_jobs(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Re
         Some((_, st)) => st,
         None => None,
     };
-    let filter = JobFilter {
+    let after = match q.cursor.as_deref().map(|c| {
+        cursor::decode(c).and_then(|t| {
+            let (at, id) = t.split_once('/')?;
+            Some((at.parse::<i64>().ok()?, id.to_string()))
+        })
+    }) {
+        None => None,
+        Some(Some(a)) => Some(a),
+        Some(None) => return bad_cursor(),
+    };
+    let limit = page_limit(q.limit);
+    let filter = JobsPage {
         state,
         contract_id: q.contract,
-        limit: q.limit,
+        after,
+        limit,
     };
-    match st.engine.store.list_jobs(&filter).await {
-        Ok(jobs) => axum::Json(jobs).into_response(),
+    match st.engine.store.jobs_page(&filter).await {
+        Ok(jobs) => page(jobs, limit, |j| {
+            format!("{}/{}", j.created_at.timestamp_millis(), j.job_id)
+        }),
         Err(e) => store_error(e),
     }
 }
@@ -394,12 +512,26 @@ async fn take_secrets(
     }
 }
 
-async fn rejections(State(st): State<AppState>) -> Response {
-    match st.engine.store.rejections(100).await {
-        Ok(r) => axum::Json(
-            r.into_iter()
-                .map(|r| {
+#[derive(Deserialize)]
+struct PageQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Refused submissions, newest first (what was refused and why; the
+/// received bytes stay in the store).
+async fn rejections(State(st): State<AppState>, Query(q): Query<PageQuery>) -> Response {
+    let Ok(before) = id_cursor(q.cursor.as_deref()) else {
+        return bad_cursor();
+    };
+    let limit = page_limit(q.limit);
+    match st.engine.store.rejections_page(before, limit).await {
+        Ok(r) => {
+            let items: Vec<_> = r
+                .into_iter()
+                .map(|(id, r)| {
                     json!({
+                        "id": id,
                         "contract_id": r.contract_id,
                         "revision": r.revision,
                         "kind": r.kind,
@@ -407,11 +539,152 @@ async fn rejections(State(st): State<AppState>) -> Response {
                         "received_at": r.received_at,
                     })
                 })
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
+                .collect();
+            page(items, limit, |v| v["id"].to_string())
+        }
         Err(e) => store_error(e),
     }
+}
+
+#[derive(Deserialize)]
+struct ContractsQuery {
+    customer: Option<String>,
+    domain: Option<String>,
+    state: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `active`, `suspended` or `terminated`: a contract's state as its latest
+/// revision says.
+fn contract_state(c: &crate::contract::Contract) -> &'static str {
+    match c.status {
+        crate::contract::Status::Active => "active",
+        crate::contract::Status::Suspended { .. } => "suspended",
+        crate::contract::Status::Terminated { .. } => "terminated",
+    }
+}
+
+fn contract_summary(rev: &super::store::StoredRevision) -> Option<serde_json::Value> {
+    let c = crate::contract::Contract::from_json(&rev.payload).ok()?;
+    Some(json!({
+        "contract_id": rev.contract_id,
+        "revision": rev.revision,
+        "customer_id": c.customer.id,
+        "service": c.service.code(),
+        "state": contract_state(&c),
+        "domains": c.domains.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+        "received_at": rev.received_at,
+    }))
+}
+
+/// Contracts (their latest revision), by id; filters: customer, a domain
+/// their recorded resources carry, state.
+async fn list_contracts(State(st): State<AppState>, Query(q): Query<ContractsQuery>) -> Response {
+    if let Some(s) = q.state.as_deref()
+        && !matches!(s, "active" | "suspended" | "terminated")
+    {
+        return Problem::new(
+            Kind::InvalidRequest,
+            format!("unknown state `{s}` (active, suspended, terminated)"),
+        )
+        .with("parameter", "state")
+        .into_response();
+    }
+    let mut after = match q.cursor.as_deref().map(cursor::decode) {
+        None => None,
+        Some(Some(id)) => Some(id),
+        Some(None) => return bad_cursor(),
+    };
+    let limit = page_limit(q.limit);
+    let mut items = Vec::new();
+    // The state lives in the payload: filter here, reading on until the
+    // page is full or the contracts run out.
+    loop {
+        let batch = match st
+            .engine
+            .store
+            .contracts_page(&ContractsPage {
+                customer_id: q.customer.clone(),
+                domain: q.domain.clone(),
+                after: after.clone(),
+                limit,
+            })
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => return store_error(e),
+        };
+        let exhausted = batch.len() < limit as usize;
+        for rev in &batch {
+            after = Some(rev.contract_id.clone());
+            let Some(v) = contract_summary(rev) else {
+                continue;
+            };
+            if q.state.as_deref().is_none_or(|s| v["state"] == s) {
+                items.push(v);
+                if items.len() == limit as usize {
+                    break;
+                }
+            }
+        }
+        if exhausted || items.len() == limit as usize {
+            break;
+        }
+    }
+    page(items, limit, |v| {
+        v["contract_id"].as_str().unwrap_or_default().to_string()
+    })
+}
+
+/// One contract: every revision, the resources recorded for it and where
+/// they live (adapter, spec, facts), and its latest billable state.
+async fn show_contract(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    let store = &st.engine.store;
+    let revisions = match store.revisions(&id).await {
+        Ok(r) if r.is_empty() => {
+            return Problem::new(Kind::ContractNotFound, format!("contract {id} not found"))
+                .with("contract_id", &id)
+                .into_response();
+        }
+        Ok(r) => r,
+        Err(e) => return store_error(e),
+    };
+    let (resources, report) = match (store.resources(&id).await, store.latest_report(&id).await) {
+        (Ok(r), Ok(b)) => (r, b),
+        (Err(e), _) | (_, Err(e)) => return store_error(e),
+    };
+    let latest = revisions.last().expect("not empty");
+    let mut v = contract_summary(latest).unwrap_or_else(|| json!({"contract_id": id}));
+    v["revisions"] = revisions
+        .iter()
+        .map(|r| {
+            let c = crate::contract::Contract::from_json(&r.payload).ok();
+            json!({
+                "revision": r.revision,
+                "received_at": r.received_at,
+                "state": c.as_ref().map(contract_state),
+            })
+        })
+        .collect();
+    v["contract"] = serde_json::from_slice(&latest.payload).unwrap_or(serde_json::Value::Null);
+    v["resources"] = serde_json::to_value(
+        resources
+            .iter()
+            .map(|r| {
+                json!({
+                    "kind": r.kind,
+                    "key": r.key,
+                    "adapter": r.adapter,
+                    "spec": r.spec,
+                    "facts": r.facts,
+                })
+            })
+            .collect::<Vec<_>>(),
+    )
+    .expect("serializes");
+    v["billable"] = serde_json::to_value(report).expect("serializes");
+    axum::Json(v).into_response()
 }
 
 /// Plans a signed contract against the recorded state without applying it,
@@ -436,18 +709,10 @@ struct AuditQuery {
 /// The audit log, newest first, a page at a time: `next_cursor` fetches the
 /// next (older) page.
 async fn audit_log(State(st): State<AppState>, Query(q): Query<AuditQuery>) -> Response {
-    let before = match q.cursor.as_deref().map(str::parse::<i64>) {
-        None => None,
-        Some(Ok(id)) if id > 0 => Some(id),
-        Some(_) => {
-            return Problem::new(
-                Kind::InvalidCursor,
-                "the cursor is not one this API handed out",
-            )
-            .into_response();
-        }
+    let Ok(before) = id_cursor(q.cursor.as_deref()) else {
+        return bad_cursor();
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = page_limit(q.limit);
     let filter = AuditFilter {
         actor: q.actor,
         target: q.target,
@@ -455,12 +720,7 @@ async fn audit_log(State(st): State<AppState>, Query(q): Query<AuditQuery>) -> R
         limit,
     };
     match st.engine.store.audit(&filter).await {
-        Ok(items) => {
-            let next = (items.len() == limit as usize)
-                .then(|| items.last().map(|e| e.id.to_string()))
-                .flatten();
-            axum::Json(json!({"items": items, "next_cursor": next})).into_response()
-        }
+        Ok(items) => page(items, limit, |e| e.id.to_string()),
         Err(e) => store_error(e),
     }
 }

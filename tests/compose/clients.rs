@@ -89,18 +89,38 @@ impl Api {
         serde_json::from_value(body).expect("job detail")
     }
 
-    /// Every job the store holds (up to 10,000), by id.
+    /// Every item of a paged list, following `next_cursor`.
+    async fn all_pages(&self, path: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let url = match &cursor {
+                Some(c) => format!("{path}{sep}limit=1000&cursor={c}"),
+                None => format!("{path}{sep}limit=1000"),
+            };
+            let (status, body) = self.get(&url).await;
+            assert_eq!(status, 200, "{url}: {body}");
+            out.extend(body["items"].as_array().cloned().unwrap_or_default());
+            match body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return out,
+            }
+        }
+    }
+
+    /// Every job the store holds, by id.
     pub async fn jobs(&self) -> BTreeMap<String, JobSummary> {
-        let (status, body) = self.get("/v1/jobs?limit=10000").await;
-        assert_eq!(status, 200, "job list: {body}");
-        let list: Vec<JobSummary> = serde_json::from_value(body).expect("job list");
-        list.into_iter().map(|j| (j.job_id.clone(), j)).collect()
+        self.all_pages("/v1/jobs")
+            .await
+            .into_iter()
+            .map(|v| serde_json::from_value::<JobSummary>(v).expect("job summary"))
+            .map(|j| (j.job_id.clone(), j))
+            .collect()
     }
 
     pub async fn rejections(&self) -> Vec<Value> {
-        let (status, body) = self.get("/v1/rejections").await;
-        assert_eq!(status, 200, "rejections: {body}");
-        body.as_array().cloned().unwrap_or_default()
+        self.all_pages("/v1/rejections").await
     }
 
     /// The one-time secrets of a job (FTP passwords).

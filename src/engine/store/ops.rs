@@ -77,8 +77,46 @@ pub struct AuditFilter {
     pub limit: u32,
 }
 
+/// A page of jobs: the filter's state and contract, newest first, after
+/// the cursor `(created_at ms, job id)` of the previous page's last job.
+#[derive(Debug, Clone, Default)]
+pub struct JobsPage {
+    pub state: Option<super::JobState>,
+    pub contract_id: Option<String>,
+    pub after: Option<(i64, String)>,
+    pub limit: u32,
+}
+
+/// A page of the latest revisions of contracts, by contract id.
+#[derive(Debug, Clone, Default)]
+pub struct ContractsPage {
+    pub customer_id: Option<String>,
+    /// A domain one of the contract's recorded resources carries.
+    pub domain: Option<String>,
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// The newest billable-state report of a contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatestReport {
+    pub report: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    /// When billing acknowledged it; `None` while it waits in the outbox.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
 #[async_trait::async_trait]
 pub trait OpsStore: Send + Sync {
+    async fn jobs_page(&self, page: &JobsPage) -> Result<Vec<super::JobSummary>>;
+    /// Rejections newest first, older than the id `before`; with their ids.
+    async fn rejections_page(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, super::Rejection)>>;
+    async fn contracts_page(&self, page: &ContractsPage) -> Result<Vec<super::StoredRevision>>;
+    async fn latest_report(&self, contract_id: &str) -> Result<Option<LatestReport>>;
     /// Records a new token; a name already used (even revoked) is refused.
     async fn create_token(&self, token: NewToken) -> Result<TokenRecord>;
     /// A token and its hash, by id.

@@ -640,6 +640,35 @@ pub fn audit(by_actor: bool, by_target: bool, after_cursor: bool) -> String {
     sql
 }
 
+// --- paged reads for the API (ops.rs) ------------------------------------------
+
+/// `$1` state (or `''`), `$2` contract (or `''`), `$3` 1 when a cursor is
+/// given, `$4`/`$5` the cursor's (created_at, id), `$6` limit. Newest first.
+pub fn jobs_page() -> String {
+    format!(
+        "{SUMMARY_SELECT} WHERE ($1 = '' OR j.state = $1) AND ($2 = '' OR j.contract_id = $2) \
+         AND ($3 = 0 OR j.created_at < $4 OR (j.created_at = $4 AND j.id < $5)) \
+         ORDER BY j.created_at DESC, j.id DESC LIMIT $6"
+    )
+}
+
+/// `$1` the cursor (an id; 0 for the newest), `$2` limit.
+pub const REJECTIONS_PAGE: &str = "SELECT id, contract_id, revision, kind, reasons, received_at FROM rejections \
+     WHERE ($1 = 0 OR id < $1) ORDER BY id DESC LIMIT $2";
+
+/// The latest revision of each contract: `$1` customer (or `''`), `$2` a
+/// domain one of its recorded resources carries (or `''`), `$3` contracts
+/// after this id (`''` from the start), `$4` limit.
+pub const CONTRACTS_PAGE: &str = "SELECT r.contract_id, r.revision, r.payload, r.received_at FROM revisions r \
+     WHERE r.revision = (SELECT MAX(r2.revision) FROM revisions r2 WHERE r2.contract_id = r.contract_id) \
+     AND ($1 = '' OR r.customer_id = $1) \
+     AND ($2 = '' OR EXISTS (SELECT 1 FROM resources x WHERE x.contract_id = r.contract_id AND x.key = $2)) \
+     AND r.contract_id > $3 ORDER BY r.contract_id LIMIT $4";
+
+/// The newest billable-state report of a contract and whether billing has it.
+pub const LATEST_REPORT: &str = "SELECT body, created_at, delivered_at FROM outbox \
+     WHERE contract_id = $1 ORDER BY id DESC LIMIT 1";
+
 // --- migrations ------------------------------------------------------------------
 
 /// Schema versions in order. Never edit a shipped one: existing stores only

@@ -4,11 +4,12 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::super::ops::{
-    AuditEntry, AuditFilter, NewAuditEntry, NewToken, OpsStore, TokenRecord, scopes_parse,
-    scopes_text,
+    AuditEntry, AuditFilter, ContractsPage, JobsPage, LatestReport, NewAuditEntry, NewToken,
+    OpsStore, TokenRecord, scopes_parse, scopes_text,
 };
-use super::{SqlStore, db, ms_to_time, pg};
+use super::{SqlStore, db, ms_to_time, parse_json, pg, stored_revision, summary};
 use crate::engine::store::queries as q;
+use crate::engine::store::{JobSummary, Rejection, StoredRevision};
 use crate::engine::store::{Result, StoreError};
 
 fn token_row(r: &PgRow) -> (TokenRecord, String) {
@@ -28,6 +29,82 @@ fn token_row(r: &PgRow) -> (TokenRecord, String) {
 
 #[async_trait::async_trait]
 impl OpsStore for SqlStore {
+    async fn jobs_page(&self, p: &JobsPage) -> Result<Vec<JobSummary>> {
+        let (has, at, id) = match &p.after {
+            Some((at, id)) => (1i64, *at, id.clone()),
+            None => (0, 0, String::new()),
+        };
+        let rows = sqlx::query(pg(&q::jobs_page()))
+            .bind(p.state.map(|s| s.as_str()).unwrap_or_default())
+            .bind(p.contract_id.clone().unwrap_or_default())
+            .bind(has)
+            .bind(at)
+            .bind(id)
+            .bind(i64::from(p.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(summary).collect()
+    }
+
+    async fn rejections_page(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, Rejection)>> {
+        let rows = sqlx::query(pg(q::REJECTIONS_PAGE))
+            .bind(before.unwrap_or(0))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.get(0),
+                    Rejection {
+                        contract_id: r.get(1),
+                        revision: r.get::<Option<i64>, _>(2).map(|v| v as u32),
+                        kind: r.get(3),
+                        reasons: parse_json("reasons", &r.get::<String, _>(4))?,
+                        received: Vec::new(),
+                        received_at: ms_to_time(r.get(5)),
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    async fn contracts_page(&self, p: &ContractsPage) -> Result<Vec<StoredRevision>> {
+        let rows = sqlx::query(pg(q::CONTRACTS_PAGE))
+            .bind(p.customer_id.clone().unwrap_or_default())
+            .bind(p.domain.clone().unwrap_or_default())
+            .bind(p.after.clone().unwrap_or_default())
+            .bind(i64::from(p.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(stored_revision).collect())
+    }
+
+    async fn latest_report(&self, contract_id: &str) -> Result<Option<LatestReport>> {
+        let r = sqlx::query(pg(q::LATEST_REPORT))
+            .bind(contract_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        r.map(|r| {
+            let body: Vec<u8> = r.get(0);
+            Ok(LatestReport {
+                report: serde_json::from_slice(&body)
+                    .map_err(|e| StoreError::Corrupt(format!("outbox body: {e}")))?,
+                created_at: ms_to_time(r.get(1)),
+                delivered_at: r.get::<Option<i64>, _>(2).map(ms_to_time),
+            })
+        })
+        .transpose()
+    }
+
     async fn create_token(&self, t: NewToken) -> Result<TokenRecord> {
         let r = sqlx::query(pg(q::INSERT_TOKEN))
             .bind(&t.id)

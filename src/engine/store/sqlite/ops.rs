@@ -3,11 +3,12 @@
 use rusqlite::{Row, params};
 
 use super::super::ops::{
-    AuditEntry, AuditFilter, NewAuditEntry, NewToken, OpsStore, TokenRecord, scopes_parse,
-    scopes_text,
+    AuditEntry, AuditFilter, ContractsPage, JobsPage, LatestReport, NewAuditEntry, NewToken,
+    OpsStore, TokenRecord, scopes_parse, scopes_text,
 };
-use super::{SqliteStore, exec, get, ms_to_time, rows};
+use super::{SqliteStore, exec, get, ms_to_time, parse_json, rows, stored_revision, summary};
 use crate::engine::store::queries as q;
+use crate::engine::store::{JobSummary, Rejection, StoredRevision};
 use crate::engine::store::{Result, StoreError};
 
 fn token_row(r: &Row<'_>) -> Result<(TokenRecord, String)> {
@@ -27,6 +28,89 @@ fn token_row(r: &Row<'_>) -> Result<(TokenRecord, String)> {
 
 #[async_trait::async_trait]
 impl OpsStore for SqliteStore {
+    async fn jobs_page(&self, p: &JobsPage) -> Result<Vec<JobSummary>> {
+        let state = p.state.map(|s| s.as_str().to_string()).unwrap_or_default();
+        let contract = p.contract_id.clone().unwrap_or_default();
+        let (has, at, id) = match &p.after {
+            Some((at, id)) => (1i64, *at, id.clone()),
+            None => (0, 0, String::new()),
+        };
+        let limit = i64::from(p.limit);
+        self.read(move |conn| {
+            rows(
+                conn,
+                &q::jobs_page(),
+                params![state, contract, has, at, id, limit],
+                summary,
+            )
+        })
+        .await
+    }
+
+    async fn rejections_page(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, Rejection)>> {
+        self.read(move |conn| {
+            rows(
+                conn,
+                q::REJECTIONS_PAGE,
+                params![before.unwrap_or(0), i64::from(limit)],
+                |r| {
+                    Ok((
+                        get(r, 0)?,
+                        Rejection {
+                            contract_id: get(r, 1)?,
+                            revision: get::<Option<i64>>(r, 2)?.map(|v| v as u32),
+                            kind: get(r, 3)?,
+                            reasons: parse_json("reasons", &get::<String>(r, 4)?)?,
+                            received: Vec::new(),
+                            received_at: ms_to_time(get(r, 5)?),
+                        },
+                    ))
+                },
+            )
+        })
+        .await
+    }
+
+    async fn contracts_page(&self, p: &ContractsPage) -> Result<Vec<StoredRevision>> {
+        let (cust, domain, after) = (
+            p.customer_id.clone().unwrap_or_default(),
+            p.domain.clone().unwrap_or_default(),
+            p.after.clone().unwrap_or_default(),
+        );
+        let limit = i64::from(p.limit);
+        self.read(move |conn| {
+            rows(
+                conn,
+                q::CONTRACTS_PAGE,
+                params![cust, domain, after, limit],
+                stored_revision,
+            )
+        })
+        .await
+    }
+
+    async fn latest_report(&self, contract_id: &str) -> Result<Option<LatestReport>> {
+        let cid = contract_id.to_string();
+        self.read(move |conn| {
+            Ok(rows(conn, q::LATEST_REPORT, [&cid], |r| {
+                let body: Vec<u8> = get(r, 0)?;
+                Ok(LatestReport {
+                    report: serde_json::from_slice(&body)
+                        .map_err(|e| StoreError::Corrupt(format!("outbox body: {e}")))?,
+                    created_at: ms_to_time(get(r, 1)?),
+                    delivered_at: get::<Option<i64>>(r, 2)?.map(ms_to_time),
+                })
+            })?
+            .into_iter()
+            .next())
+        })
+        .await
+    }
+
     async fn create_token(&self, t: NewToken) -> Result<TokenRecord> {
         let id = t.id.clone();
         self.write(move |conn| {
