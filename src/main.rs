@@ -72,6 +72,13 @@ enum Command {
     /// The monthly close for billing and its export for accounting.
     #[command(subcommand)]
     Billing(cli::billing::BillingCmd),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `hostwright man > hostwright.1`.
+    Man,
 }
 
 /// Logs go to stderr, human-readable or JSON, filtered by `RUST_LOG`.
@@ -94,6 +101,23 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => cli::terms::keys(cmd),
         Command::Contract(cmd) => cli::terms::contract(cmd),
         Command::Bill(args) => cli::terms::bill(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "hostwright",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::from)
+        }
         other => return run_async(other),
     };
     finish(result)
@@ -126,7 +150,11 @@ fn run_async(command: Command) -> ExitCode {
             Command::Billing(cmd) => cli::billing::run(cmd).await,
             Command::Tokens(cmd) => cli::ops::tokens(cmd).await,
             Command::Audit(args) => cli::ops::audit(args).await,
-            Command::Keys(_) | Command::Contract(_) | Command::Bill(_) => {
+            Command::Keys(_)
+            | Command::Contract(_)
+            | Command::Bill(_)
+            | Command::Completions { .. }
+            | Command::Man => {
                 unreachable!("synchronous commands run before the runtime starts")
             }
         }

@@ -278,7 +278,9 @@ impl Serve {
         let mut path = "/v1/jobs?limit=1000".to_string();
         loop {
             let page: Value = self.ops_get(&path).await?;
-            out.extend(serde_json::from_value::<Vec<JobSummary>>(page["items"].clone())?);
+            out.extend(serde_json::from_value::<Vec<JobSummary>>(
+                page["items"].clone(),
+            )?);
             match page["next_cursor"].as_str() {
                 Some(c) => path = format!("/v1/jobs?limit=1000&cursor={c}"),
                 None => return Ok(out),
