@@ -39,3 +39,17 @@ fn completions_and_man_page_name_every_command() {
         .unwrap();
     assert!(!bad.status.success());
 }
+
+/// One message per cause: a missing config file is named once, with the
+/// operating system's reason once.
+#[test]
+fn an_error_names_each_cause_once() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hostwright"))
+        .args(["serve", "--config", "/nonexistent/hostwright.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains("/nonexistent/hostwright.toml"), "{err}");
+}
