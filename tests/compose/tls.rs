@@ -62,7 +62,13 @@ pub async fn https_with_the_stack_ca() {
         kind: "mx_tenant".into(),
         key: "C-TLSPROBE".into(),
         contract_id: "C-TLSPROBE".into(),
-        spec: serde_json::Value::Null,
+        spec: serde_json::json!({
+            "tenant": "C-TLSPROBE",
+            "domains": ["tlsprobe.example"],
+            "administrator": {"name": "probe", "email": "probe@tlsprobe.example"},
+            "accounts_limit": 1,
+            "disk_units": 1
+        }),
     };
 
     // Trusting the stack's CA: a real answer (the tenant does not exist).
