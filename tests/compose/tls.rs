@@ -94,7 +94,6 @@ pub async fn https_with_the_stack_ca() {
         assert!(!e.is_transient());
     }
     assert_eq!(billing_records().await.len(), before, "nothing got through");
-    // And the stack's CA is what hostwright's reports went through: every
-    // report the earlier tests left arrived over HTTPS.
-    assert!(before > 0, "no report reached billing over HTTPS");
+    // hostwright's own reports reach billing over HTTPS with the stack's CA:
+    // t01 and t09 count them there.
 }
