@@ -10,9 +10,9 @@
 
 pub mod adapters;
 pub mod api;
+pub mod auth;
 pub mod claims;
 pub mod close;
-pub mod auth;
 pub mod config;
 pub mod intake;
 pub mod metrics;

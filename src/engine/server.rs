@@ -13,8 +13,8 @@ use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 use tracing::{error, info, warn};
 
-use super::claims;
 use super::auth::{Authenticator, FailureLimit};
+use super::claims;
 use super::config::Config;
 use super::metrics::Metrics;
 use super::playbook::{Known, Playbooks};
