@@ -417,13 +417,28 @@ fn the_schema_refuses_what_the_parser_refuses() {
         ("/customer/email", serde_json::json!("x@y.jp")),
         ("/usage/0/month", serde_json::json!("2027-13")),
         ("/revision", serde_json::json!(0)),
+        ("/revision", serde_json::json!(1_000_001)),
+        ("/revision", serde_json::json!(4_294_967_295u32)),
+        ("/customer/id", serde_json::json!("")),
+        (
+            "/customer/id",
+            serde_json::json!("CU-1\n2026-12-01 INFO accepted"),
+        ),
+        ("/customer/id", serde_json::json!("CU\u{1b}[32m")),
+        ("/customer/id", serde_json::json!("x".repeat(65))),
+        ("/domains/0/name", serde_json::json!("127.0.0.1")),
+        ("/domains/0/name", serde_json::json!("１２７．０．０．１")),
+        ("/secure_mx/target_domains/0", serde_json::json!("10.0.0.1")),
         ("/domains/0/renewal_month", serde_json::json!(13)),
     ];
     for (pointer, value) in cases {
         let mut v = base.clone();
-        let (parent, key) = pointer.rsplit_once('/').unwrap();
-        v.pointer_mut(if parent.is_empty() { "" } else { parent })
-            .unwrap()[key] = value.clone();
+        if let Some(existing) = v.pointer_mut(pointer) {
+            *existing = value.clone();
+        } else {
+            let (parent, key) = pointer.rsplit_once('/').unwrap();
+            v.pointer_mut(parent).unwrap()[key] = value.clone();
+        }
         assert!(
             !schema_errors(&v).is_empty(),
             "the schema should refuse {pointer} = {value}"
