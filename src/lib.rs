@@ -10,6 +10,8 @@ pub mod calendar;
 pub mod catalog;
 pub mod contract;
 pub mod engine;
+pub mod escape;
+pub mod logging;
 pub mod money;
 pub mod rules;
 pub mod signing;

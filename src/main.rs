@@ -65,19 +65,6 @@ enum Command {
     Bill(cli::terms::BillArgs),
 }
 
-/// Logs go to stderr, human-readable or JSON, filtered by `RUST_LOG`.
-pub(crate) fn init_logging(format: hostwright::engine::config::LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        hostwright::engine::config::LogFormat::Json => builder.json().init(),
-        hostwright::engine::config::LogFormat::Human => builder.init(),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The terms commands are pure and need no runtime.

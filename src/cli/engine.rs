@@ -152,7 +152,7 @@ fn actor() -> String {
 
 pub async fn serve(config: PathBuf) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(&config)?;
-    crate::init_logging(cfg.log.format);
+    hostwright::logging::init(cfg.log.format);
     hostwright::engine::server::serve(cfg).await?;
     Ok(ExitCode::SUCCESS)
 }
