@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod contract;
 pub mod engine;
 pub mod escape;
+pub mod input;
 pub mod logging;
 pub mod money;
 pub mod rules;

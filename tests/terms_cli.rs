@@ -450,3 +450,68 @@ fn the_schema_refuses_what_the_parser_refuses() {
         );
     }
 }
+
+// --- hostile input (issue 11, part 4) -------------------------------------------------------
+
+/// Every file the CLI reads is read to its documented limit and no further:
+/// an endless file is refused at once, naming the limit.
+#[test]
+fn files_are_read_to_their_limit_and_no_further() {
+    let zero = "/dev/zero";
+    let good = signed("www-ssl");
+    let k = keys();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["contract", "check", zero, "--trusted-keys", s(&k)],
+            "1402197 bytes, the limit for a signed contract envelope",
+        ),
+        (
+            vec!["contract", "check", s(&good), "--trusted-keys", zero],
+            "262144 bytes, the limit for a trusted-keys file",
+        ),
+        (
+            vec![
+                "contract",
+                "check",
+                s(&good),
+                "--trusted-keys",
+                s(&k),
+                "--previous",
+                zero,
+            ],
+            "1402197 bytes, the limit for a contract (signed envelope or JSON)",
+        ),
+        (
+            vec!["contract", "verify", zero, "--trusted-keys", s(&k)],
+            "1402197 bytes, the limit for a signed contract envelope",
+        ),
+        (
+            vec!["contract", "sign", zero, "--key", zero, "--key-id", "k"],
+            "1048576 bytes, the limit for a contract document",
+        ),
+        (
+            vec!["bill", zero, "--month", "2027-01"],
+            "1402197 bytes, the limit for a contract (signed envelope or JSON)",
+        ),
+        (
+            vec!["submit", zero, "--url", "http://127.0.0.1:9"],
+            "1402197 bytes, the limit for a signed contract envelope",
+        ),
+    ];
+    for (args, limit) in cases {
+        let started = std::time::Instant::now();
+        let o = hostwright(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "/dev/zero is larger than {limit}; reading stopped there"
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{args:?}"
+        );
+    }
+}

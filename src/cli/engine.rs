@@ -12,6 +12,8 @@ use serde_json::Value;
 
 use hostwright::engine::config::Config;
 use hostwright::engine::store::{JobDetail, JobSummary};
+use hostwright::input::{MAX_SECRET_FILE_BYTES, read_file, read_text};
+use hostwright::signing::MAX_ENVELOPE_BYTES;
 
 /// Where the API is and how to authenticate as ops.
 #[derive(Debug, Clone, Args)]
@@ -82,8 +84,8 @@ impl Client {
     fn new(api: &ApiArgs) -> anyhow::Result<Client> {
         let token = match &api.token_file {
             Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .with_context(|| format!("reading the ops token from {}", p.display()))?
+                read_text(p, MAX_SECRET_FILE_BYTES, "an ops token file")
+                    .context("reading the ops token")?
                     .trim()
                     .to_string(),
             ),
@@ -162,7 +164,7 @@ pub async fn submit(files: Vec<PathBuf>, api: ApiArgs) -> anyhow::Result<ExitCod
     let client = Client::new(&api)?;
     let mut refused = 0;
     for f in files {
-        let body = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+        let body = read_file(&f, MAX_ENVELOPE_BYTES, "a signed contract envelope")?;
         let resp = client
             .req(reqwest::Method::POST, "/v1/contracts")
             .header("content-type", "application/json")
@@ -217,7 +219,7 @@ pub async fn submit(files: Vec<PathBuf>, api: ApiArgs) -> anyhow::Result<ExitCod
 pub async fn plan(file: PathBuf, config: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(&config)?;
     let engine = hostwright::engine::server::build(&cfg).await?;
-    let body = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let body = read_file(&file, MAX_ENVELOPE_BYTES, "a signed contract envelope")?;
     let verified = hostwright::signing::verify(&body, &engine.trusted_keys, chrono::Utc::now())?;
     let steps = engine.plan_contract(&verified.contract).await?;
     if json {

@@ -10,9 +10,11 @@ use hostwright::billing;
 use hostwright::calendar::YearMonth;
 use hostwright::catalog::Catalog;
 use hostwright::contract::Contract;
+use hostwright::contract::MAX_CONTRACT_BYTES;
+use hostwright::input::read_file;
 use hostwright::money::format_yen;
 use hostwright::rules::{self, CheckInput, Finding};
-use hostwright::signing::{self, TrustedKeys};
+use hostwright::signing::{self, MAX_ENVELOPE_BYTES, TrustedKeys};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCmd {
@@ -77,7 +79,11 @@ pub struct BillArgs {
 
 /// Reads a contract from a signed envelope (not verified here) or plain JSON.
 fn read_contract(path: &Path) -> anyhow::Result<Contract> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = read_file(
+        path,
+        MAX_ENVELOPE_BYTES,
+        "a contract (signed envelope or JSON)",
+    )?;
     let v: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not JSON", path.display()))?;
     let payload = match v.get("payload").and_then(|p| p.as_str()) {
@@ -163,8 +169,7 @@ pub fn contract(cmd: ContractCmd) -> anyhow::Result<ExitCode> {
             key_id,
             out,
         } => {
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes = read_file(&file, MAX_CONTRACT_BYTES, "a contract document")?;
             // Refuse to sign what would not parse.
             Contract::from_json(&bytes).with_context(|| file.display().to_string())?;
             let key = signing::read_signing_key(&key)?;
@@ -179,8 +184,7 @@ pub fn contract(cmd: ContractCmd) -> anyhow::Result<ExitCode> {
         }
         ContractCmd::Verify { file, trusted_keys } => {
             let keys = TrustedKeys::load(&trusted_keys)?;
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes = read_file(&file, MAX_ENVELOPE_BYTES, "a signed contract envelope")?;
             match signing::verify(&bytes, &keys, chrono::Utc::now()) {
                 Ok(v) => {
                     println!(
@@ -205,8 +209,7 @@ pub fn contract(cmd: ContractCmd) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let keys = TrustedKeys::load(&trusted_keys)?;
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes = read_file(&file, MAX_ENVELOPE_BYTES, "a signed contract envelope")?;
             let catalog = Catalog::builtin()?;
             let verified = match signing::verify(&bytes, &keys, chrono::Utc::now()) {
                 Ok(v) => v,

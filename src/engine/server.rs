@@ -37,6 +37,8 @@ pub enum StartError {
     Catalog(String),
     #[error("trusted keys: {0}")]
     Keys(String),
+    #[error("{0}")]
+    Secret(String),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -45,12 +47,9 @@ pub enum StartError {
 }
 
 fn read_secret_file(path: &Path) -> Result<String, StartError> {
-    std::fs::read_to_string(path)
+    crate::input::read_text(path, crate::input::MAX_SECRET_FILE_BYTES, "a secret file")
         .map(|s| s.trim().to_string())
-        .map_err(|source| StartError::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        .map_err(|e| StartError::Secret(e.to_string()))
 }
 
 /// Opens the job store named by a URL (`sqlite:PATH` or `postgres://...`).
