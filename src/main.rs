@@ -81,7 +81,7 @@ fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            cli::out::note!("error: {e:#}");
             ExitCode::from(2)
         }
     }
@@ -91,7 +91,7 @@ fn run_async(command: Command) -> ExitCode {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            cli::out::note!("error: cannot start the runtime: {e}");
             return ExitCode::from(2);
         }
     };

@@ -515,3 +515,48 @@ fn files_are_read_to_their_limit_and_no_further() {
         );
     }
 }
+
+/// A key id (or anything else) with control characters is printed escaped:
+/// the refusal stays one line and draws nothing.
+#[test]
+fn check_prints_a_hostile_key_id_escaped_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hostile.json");
+    let signature = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [0u8; 64]);
+    let env = serde_json::json!({
+        "key_id": "k\n./x.json: ok (contract C-EVIL revision 1)\r\x1b[2K\u{9b}1A",
+        "payload": "",
+        "signature": signature,
+    });
+    std::fs::write(&file, serde_json::to_vec(&env).unwrap()).unwrap();
+    let o = hostwright(&["contract", "check", s(&file), "--trusted-keys", s(&keys())]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1, "{out:?}");
+    assert!(
+        !out.trim_end_matches('\n')
+            .contains(hostwright::escape::is_unsafe),
+        "{out:?}"
+    );
+    assert!(
+        out.contains("unknown signing key `k\\n./x.json: ok (contract C-EVIL"),
+        "{out}"
+    );
+    // The JSON output is the same value, still without a raw control character.
+    let o = hostwright(&[
+        "contract",
+        "check",
+        s(&file),
+        "--trusted-keys",
+        s(&keys()),
+        "--json",
+    ]);
+    let out = stdout(&o);
+    assert!(
+        !out.trim_end_matches('\n')
+            .contains(hostwright::escape::is_unsafe),
+        "{out:?}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("\u{9b}1A"), "{v}");
+}

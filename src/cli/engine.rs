@@ -15,6 +15,8 @@ use hostwright::engine::store::{JobDetail, JobSummary};
 use hostwright::input::{MAX_SECRET_FILE_BYTES, read_file, read_text};
 use hostwright::signing::MAX_ENVELOPE_BYTES;
 
+use super::out::{self, note, say};
+
 /// Where the API is and how to authenticate as ops.
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
@@ -175,13 +177,13 @@ pub async fn submit(files: Vec<PathBuf>, api: ApiArgs) -> anyhow::Result<ExitCod
         let status = resp.status();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
         if api.json {
-            println!(
-                "{}",
-                serde_json::json!({"file": f, "status": status.as_u16(), "response": v})
-            );
+            out::json(
+                &serde_json::json!({"file": f, "status": status.as_u16(), "response": v}),
+                false,
+            )?;
         } else {
             match v.get("outcome").and_then(Value::as_str) {
-                Some("accepted") | Some("existing") => println!(
+                Some("accepted") | Some("existing") => say!(
                     "{}: {} job {} ({} rev {})",
                     f.display(),
                     v["outcome"].as_str().unwrap_or_default(),
@@ -190,9 +192,9 @@ pub async fn submit(files: Vec<PathBuf>, api: ApiArgs) -> anyhow::Result<ExitCod
                     v["revision"]
                 ),
                 Some("rejected") => {
-                    println!("{}: rejected ({status})", f.display());
+                    say!("{}: rejected ({status})", f.display());
                     for fd in v["findings"].as_array().into_iter().flatten() {
-                        println!(
+                        say!(
                             "  [{}] {} {}: {}",
                             fd["rule"].as_str().unwrap_or_default(),
                             fd["article"].as_str().unwrap_or_default(),
@@ -201,7 +203,7 @@ pub async fn submit(files: Vec<PathBuf>, api: ApiArgs) -> anyhow::Result<ExitCod
                         );
                     }
                 }
-                _ => println!("{}: {status} {}", f.display(), v),
+                _ => say!("{}: {status} {}", f.display(), v),
             }
         }
         if !status.is_success() {
@@ -223,22 +225,22 @@ pub async fn plan(file: PathBuf, config: PathBuf, json: bool) -> anyhow::Result<
     let verified = hostwright::signing::verify(&body, &engine.trusted_keys, chrono::Utc::now())?;
     let steps = engine.plan_contract(&verified.contract).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&steps)?);
+        out::json(&steps, true)?;
     } else if steps.is_empty() {
-        println!(
+        say!(
             "{} rev {}: nothing to do (the backends already match)",
             verified.contract.contract_id.as_str(),
             verified.contract.revision
         );
     } else {
-        println!(
+        say!(
             "{} rev {}: {} step(s)",
             verified.contract.contract_id.as_str(),
             verified.contract.revision,
             steps.len()
         );
         for (i, s) in steps.iter().enumerate() {
-            println!(
+            say!(
                 "{:>3}. {:<8} {:<13} {:<32} via {}",
                 i + 1,
                 s.action.as_str(),
@@ -271,7 +273,7 @@ pub async fn jobs(cmd: JobsCmd) -> anyhow::Result<ExitCode> {
                 .json(c.req(reqwest::Method::GET, "/v1/jobs").query(&q))
                 .await?;
             if api.json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                out::json(&v, true)?;
             } else {
                 let jobs: Vec<JobSummary> = serde_json::from_value(v)?;
                 print_jobs(&jobs);
@@ -283,7 +285,7 @@ pub async fn jobs(cmd: JobsCmd) -> anyhow::Result<ExitCode> {
                 .json(c.req(reqwest::Method::GET, &format!("/v1/jobs/{id}")))
                 .await?;
             if api.json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                out::json(&v, true)?;
             } else {
                 print_job(&serde_json::from_value(v)?);
             }
@@ -303,9 +305,9 @@ pub async fn jobs(cmd: JobsCmd) -> anyhow::Result<ExitCode> {
             let v = c.json(c.req(reqwest::Method::POST, &path)).await?;
             let ids: Vec<String> = serde_json::from_value(v["rerun"].clone())?;
             if api.json && !wait {
-                println!("{}", serde_json::json!({"rerun": ids}));
+                out::json(&serde_json::json!({"rerun": ids}), false)?;
             } else if !api.json {
-                println!("rerun: {} job(s) queued {}", ids.len(), ids.join(" "));
+                say!("rerun: {} job(s) queued {}", ids.len(), ids.join(" "));
             }
             if wait {
                 return wait_jobs(&c, &ids, api.json).await;
@@ -317,9 +319,9 @@ pub async fn jobs(cmd: JobsCmd) -> anyhow::Result<ExitCode> {
                 .json(c.req(reqwest::Method::POST, &format!("/v1/jobs/{id}/cancel")))
                 .await?;
             if api.json {
-                println!("{v}");
+                out::json(&v, false)?;
             } else {
-                println!("cancelled {id}");
+                say!("cancelled {id}");
             }
         }
         JobsCmd::Secrets { id, api } => {
@@ -327,7 +329,7 @@ pub async fn jobs(cmd: JobsCmd) -> anyhow::Result<ExitCode> {
             let v = c
                 .json(c.req(reqwest::Method::POST, &format!("/v1/jobs/{id}/secrets")))
                 .await?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            out::json(&v, true)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -355,13 +357,13 @@ async fn wait_jobs(c: &Client, ids: &[String], json: bool) -> anyhow::Result<Exi
             ids.len()
         );
         if !json && line != last {
-            eprintln!("{line}");
+            note!("{line}");
             last = line;
         }
         if done == ids.len() {
             let jobs: Vec<JobSummary> = details.into_iter().map(|d| d.summary).collect();
             if json {
-                println!("{}", serde_json::to_string_pretty(&jobs)?);
+                out::json(&jobs, true)?;
             } else {
                 print_jobs(&jobs);
             }
@@ -379,12 +381,17 @@ async fn wait_jobs(c: &Client, ids: &[String], json: bool) -> anyhow::Result<Exi
 }
 
 fn print_jobs(jobs: &[JobSummary]) {
-    println!(
+    say!(
         "{:<36}  {:<14} {:>4}  {:<10} {:>7}  {:<20}  ERROR",
-        "JOB", "CONTRACT", "REV", "STATE", "STEPS", "UPDATED"
+        "JOB",
+        "CONTRACT",
+        "REV",
+        "STATE",
+        "STEPS",
+        "UPDATED"
     );
     for j in jobs {
-        println!(
+        say!(
             "{:<36}  {:<14} {:>4}  {:<10} {:>3}/{:<3}  {:<20}  {}",
             j.job_id,
             j.contract_id,
@@ -400,20 +407,20 @@ fn print_jobs(jobs: &[JobSummary]) {
 
 fn print_job(d: &JobDetail) {
     let s = &d.summary;
-    println!("job       {}", s.job_id);
-    println!("contract  {} rev {}", s.contract_id, s.revision);
-    println!("state     {}", s.state.as_str());
-    println!("created   {}", s.created_at);
-    println!("updated   {}", s.updated_at);
+    say!("job       {}", s.job_id);
+    say!("contract  {} rev {}", s.contract_id, s.revision);
+    say!("state     {}", s.state.as_str());
+    say!("created   {}", s.created_at);
+    say!("updated   {}", s.updated_at);
     if let Some(w) = &d.lease_owner {
-        println!("worker    {w}");
+        say!("worker    {w}");
     }
     if let Some(e) = &s.error {
-        println!("error     {e}");
+        say!("error     {e}");
     }
-    println!("steps");
+    say!("steps");
     for st in &d.steps {
-        println!(
+        say!(
             "  {:>2}. {:<9} {:<8} {:<13} {:<30} attempts {}{}",
             st.index + 1,
             st.state.as_str(),
@@ -427,7 +434,7 @@ fn print_job(d: &JobDetail) {
                 .unwrap_or_default()
         );
     }
-    println!("attempts");
+    say!("attempts");
     for a in &d.attempts {
         let outcome = match &a.outcome {
             None => "running/abandoned".to_string(),
@@ -444,7 +451,7 @@ fn print_job(d: &JobDetail) {
                 })
                 .unwrap_or_default(),
         };
-        println!(
+        say!(
             "  step {:>2} #{:<2} {}  {:>6} ms  {:<28} {}",
             a.step_index + 1,
             a.attempt,
@@ -457,9 +464,9 @@ fn print_job(d: &JobDetail) {
         );
     }
     if !d.ops.is_empty() {
-        println!("ops");
+        say!("ops");
         for o in &d.ops {
-            println!("  {} {} by {}", o.at, o.action, o.actor);
+            say!("  {} {} by {}", o.at, o.action, o.actor);
         }
     }
 }

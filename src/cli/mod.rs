@@ -2,4 +2,5 @@
 //! codes. `anyhow` lives here and in `main.rs` only.
 
 pub mod engine;
+pub mod out;
 pub mod terms;
