@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use hostwright::engine::config::Config;
-use hostwright::engine::store::{JobDetail, JobSummary};
+use hostwright::engine::store::{JobDetail, JobSummary, MAX_LIST_JOBS};
 use hostwright::input::{MAX_SECRET_FILE_BYTES, read_file, read_text};
 use hostwright::signing::MAX_ENVELOPE_BYTES;
 
@@ -39,7 +39,8 @@ pub enum JobsCmd {
         state: Option<String>,
         #[arg(long)]
         contract: Option<String>,
-        #[arg(long, default_value_t = 50)]
+        /// At most this many (1 to 10,000, the API's maximum).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_LIST_JOBS)))]
         limit: u32,
         #[command(flatten)]
         api: ApiArgs,

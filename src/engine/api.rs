@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::Engine;
 use super::intake::IntakeResult;
-use super::store::{JobFilter, JobState, StoreError};
+use super::store::{JobFilter, JobState, MAX_LIST_JOBS, StoreError};
 
 #[derive(Clone)]
 struct AppState {
@@ -120,7 +120,8 @@ async fn submit(State(st): State<AppState>, body: Bytes) -> Response {
 struct ListQuery {
     state: Option<String>,
     contract: Option<String>,
-    limit: Option<u32>,
+    /// Parsed here, so that any value out of range gets the same answer.
+    limit: Option<String>,
 }
 
 async fn list_jobs(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Response {
@@ -135,10 +136,24 @@ async fn list_jobs(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Re
         Some((_, st)) => st,
         None => None,
     };
+    let limit = match q.limit.as_deref().map(|l| (l, l.parse::<u32>())) {
+        None => None,
+        Some((_, Ok(n))) if (1..=MAX_LIST_JOBS).contains(&n) => Some(n),
+        Some((l, _)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": format!(
+                    "limit `{}` must be a whole number from 1 to {MAX_LIST_JOBS}",
+                    l.chars().take(40).collect::<String>()
+                )})),
+            )
+                .into_response();
+        }
+    };
     let filter = JobFilter {
         state,
         contract_id: q.contract,
-        limit: q.limit,
+        limit,
     };
     match st.engine.store.list_jobs(&filter).await {
         Ok(jobs) => axum::Json(jobs).into_response(),

@@ -358,8 +358,13 @@ pub struct OutboxItem {
 pub struct JobFilter {
     pub state: Option<JobState>,
     pub contract_id: Option<String>,
+    /// At most [`MAX_LIST_JOBS`]; 100 when absent.
     pub limit: Option<u32>,
 }
+
+/// The most jobs one listing returns (the API refuses a larger `limit`,
+/// naming this number; the stores never return more).
+pub const MAX_LIST_JOBS: u32 = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobSummary {

@@ -735,7 +735,7 @@ impl Store for SqlStore {
         let rows = sqlx::query(pg(&sql))
             .bind(filter.state.map(|s| s.as_str()).unwrap_or(""))
             .bind(filter.contract_id.clone().unwrap_or_default())
-            .bind(i64::from(filter.limit.unwrap_or(100).min(10_000)))
+            .bind(i64::from(filter.limit.unwrap_or(100).min(MAX_LIST_JOBS)))
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;

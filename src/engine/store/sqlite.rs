@@ -867,7 +867,7 @@ impl Store for SqliteStore {
         let sql = q::list_jobs(filter.state.is_some(), filter.contract_id.is_some());
         let state = filter.state.map(|s| s.as_str()).unwrap_or("");
         let contract = filter.contract_id.clone().unwrap_or_default();
-        let limit = i64::from(filter.limit.unwrap_or(100).min(10_000));
+        let limit = i64::from(filter.limit.unwrap_or(100).min(MAX_LIST_JOBS));
         self.read(move |conn| rows(conn, &sql, params![state, contract, limit], summary))
             .await
     }
