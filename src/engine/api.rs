@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Engine;
+use super::guard::{BodyError, MAX_ENVELOPE_BYTES, read_body};
 use super::intake::IntakeResult;
 use super::store::{JobFilter, JobState, MAX_LIST_JOBS, StoreError};
 
@@ -27,7 +27,6 @@ struct AppState {
 /// Builds the router. `ops_token` of `None` leaves the ops endpoints closed
 /// (they answer 401), never open.
 pub fn router(engine: Arc<Engine>, ops_token: Option<String>) -> Router {
-    let limit = engine.max_body_bytes;
     let state = AppState {
         engine,
         ops_token: ops_token.map(Into::into),
@@ -48,9 +47,6 @@ pub fn router(engine: Arc<Engine>, ops_token: Option<String>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .merge(ops)
-        // Read one byte more than allowed so intake itself can answer 413
-        // with its reason (and record the refusal).
-        .layer(DefaultBodyLimit::max(limit + 1))
         .with_state(state)
 }
 
@@ -99,8 +95,20 @@ fn store_error(e: StoreError) -> Response {
     (status, axum::Json(json!({"error": e.to_string()}))).into_response()
 }
 
-async fn submit(State(st): State<AppState>, body: Bytes) -> Response {
-    let res = match st.engine.intake(&body, chrono::Utc::now()).await {
+/// The client's address, the key of its refusal budget. A router served
+/// without connect info (`into_make_service_with_connect_info`) has none:
+/// every client then shares one budget, never none.
+fn peer(req: &axum::extract::Request) -> std::net::IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())
+}
+
+async fn submit(State(st): State<AppState>, req: axum::extract::Request) -> Response {
+    let peer = peer(&req);
+    let body = req.into_body();
+    let res = match st.engine.submit(peer, body, chrono::Utc::now()).await {
         Ok(r) => r,
         Err(super::intake::IntakeError::Store(e)) => return store_error(e),
     };
@@ -112,6 +120,18 @@ async fn submit(State(st): State<AppState>, body: Bytes) -> Response {
         IntakeResult::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
         IntakeResult::Malformed { .. } => StatusCode::BAD_REQUEST,
         IntakeResult::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        IntakeResult::RateLimited {
+            retry_after_seconds,
+            ..
+        } => {
+            let retry = retry_after_seconds.to_string();
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, retry)],
+                axum::Json(res),
+            )
+                .into_response();
+        }
     };
     (status, axum::Json(res)).into_response()
 }
@@ -219,6 +239,8 @@ async fn rejections(State(st): State<AppState>) -> Response {
                         "revision": r.revision,
                         "kind": r.kind,
                         "reasons": r.reasons,
+                        "received_sha256": r.received_sha256,
+                        "received_size": r.received_size,
                         "received_at": r.received_at,
                     })
                 })
@@ -230,7 +252,24 @@ async fn rejections(State(st): State<AppState>) -> Response {
 }
 
 /// Plans a signed contract against the recorded state without applying it.
-async fn plan(State(st): State<AppState>, body: Bytes) -> Response {
+async fn plan(State(st): State<AppState>, req: axum::extract::Request) -> Response {
+    let body = match read_body(req.into_body(), MAX_ENVELOPE_BYTES).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge(_)) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                axum::Json(json!({"error": format!("the envelope is larger than {MAX_ENVELOPE_BYTES} bytes")})),
+            )
+                .into_response();
+        }
+        Err(BodyError::Read(e)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": format!("the request body could not be read: {e}")})),
+            )
+                .into_response();
+        }
+    };
     let verified = match crate::signing::verify(&body, &st.engine.trusted_keys, chrono::Utc::now())
     {
         Ok(v) => v,

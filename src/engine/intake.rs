@@ -10,7 +10,7 @@ use super::Engine;
 use super::store::{IntakeOutcome, NewRevision, Rejection, StoreError};
 use crate::contract::Contract;
 use crate::rules::{self, Finding};
-use crate::signing;
+use crate::signing::{self, MAX_ENVELOPE_BYTES};
 
 /// The answer to one submitted contract, mapped to HTTP by the API.
 #[derive(Debug, Serialize)]
@@ -47,16 +47,17 @@ pub enum IntakeResult {
     Malformed { error: String },
     /// 413: larger than the limit.
     TooLarge { limit: usize },
+    /// 429: this address was refused too often; nothing was read or recorded.
+    RateLimited {
+        retry_after_seconds: u64,
+        error: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-fn truncated(body: &[u8]) -> Vec<u8> {
-    body[..body.len().min(64 * 1024)].to_vec()
 }
 
 impl Engine {
@@ -66,18 +67,20 @@ impl Engine {
         body: &[u8],
         now: DateTime<Utc>,
     ) -> Result<IntakeResult, IntakeError> {
-        if body.len() > self.max_body_bytes {
+        if body.len() > MAX_ENVELOPE_BYTES {
+            // The webhook reads one byte past the limit, no more: the size
+            // is a lower bound.
             self.reject(
                 None,
                 None,
                 "too_large",
-                serde_json::json!({"limit": self.max_body_bytes, "size": body.len()}),
+                serde_json::json!({"limit": MAX_ENVELOPE_BYTES, "size_at_least": body.len()}),
                 body,
                 now,
             )
             .await?;
             return Ok(IntakeResult::TooLarge {
-                limit: self.max_body_bytes,
+                limit: MAX_ENVELOPE_BYTES,
             });
         }
         let verified = match signing::verify(body, &self.trusted_keys, now) {
@@ -270,14 +273,14 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.store
-            .record_rejection(Rejection {
-                contract_id: contract_id.map(str::to_string),
+            .record_rejection(Rejection::of_body(
+                contract_id.map(str::to_string),
                 revision,
-                kind: kind.to_string(),
+                kind,
                 reasons,
-                received: truncated(body),
-                received_at: now,
-            })
+                body,
+                now,
+            ))
             .await
     }
 }

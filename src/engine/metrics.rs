@@ -38,6 +38,8 @@ pub struct Metrics {
     pub jobs: Family<StateLabels, Gauge>,
     pub outbox_backlog: Gauge,
     pub reports_delivered: Counter,
+    /// Submissions answered 429: their address was refused too often.
+    pub intake_rate_limited: Counter,
 }
 
 impl Default for Metrics {
@@ -56,6 +58,7 @@ impl Metrics {
         let jobs = Family::<StateLabels, Gauge>::default();
         let outbox_backlog = Gauge::default();
         let reports_delivered = Counter::default();
+        let intake_rate_limited = Counter::default();
         registry.register(
             "step_duration_seconds",
             "Duration of step attempts",
@@ -77,6 +80,11 @@ impl Metrics {
             "Billing reports acknowledged by billing",
             reports_delivered.clone(),
         );
+        registry.register(
+            "intake_rate_limited",
+            "Contract submissions answered 429, unread and unrecorded, because their address was refused too often",
+            intake_rate_limited.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             step_seconds,
@@ -84,6 +92,7 @@ impl Metrics {
             jobs,
             outbox_backlog,
             reports_delivered,
+            intake_rate_limited,
         }
     }
 

@@ -108,7 +108,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Engine>, StartError> {
         settings: cfg.workers,
         provisioning: cfg.provisioning.clone(),
         metrics: Metrics::new(),
-        max_body_bytes: cfg.api.max_body_bytes,
+        refusals: super::guard::RefusalLimiter::new(cfg.intake.refusal_budget()),
         wake: Notify::new(),
         report_wake: Notify::new(),
     }))
@@ -168,17 +168,26 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let reporter =
         sink.map(|s| tokio::spawn(outbox::run_reporter(engine.clone(), s, shutdown_rx.clone())));
+    let housekeeping = tokio::spawn(super::guard::run_housekeeping(
+        engine.clone(),
+        cfg.intake.rejection_retention(),
+        shutdown_rx.clone(),
+    ));
 
     let listener = tokio::net::TcpListener::bind(cfg.api.listen).await?;
     info!(listen = %cfg.api.listen, store = engine.store.backend(), workers = engine.settings.concurrency, "hostwright serving");
     let app = api::router(engine.clone(), ops_token);
     let mut api_shutdown = shutdown_rx.clone();
     let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = api_shutdown.wait_for(|v| *v).await;
-            })
-            .await
+        // The peer's address is the key of the refusal budget (`guard`).
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = api_shutdown.wait_for(|v| *v).await;
+        })
+        .await
     });
 
     wait_for_signal().await;
@@ -201,6 +210,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     if let Some(r) = reporter {
         let _ = r.await;
     }
+    let _ = housekeeping.await;
     if let Err(e) = http.await {
         error!(error = %e, "http server task failed");
     }

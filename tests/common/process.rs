@@ -23,6 +23,21 @@ impl Serve {
         )
     }
 
+    /// Like [`Serve::start`], with the log (stderr) written to `log` and
+    /// `RUST_LOG` set to `rust_log`.
+    pub fn start_logging(config: &Path, log: &Path, rust_log: &str) -> Serve {
+        Serve(
+            Command::new(env!("CARGO_BIN_EXE_hostwright"))
+                .args(["serve", "--config"])
+                .arg(config)
+                .env("RUST_LOG", rust_log)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).expect("log file"))
+                .spawn()
+                .expect("hostwright serve starts"),
+        )
+    }
+
     /// SIGKILL, like a crashed machine: no grace, no cleanup.
     pub fn kill_9(&mut self) {
         self.0.kill().unwrap();

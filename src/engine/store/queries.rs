@@ -323,8 +323,8 @@ pub const PG_RECORD_REVISION: &str = "WITH latest AS (SELECT MAX(revision) AS m 
      job AS (INSERT INTO jobs (id, contract_id, revision, state, created_at, updated_at) \
          SELECT $9, contract_id, revision, 'queued', {now}, {now} FROM rev RETURNING id) \
      SELECT (SELECT id FROM job), (SELECT m FROM latest)";
-pub const INSERT_REJECTION: &str = "INSERT INTO rejections (contract_id, revision, kind, reasons, received, received_at) \
-     VALUES ($1, $2, $3, $4, $5, $6)";
+pub const INSERT_REJECTION: &str = "INSERT INTO rejections (contract_id, revision, kind, reasons, received, received_at, \
+     received_sha256, received_size) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 pub const LATEST_REVISION: &str = "SELECT contract_id, revision, payload, received_at FROM revisions \
      WHERE contract_id = $1 ORDER BY revision DESC LIMIT 1";
@@ -336,8 +336,13 @@ pub const CUSTOMER_CONTRACTS: &str = "SELECT r.contract_id, r.service, r.active 
      WHERE r.customer_id = $1 AND r.revision = (SELECT MAX(x.revision) FROM revisions x WHERE x.contract_id = r.contract_id) \
      ORDER BY r.contract_id";
 
-pub const REJECTIONS: &str = "SELECT contract_id, revision, kind, reasons, received, received_at FROM rejections \
-     ORDER BY id DESC LIMIT $1";
+pub const REJECTIONS: &str = "SELECT contract_id, revision, kind, reasons, received, received_at, \
+     received_sha256, received_size FROM rejections ORDER BY id DESC LIMIT $1";
+
+/// `$1` cutoff (unix ms), `$2` batch size: the oldest refusals first
+/// (index `rejections_received_at`, migration 0006).
+pub const PRUNE_REJECTIONS: &str = "DELETE FROM rejections WHERE id IN (SELECT id FROM rejections \
+     WHERE received_at < $1 ORDER BY received_at LIMIT $2)";
 
 // --- ops -----------------------------------------------------------------------
 
@@ -420,6 +425,10 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         2,
         include_str!("../../../migrations/sqlite/0002_claim_index.sql"),
     ),
+    (
+        6,
+        include_str!("../../../migrations/sqlite/0006_rejection_digest.sql"),
+    ),
 ];
 pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
@@ -429,6 +438,10 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
         2,
         include_str!("../../../migrations/postgres/0002_claim_index.sql"),
+    ),
+    (
+        6,
+        include_str!("../../../migrations/postgres/0006_rejection_digest.sql"),
     ),
 ];
 

@@ -563,7 +563,9 @@ impl Store for SqliteStore {
                     rej.kind,
                     reasons,
                     rej.received,
-                    rej.received_at.timestamp_millis()
+                    rej.received_at.timestamp_millis(),
+                    rej.received_sha256,
+                    rej.received_size.map(|n| n as i64)
                 ],
             )?;
             Ok(())
@@ -611,8 +613,18 @@ impl Store for SqliteStore {
                     reasons: parse_json("reasons", &get::<String>(r, 3)?)?,
                     received: get(r, 4)?,
                     received_at: ms_to_time(get(r, 5)?),
+                    received_sha256: get(r, 6)?,
+                    received_size: get::<Option<i64>>(r, 7)?.map(|n| n as u64),
                 })
             })
+        })
+        .await
+    }
+
+    async fn prune_rejections(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
+        let cutoff = before.timestamp_millis();
+        self.write(move |conn| {
+            exec(conn, q::PRUNE_REJECTIONS, params![cutoff, i64::from(batch)]).map(|n| n as u64)
         })
         .await
     }

@@ -20,6 +20,8 @@ fn rejection(kind: &str) -> Rejection {
         kind: kind.into(),
         reasons: serde_json::json!([]),
         received: b"x".to_vec(),
+        received_sha256: None,
+        received_size: None,
         received_at: Utc::now(),
     }
 }
@@ -28,7 +30,16 @@ fn insert_rejection(conn: &Connection, kind: &str) -> Result<()> {
     exec(
         conn,
         q::INSERT_REJECTION,
-        params!["C-1", 1, kind, "[]", b"x".to_vec(), 0],
+        params![
+            "C-1",
+            1,
+            kind,
+            "[]",
+            b"x".to_vec(),
+            0,
+            None::<String>,
+            None::<i64>
+        ],
     )
     .map(drop)
 }
@@ -208,7 +219,8 @@ async fn a_schema_0001_store_migrates_and_keeps_its_queue() {
         })
         .await
         .unwrap();
-    assert_eq!(versions, [1, 2]);
+    let shipped: Vec<i64> = q::MIGRATIONS_SQLITE.iter().map(|(v, _)| *v).collect();
+    assert_eq!(versions, shipped);
     assert!(indexes.contains(&"jobs_claim".to_string()), "{indexes:?}");
     assert!(!indexes.contains(&"jobs_state".to_string()), "{indexes:?}");
     let job = store
