@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use hostwright::engine::scripted::Call;
+use hostwright::engine::scripted::{Call, read_log};
 
 fn write_config(dir: &Path, store_url: &str, port: u16) -> std::path::PathBuf {
     write_keys(dir, "test-ops-token");
@@ -49,12 +49,18 @@ control_file = "control.json"
     path
 }
 
+/// The calls the serve processes logged so far. A line still being written
+/// is left for the next look; a torn line (two writes mixed) fails the test
+/// with what it was, as it would make every count below wrong.
 fn calls(dir: &Path) -> Vec<Call> {
-    std::fs::read_to_string(dir.join("calls.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    let log = read_log(&dir.join("calls.jsonl")).unwrap();
+    assert_eq!(
+        log.torn,
+        0,
+        "the scripted call log has torn lines: {:?}",
+        std::fs::read_to_string(dir.join("calls.jsonl"))
+    );
+    log.calls
 }
 
 #[tokio::test]

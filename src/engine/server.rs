@@ -76,7 +76,11 @@ pub async fn build_registry(cfg: &Config) -> Result<(Registry, Option<Script>), 
     let mut reg = Registry::new();
     if let Some(v) = cfg.adapters.get("scripted") {
         let sc: ScriptedConfig = super::adapters::config("scripted", v)?;
-        let script = Script::with_files(sc.log, sc.control_file);
+        let script =
+            Script::with_files(sc.log, sc.control_file).map_err(|e| StartError::Adapter {
+                name: "scripted".into(),
+                message: format!("call log: {e}"),
+            })?;
         for a in ScriptedAdapter::all(&script) {
             reg.register(a);
         }
