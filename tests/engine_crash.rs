@@ -11,22 +11,12 @@ use common::*;
 use hostwright::engine::scripted::{Call, read_log};
 
 fn write_config(dir: &Path, store_url: &str, port: u16) -> std::path::PathBuf {
-    write_keys(dir, "test-ops-token");
-    let cfg = format!(
+    write_scripted_config(
+        dir,
+        store_url,
+        port,
+        "test-ops-token",
         r#"
-data_dir = "{data}"
-playbooks = "{playbooks}"
-
-[store]
-url = "{store_url}"
-
-[api]
-listen = "127.0.0.1:{port}"
-ops_token_file = "ops-token"
-
-[intake]
-trusted_keys = "trusted-keys.toml"
-
 [workers]
 concurrency = 2
 lease_seconds = 2
@@ -34,19 +24,11 @@ poll_interval_ms = 50
 step_timeout_seconds = 30
 shutdown_grace_seconds = 2
 
-[provisioning]
-web_ipv4 = "192.0.2.10"
-
 [adapters.scripted]
 log = "calls.jsonl"
 control_file = "control.json"
 "#,
-        data = dir.join("data").display(),
-        playbooks = repo().join("playbooks").display(),
-    );
-    let path = dir.join("hostwright.toml");
-    std::fs::write(&path, cfg).unwrap();
-    path
+    )
 }
 
 /// The calls the serve processes logged so far. A line still being written

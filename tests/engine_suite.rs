@@ -135,6 +135,24 @@ fn sha256_hex(b: &[u8]) -> String {
 
 const PEER: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
 
+/// One submission from `peer` the way the webhook takes it (body unread).
+async fn submit(
+    engine: &hostwright::engine::Engine,
+    peer: std::net::IpAddr,
+    body: axum::body::Body,
+) -> IntakeResult {
+    engine.submit(peer, body, chrono::Utc::now()).await.unwrap()
+}
+
+/// `r` is a refusal at the signature check (401).
+#[track_caller]
+fn assert_unauthorized(r: &IntakeResult, backend: Backend) {
+    assert!(
+        matches!(r, IntakeResult::Unauthorized { .. }),
+        "{backend:?}: {r:?}"
+    );
+}
+
 #[tokio::test]
 async fn refusals_keep_a_digest_size_and_prefix_not_the_body() {
     for backend in BACKENDS {
@@ -143,10 +161,7 @@ async fn refusals_keep_a_digest_size_and_prefix_not_the_body() {
         let junk: Vec<u8> = (0..1_000_000u32).map(|i| b'a' + (i % 26) as u8).collect();
         for _ in 0..20 {
             let r = engine.intake(&junk, chrono::Utc::now()).await.unwrap();
-            assert!(
-                matches!(r, IntakeResult::Unauthorized { .. }),
-                "{backend:?}: {r:?}"
-            );
+            assert_unauthorized(&r, backend);
         }
         let rej = engine.store.rejections(1000).await.unwrap();
         assert_eq!(rej.len(), 20, "{backend:?}");
@@ -184,14 +199,7 @@ async fn a_body_far_over_the_limit_is_read_to_the_limit_then_refused_and_recorde
         let endless =
             futures_util::stream::repeat_with(|| Ok::<_, std::io::Error>(vec![b'{'; 64 * 1024]));
         let started = std::time::Instant::now();
-        let r = engine
-            .submit(
-                PEER,
-                axum::body::Body::from_stream(endless),
-                chrono::Utc::now(),
-            )
-            .await
-            .unwrap();
+        let r = submit(&engine, PEER, axum::body::Body::from_stream(endless)).await;
         assert!(started.elapsed() < Duration::from_secs(10), "{backend:?}");
         assert!(
             matches!(r, IntakeResult::TooLarge { limit } if limit == MAX_ENVELOPE_BYTES),
@@ -207,14 +215,8 @@ async fn a_body_far_over_the_limit_is_read_to_the_limit_then_refused_and_recorde
         assert_eq!(rej.received.len(), 512);
         // Exactly at the limit is not "too large": it is read and judged.
         let at_limit = vec![b' '; MAX_ENVELOPE_BYTES];
-        let r = engine
-            .submit(PEER, axum::body::Body::from(at_limit), chrono::Utc::now())
-            .await
-            .unwrap();
-        assert!(
-            matches!(r, IntakeResult::Unauthorized { .. }),
-            "{backend:?}: {r:?}"
-        );
+        let r = submit(&engine, PEER, axum::body::Body::from(at_limit)).await;
+        assert_unauthorized(&r, backend);
     }
 }
 
@@ -233,29 +235,19 @@ async fn an_address_refused_too_often_is_answered_429_and_nothing_more_is_record
         // Accepted submissions spend nothing.
         for i in 0..5 {
             let body = sign(&keys(), &www_contract(&format!("C-32{i:02}"), 1));
-            let r = engine
-                .submit(PEER, axum::body::Body::from(body), chrono::Utc::now())
-                .await
-                .unwrap();
+            let r = submit(&engine, PEER, axum::body::Body::from(body)).await;
             assert!(
                 matches!(r, IntakeResult::Accepted { .. }),
                 "{backend:?}: {r:?}"
             );
         }
         for _ in 0..3 {
-            let r = engine
-                .submit(PEER, junk(), chrono::Utc::now())
-                .await
-                .unwrap();
-            assert!(
-                matches!(r, IntakeResult::Unauthorized { .. }),
-                "{backend:?}: {r:?}"
-            );
+            assert_unauthorized(&submit(&engine, PEER, junk()).await, backend);
         }
         // The budget is spent: 429, even for a good contract, unread.
         let good = sign(&keys(), &www_contract("C-3299", 1));
         for body in [junk(), axum::body::Body::from(good)] {
-            let r = engine.submit(PEER, body, chrono::Utc::now()).await.unwrap();
+            let r = submit(&engine, PEER, body).await;
             match &r {
                 IntakeResult::RateLimited {
                     retry_after_seconds,
@@ -295,14 +287,7 @@ async fn an_address_refused_too_often_is_answered_429_and_nothing_more_is_record
         );
         // Another address has its own budget.
         let other = std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
-        let r = engine
-            .submit(other, junk(), chrono::Utc::now())
-            .await
-            .unwrap();
-        assert!(
-            matches!(r, IntakeResult::Unauthorized { .. }),
-            "{backend:?}: {r:?}"
-        );
+        assert_unauthorized(&submit(&engine, other, junk()).await, backend);
     }
 }
 

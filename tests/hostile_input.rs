@@ -21,38 +21,10 @@ const TOKEN: &str = "test-ops-token";
 /// A serve config on SQLite with scripted adapters; `intake_extra` is added
 /// to `[intake]`.
 fn write_config(dir: &Path, port: u16, intake_extra: &str) -> PathBuf {
-    write_keys(dir, TOKEN);
-    let cfg = format!(
-        r#"
-data_dir = "{data}"
-playbooks = "{playbooks}"
-
-[store]
-url = "sqlite:jobs.db"
-
-[api]
-listen = "127.0.0.1:{port}"
-ops_token_file = "ops-token"
-
-[intake]
-trusted_keys = "trusted-keys.toml"
-{intake_extra}
-
-[workers]
-concurrency = 2
-poll_interval_ms = 50
-
-[provisioning]
-web_ipv4 = "192.0.2.10"
-
-[adapters.scripted]
-"#,
-        data = dir.join("data").display(),
-        playbooks = repo().join("playbooks").display(),
+    let sections = format!(
+        "{intake_extra}\n[workers]\nconcurrency = 2\npoll_interval_ms = 50\n\n[adapters.scripted]\n"
     );
-    let path = dir.join("hostwright.toml");
-    std::fs::write(&path, cfg).unwrap();
-    path
+    write_scripted_config(dir, "sqlite:jobs.db", port, TOKEN, &sections)
 }
 
 async fn start(dir: &Path, intake_extra: &str) -> (Serve, u16) {

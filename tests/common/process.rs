@@ -106,3 +106,43 @@ pub fn write_keys(dir: &Path, ops_token: &str) {
     .unwrap();
     std::fs::write(dir.join("ops-token"), format!("{ops_token}\n")).unwrap();
 }
+
+/// Writes `dir/hostwright.toml` for a `hostwright serve` with scripted
+/// stand-in adapters on `store_url`, listening on `port`, with the test keys
+/// and `ops_token` (see [`write_keys`]). `sections` is TOML added after the
+/// fixed part: `[intake]` keys first (it ends inside `[intake]`), then
+/// `[workers]` and `[adapters.scripted]` settings as the test needs.
+pub fn write_scripted_config(
+    dir: &Path,
+    store_url: &str,
+    port: u16,
+    ops_token: &str,
+    sections: &str,
+) -> std::path::PathBuf {
+    write_keys(dir, ops_token);
+    let cfg = format!(
+        r#"
+data_dir = "{data}"
+playbooks = "{playbooks}"
+
+[provisioning]
+web_ipv4 = "192.0.2.10"
+
+[store]
+url = "{store_url}"
+
+[api]
+listen = "127.0.0.1:{port}"
+ops_token_file = "ops-token"
+
+[intake]
+trusted_keys = "trusted-keys.toml"
+{sections}
+"#,
+        data = dir.join("data").display(),
+        playbooks = super::repo().join("playbooks").display(),
+    );
+    let path = dir.join("hostwright.toml");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
