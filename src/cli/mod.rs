@@ -3,4 +3,5 @@
 
 pub mod billing;
 pub mod engine;
+pub mod out;
 pub mod terms;

@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -15,8 +14,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Engine;
+use super::guard::{BodyError, MAX_ENVELOPE_BYTES, read_body};
 use super::intake::{DryRun, IntakeError, IntakeResult};
-use super::store::{JobFilter, JobState, StoreError};
+use super::store::{JobFilter, JobState, MAX_LIST_JOBS, StoreError};
 
 #[derive(Clone)]
 struct AppState {
@@ -27,7 +27,6 @@ struct AppState {
 /// Builds the router. `ops_token` of `None` leaves the ops endpoints closed
 /// (they answer 401), never open.
 pub fn router(engine: Arc<Engine>, ops_token: Option<String>) -> Router {
-    let limit = engine.max_body_bytes;
     let state = AppState {
         engine,
         ops_token: ops_token.map(Into::into),
@@ -48,9 +47,6 @@ pub fn router(engine: Arc<Engine>, ops_token: Option<String>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .merge(ops)
-        // Read one byte more than allowed so intake itself can answer 413
-        // with its reason (and record the refusal).
-        .layer(DefaultBodyLimit::max(limit + 1))
         .with_state(state)
 }
 
@@ -110,8 +106,23 @@ fn intake_error(e: IntakeError) -> Response {
     }
 }
 
-async fn submit(State(st): State<AppState>, body: Bytes) -> Response {
-    match st.engine.intake(&body, chrono::Utc::now()).await {
+/// The client's address, the key of its refusal budget. A router served
+/// without connect info (`into_make_service_with_connect_info`) has none:
+/// every client then shares one budget, never none.
+fn peer(req: &axum::extract::Request) -> std::net::IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())
+}
+
+async fn submit(State(st): State<AppState>, req: axum::extract::Request) -> Response {
+    let peer = peer(&req);
+    match st
+        .engine
+        .submit(peer, req.into_body(), chrono::Utc::now())
+        .await
+    {
         Ok(r) => intake_answer(r),
         Err(e) => intake_error(e),
     }
@@ -129,6 +140,18 @@ fn intake_answer(res: IntakeResult) -> Response {
         IntakeResult::Malformed { .. } => StatusCode::BAD_REQUEST,
         IntakeResult::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         IntakeResult::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        IntakeResult::RateLimited {
+            retry_after_seconds,
+            ..
+        } => {
+            let retry = retry_after_seconds.to_string();
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, retry)],
+                axum::Json(res),
+            )
+                .into_response();
+        }
     };
     (status, axum::Json(res)).into_response()
 }
@@ -137,7 +160,8 @@ fn intake_answer(res: IntakeResult) -> Response {
 struct ListQuery {
     state: Option<String>,
     contract: Option<String>,
-    limit: Option<u32>,
+    /// Parsed here, so that any value out of range gets the same answer.
+    limit: Option<String>,
 }
 
 async fn list_jobs(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Response {
@@ -152,10 +176,24 @@ async fn list_jobs(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Re
         Some((_, st)) => st,
         None => None,
     };
+    let limit = match q.limit.as_deref().map(|l| (l, l.parse::<u32>())) {
+        None => None,
+        Some((_, Ok(n))) if (1..=MAX_LIST_JOBS).contains(&n) => Some(n),
+        Some((l, _)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": format!(
+                    "limit `{}` must be a whole number from 1 to {MAX_LIST_JOBS}",
+                    l.chars().take(40).collect::<String>()
+                )})),
+            )
+                .into_response();
+        }
+    };
     let filter = JobFilter {
         state,
         contract_id: q.contract,
-        limit: q.limit,
+        limit,
     };
     match st.engine.store.list_jobs(&filter).await {
         Ok(jobs) => axum::Json(jobs).into_response(),
@@ -231,6 +269,8 @@ async fn rejections(State(st): State<AppState>) -> Response {
                         "revision": r.revision,
                         "kind": r.kind,
                         "reasons": r.reasons,
+                        "received_sha256": r.received_sha256,
+                        "received_size": r.received_size,
                         "received_at": r.received_at,
                     })
                 })
@@ -244,7 +284,24 @@ async fn rejections(State(st): State<AppState>) -> Response {
 /// Plans a signed contract against the recorded state without applying it,
 /// judged exactly as intake would judge it: what intake would refuse is
 /// answered as intake would answer it.
-async fn plan(State(st): State<AppState>, body: Bytes) -> Response {
+async fn plan(State(st): State<AppState>, req: axum::extract::Request) -> Response {
+    let body = match read_body(req.into_body(), MAX_ENVELOPE_BYTES).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge(_)) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                axum::Json(json!({"error": format!("the envelope is larger than {MAX_ENVELOPE_BYTES} bytes")})),
+            )
+                .into_response();
+        }
+        Err(BodyError::Read(e)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": format!("the request body could not be read: {e}")})),
+            )
+                .into_response();
+        }
+    };
     match st.engine.dry_run(&body, chrono::Utc::now()).await {
         Ok(DryRun::Planned { steps, .. }) => axum::Json(steps).into_response(),
         Ok(DryRun::Refused(answer)) => intake_answer(answer),

@@ -126,13 +126,6 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// File holding the bearer token for the ops endpoints.
     pub ops_token_file: Option<PathBuf>,
-    /// Largest accepted request body (intake answers 413 above it).
-    #[serde(default = "default_max_body")]
-    pub max_body_bytes: usize,
-}
-
-fn default_max_body() -> usize {
-    1024 * 1024
 }
 
 impl Default for ApiConfig {
@@ -140,7 +133,6 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: "127.0.0.1:8080".parse().expect("literal address"),
             ops_token_file: None,
-            max_body_bytes: default_max_body(),
         }
     }
 }
@@ -150,6 +142,38 @@ impl Default for ApiConfig {
 pub struct IntakeConfig {
     /// Trusted contract-signing keys (TOML, see `docs/contract-format.md`).
     pub trusted_keys: PathBuf,
+    /// Refused submissions one client address may have in a row before it
+    /// is answered 429 (nothing read or recorded) until its budget refills.
+    #[serde(default = "default_refusal_burst")]
+    pub refusal_burst: std::num::NonZeroU32,
+    /// How fast that budget refills, in refusals per minute.
+    #[serde(default = "default_refusals_per_minute")]
+    pub refusals_per_minute: std::num::NonZeroU32,
+    /// Refusals (the `rejections` table) older than this are deleted.
+    #[serde(default = "default_rejection_retention_days")]
+    pub rejection_retention_days: u32,
+}
+
+fn default_refusal_burst() -> std::num::NonZeroU32 {
+    super::guard::RefusalBudget::default().burst
+}
+fn default_refusals_per_minute() -> std::num::NonZeroU32 {
+    super::guard::RefusalBudget::default().per_minute
+}
+fn default_rejection_retention_days() -> u32 {
+    90
+}
+
+impl IntakeConfig {
+    pub fn refusal_budget(&self) -> super::guard::RefusalBudget {
+        super::guard::RefusalBudget {
+            burst: self.refusal_burst,
+            per_minute: self.refusals_per_minute,
+        }
+    }
+    pub fn rejection_retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.rejection_retention_days) * 86_400)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -337,6 +361,9 @@ impl Config {
         }
         if self.workers.concurrency == 0 {
             return Err("workers.concurrency must be at least 1".into());
+        }
+        if self.intake.rejection_retention_days == 0 {
+            return Err("intake.rejection_retention_days must be at least 1".into());
         }
         if self.workers.retry.max_attempts == 0 {
             return Err("workers.retry.max_attempts must be at least 1".into());

@@ -41,6 +41,8 @@ pub struct Metrics {
     /// Revisions judged again because a concurrent revision of their
     /// contract or customer was recorded first.
     pub intake_rejudged: Counter,
+    /// Submissions answered 429: their address was refused too often.
+    pub intake_rate_limited: Counter,
 }
 
 impl Default for Metrics {
@@ -65,6 +67,7 @@ impl Metrics {
             "Revisions judged again because a concurrent revision of their contract or customer was recorded first",
             intake_rejudged.clone(),
         );
+        let intake_rate_limited = Counter::default();
         registry.register(
             "step_duration_seconds",
             "Duration of step attempts",
@@ -86,6 +89,11 @@ impl Metrics {
             "Billing reports acknowledged by billing",
             reports_delivered.clone(),
         );
+        registry.register(
+            "intake_rate_limited",
+            "Contract submissions answered 429, unread and unrecorded, because their address was refused too often",
+            intake_rate_limited.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             step_seconds,
@@ -94,6 +102,7 @@ impl Metrics {
             outbox_backlog,
             reports_delivered,
             intake_rejudged,
+            intake_rate_limited,
         }
     }
 

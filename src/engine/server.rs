@@ -39,6 +39,8 @@ pub enum StartError {
     Catalog(String),
     #[error("trusted keys: {0}")]
     Keys(String),
+    #[error("{0}")]
+    Secret(String),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -47,12 +49,9 @@ pub enum StartError {
 }
 
 fn read_secret_file(path: &Path) -> Result<String, StartError> {
-    std::fs::read_to_string(path)
+    crate::input::read_text(path, crate::input::MAX_SECRET_FILE_BYTES, "a secret file")
         .map(|s| s.trim().to_string())
-        .map_err(|source| StartError::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        .map_err(|e| StartError::Secret(e.to_string()))
 }
 
 /// Opens the job store named by a URL (`sqlite:PATH` or `postgres://...`),
@@ -113,7 +112,11 @@ pub async fn build_registry(cfg: &Config) -> Result<(Registry, Option<Script>), 
     let mut reg = Registry::new();
     if let Some(v) = cfg.adapters.get("scripted") {
         let sc: ScriptedConfig = super::adapters::config("scripted", v)?;
-        let script = Script::with_files(sc.log, sc.control_file);
+        let script =
+            Script::with_files(sc.log, sc.control_file).map_err(|e| StartError::Adapter {
+                name: "scripted".into(),
+                message: format!("call log: {e}"),
+            })?;
         for a in ScriptedAdapter::all(&script) {
             reg.register(a);
         }
@@ -153,7 +156,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Engine>, StartError> {
         settings: cfg.workers,
         provisioning: cfg.provisioning.clone(),
         metrics: Metrics::new(),
-        max_body_bytes: cfg.api.max_body_bytes,
+        refusals: super::guard::RefusalLimiter::new(cfg.intake.refusal_budget()),
         wake: Notify::new(),
         report_wake: Notify::new(),
     });
@@ -279,17 +282,26 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         );
         None
     };
+    let housekeeping = tokio::spawn(super::guard::run_housekeeping(
+        engine.clone(),
+        cfg.intake.rejection_retention(),
+        shutdown_rx.clone(),
+    ));
 
     let listener = tokio::net::TcpListener::bind(cfg.api.listen).await?;
     info!(listen = %cfg.api.listen, store = engine.store.backend(), workers = engine.settings.concurrency, "hostwright serving");
     let app = api::router(engine.clone(), ops_token);
     let mut api_shutdown = shutdown_rx.clone();
     let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = api_shutdown.wait_for(|v| *v).await;
-            })
-            .await
+        // The peer's address is the key of the refusal budget (`guard`).
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = api_shutdown.wait_for(|v| *v).await;
+        })
+        .await
     });
 
     wait_for_signal().await;
@@ -315,6 +327,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     if let Some(c) = closer {
         let _ = c.await;
     }
+    let _ = housekeeping.await;
     if let Err(e) = http.await {
         error!(error = %e, "http server task failed");
     }
