@@ -81,19 +81,6 @@ enum Command {
     Man,
 }
 
-/// Logs go to stderr, human-readable or JSON, filtered by `RUST_LOG`.
-pub(crate) fn init_logging(format: hostwright::engine::config::LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        hostwright::engine::config::LogFormat::Json => builder.json().init(),
-        hostwright::engine::config::LogFormat::Human => builder.init(),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The terms commands are pure and need no runtime.
@@ -127,7 +114,7 @@ fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            cli::out::note!("error: {}", one_line(&e));
             ExitCode::from(2)
         }
     }
@@ -153,7 +140,7 @@ fn run_async(command: Command) -> ExitCode {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            cli::out::note!("error: cannot start the runtime: {e}");
             return ExitCode::from(2);
         }
     };

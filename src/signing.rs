@@ -97,8 +97,12 @@ pub struct TrustedKeys {
 
 impl TrustedKeys {
     pub fn load(path: &Path) -> Result<TrustedKeys, SigningError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| SigningError::TrustedKeys(format!("{}: {e}", path.display())))?;
+        let text = crate::input::read_text(
+            path,
+            crate::input::MAX_TRUSTED_KEYS_BYTES,
+            "a trusted-keys file",
+        )
+        .map_err(|e| SigningError::TrustedKeys(e.to_string()))?;
         TrustedKeys::from_toml(&text)
     }
 
@@ -237,8 +241,8 @@ pub fn generate_key() -> SigningKey {
 
 /// Reads a signing key file (base64 of the 32-byte seed).
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, SigningError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| SigningError::TrustedKeys(format!("{}: {e}", path.display())))?;
+    let text = crate::input::read_text(path, crate::input::MAX_SECRET_FILE_BYTES, "a signing key")
+        .map_err(|e| SigningError::TrustedKeys(e.to_string()))?;
     let bytes = B64
         .decode(text.trim())
         .map_err(|_| SigningError::TrustedKeys(format!("{}: not base64", path.display())))?;

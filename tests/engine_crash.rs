@@ -8,25 +8,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use hostwright::engine::scripted::Call;
+use hostwright::engine::scripted::{Call, read_log};
 
 fn write_config(dir: &Path, store_url: &str, port: u16) -> std::path::PathBuf {
-    write_keys(dir, "test-ops-token");
-    let cfg = format!(
+    write_scripted_config(
+        dir,
+        store_url,
+        port,
+        "test-ops-token",
         r#"
-data_dir = "{data}"
-playbooks = "{playbooks}"
-
-[store]
-url = "{store_url}"
-
-[api]
-listen = "127.0.0.1:{port}"
-ops_token_file = "ops-token"
-
-[intake]
-trusted_keys = "trusted-keys.toml"
-
 [workers]
 concurrency = 2
 lease_seconds = 2
@@ -34,27 +24,25 @@ poll_interval_ms = 50
 step_timeout_seconds = 30
 shutdown_grace_seconds = 2
 
-[provisioning]
-web_ipv4 = "192.0.2.10"
-
 [adapters.scripted]
 log = "calls.jsonl"
 control_file = "control.json"
 "#,
-        data = dir.join("data").display(),
-        playbooks = repo().join("playbooks").display(),
-    );
-    let path = dir.join("hostwright.toml");
-    std::fs::write(&path, cfg).unwrap();
-    path
+    )
 }
 
+/// The calls the serve processes logged so far. A line still being written
+/// is left for the next look; a torn line (two writes mixed) fails the test
+/// with what it was, as it would make every count below wrong.
 fn calls(dir: &Path) -> Vec<Call> {
-    std::fs::read_to_string(dir.join("calls.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    let log = read_log(&dir.join("calls.jsonl")).unwrap();
+    assert_eq!(
+        log.torn,
+        0,
+        "the scripted call log has torn lines: {:?}",
+        std::fs::read_to_string(dir.join("calls.jsonl"))
+    );
+    log.calls
 }
 
 #[tokio::test]

@@ -54,7 +54,7 @@ async fn intake_is_idempotent_and_refuses_with_reasons() {
             IntakeResult::Unauthorized { .. } | IntakeResult::Malformed { .. }
         ));
         // Oversized: 413.
-        let big = vec![b' '; 1024 * 1024 + 1];
+        let big = vec![b' '; hostwright::signing::MAX_ENVELOPE_BYTES + 1];
         assert!(matches!(
             engine.intake(&big, chrono::Utc::now()).await.unwrap(),
             IntakeResult::TooLarge { .. }
@@ -90,6 +90,294 @@ async fn intake_is_idempotent_and_refuses_with_reasons() {
         assert!(script.calls().is_empty());
         let jobs = engine.store.list_jobs(&Default::default()).await.unwrap();
         assert_eq!(jobs.len(), 1, "{backend:?}");
+    }
+}
+
+// --- hostile and oversized input (issue 11, part 4) ------------------------------
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+const PEER: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
+/// One submission from `peer` the way the webhook takes it (body unread).
+async fn submit(
+    engine: &hostwright::engine::Engine,
+    peer: std::net::IpAddr,
+    body: axum::body::Body,
+) -> IntakeResult {
+    engine.submit(peer, body, chrono::Utc::now()).await.unwrap()
+}
+
+/// `r` is a refusal at the signature check (401).
+#[track_caller]
+fn assert_unauthorized(r: &IntakeResult, backend: Backend) {
+    assert!(
+        matches!(r, IntakeResult::Unauthorized { .. }),
+        "{backend:?}: {r:?}"
+    );
+}
+
+#[tokio::test]
+async fn refusals_keep_a_digest_size_and_prefix_not_the_body() {
+    for backend in BACKENDS {
+        let (_dir, _script, engine) = fixture(backend, vec![]).await;
+        // Junk posts of 1 MB each: the store keeps 512 bytes of each.
+        let junk: Vec<u8> = (0..1_000_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        for _ in 0..20 {
+            let r = engine.intake(&junk, chrono::Utc::now()).await.unwrap();
+            assert_unauthorized(&r, backend);
+        }
+        let rej = engine.store.rejections(1000).await.unwrap();
+        assert_eq!(rej.len(), 20, "{backend:?}");
+        for r in &rej {
+            assert_eq!(r.received, &junk[..512], "{backend:?}");
+            assert_eq!(r.received_size, Some(1_000_000), "{backend:?}");
+            assert_eq!(
+                r.received_sha256.as_deref(),
+                Some(sha256_hex(&junk).as_str()),
+                "{backend:?}"
+            );
+        }
+        // A refusal by the rules keeps its findings and the same record of the body.
+        let mut bad = www_contract("C-3101", 1);
+        bad["service"] = "mail_secure_mx".into();
+        let body = sign(&keys(), &bad);
+        engine.intake(&body, chrono::Utc::now()).await.unwrap();
+        let r = &engine.store.rejections(1).await.unwrap()[0];
+        assert_eq!(r.kind, "rules", "{backend:?}");
+        assert_eq!(r.received_size, Some(body.len() as u64), "{backend:?}");
+        assert_eq!(r.received, &body[..512.min(body.len())], "{backend:?}");
+        assert!(
+            r.reasons.as_array().is_some_and(|f| !f.is_empty()),
+            "{backend:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_body_far_over_the_limit_is_read_to_the_limit_then_refused_and_recorded() {
+    use hostwright::signing::MAX_ENVELOPE_BYTES;
+    for backend in BACKENDS {
+        let (_dir, _script, engine) = fixture(backend, vec![]).await;
+        // A body that never ends: the webhook reads one byte past the limit.
+        let endless =
+            futures_util::stream::repeat_with(|| Ok::<_, std::io::Error>(vec![b'{'; 64 * 1024]));
+        let started = std::time::Instant::now();
+        let r = submit(&engine, PEER, axum::body::Body::from_stream(endless)).await;
+        assert!(started.elapsed() < Duration::from_secs(10), "{backend:?}");
+        assert!(
+            matches!(r, IntakeResult::TooLarge { limit } if limit == MAX_ENVELOPE_BYTES),
+            "{backend:?}: {r:?}"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["outcome"], "too_large");
+        assert_eq!(json["limit"], MAX_ENVELOPE_BYTES);
+        let rej = &engine.store.rejections(10).await.unwrap()[0];
+        assert_eq!(rej.kind, "too_large", "{backend:?}");
+        assert_eq!(rej.reasons["size_at_least"], MAX_ENVELOPE_BYTES + 1);
+        assert_eq!(rej.received_size, Some(MAX_ENVELOPE_BYTES as u64 + 1));
+        assert_eq!(rej.received.len(), 512);
+        // Exactly at the limit is not "too large": it is read and judged.
+        let at_limit = vec![b' '; MAX_ENVELOPE_BYTES];
+        let r = submit(&engine, PEER, axum::body::Body::from(at_limit)).await;
+        assert_unauthorized(&r, backend);
+    }
+}
+
+#[tokio::test]
+async fn an_address_refused_too_often_is_answered_429_and_nothing_more_is_recorded() {
+    use hostwright::engine::guard::{RefusalBudget, RefusalLimiter};
+    use std::num::NonZeroU32;
+    for backend in BACKENDS {
+        let (_dir, _script, mut engine) = fixture(backend, vec![]).await;
+        Arc::get_mut(&mut engine).expect("a fresh engine").refusals =
+            RefusalLimiter::new(RefusalBudget {
+                burst: NonZeroU32::new(3).unwrap(),
+                per_minute: NonZeroU32::new(1).unwrap(),
+            });
+        let junk = || axum::body::Body::from(b"{\"key_id\": 1}".to_vec());
+        // Accepted submissions spend nothing.
+        for i in 0..5 {
+            let body = sign(&keys(), &www_contract(&format!("C-32{i:02}"), 1));
+            let r = submit(&engine, PEER, axum::body::Body::from(body)).await;
+            assert!(
+                matches!(r, IntakeResult::Accepted { .. }),
+                "{backend:?}: {r:?}"
+            );
+        }
+        for _ in 0..3 {
+            assert_unauthorized(&submit(&engine, PEER, junk()).await, backend);
+        }
+        // The budget is spent: 429, even for a good contract, unread.
+        let good = sign(&keys(), &www_contract("C-3299", 1));
+        for body in [junk(), axum::body::Body::from(good)] {
+            let r = submit(&engine, PEER, body).await;
+            match &r {
+                IntakeResult::RateLimited {
+                    retry_after_seconds,
+                    error,
+                } => {
+                    assert!(
+                        (1..=60).contains(retry_after_seconds),
+                        "{retry_after_seconds}"
+                    );
+                    assert!(error.contains("too many refused submissions"), "{error}");
+                }
+                other => panic!("{backend:?}: {other:?}"),
+            }
+            assert_eq!(serde_json::to_value(&r).unwrap()["outcome"], "rate_limited");
+        }
+        assert_eq!(
+            engine.store.rejections(100).await.unwrap().len(),
+            3,
+            "{backend:?}"
+        );
+        assert_eq!(
+            engine
+                .store
+                .list_jobs(&Default::default())
+                .await
+                .unwrap()
+                .len(),
+            5
+        );
+        let stats = engine.store.stats().await.unwrap();
+        assert!(
+            engine
+                .metrics
+                .render(&stats)
+                .contains("hostwright_intake_rate_limited_total 2"),
+            "{backend:?}"
+        );
+        // Another address has its own budget.
+        let other = std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+        assert_unauthorized(&submit(&engine, other, junk()).await, backend);
+    }
+}
+
+#[tokio::test]
+async fn refusals_past_their_retention_are_pruned_in_batches() {
+    use hostwright::engine::guard::prune_rejections;
+    use hostwright::engine::store::Rejection;
+    let retention = Duration::from_secs(90 * 86_400);
+    for backend in BACKENDS {
+        let (_dir, _script, engine) = fixture(backend, vec![]).await;
+        let now = chrono::Utc::now();
+        let old = now - chrono::Duration::days(91);
+        let recent = now - chrono::Duration::days(89);
+        // More old ones than one batch deletes (1,000).
+        let writes = (0..2_300).map(|i| {
+            let at = if i < 2_250 { old } else { recent };
+            let kind = if i < 2_250 { "old" } else { "recent" };
+            engine.store.record_rejection(Rejection::of_body(
+                None,
+                None,
+                kind,
+                serde_json::json!({}),
+                b"x",
+                at,
+            ))
+        });
+        for r in futures_util::future::join_all(writes).await {
+            r.unwrap();
+        }
+        assert_eq!(
+            prune_rejections(&engine, retention, now).await.unwrap(),
+            2_250,
+            "{backend:?}"
+        );
+        let left = engine.store.rejections(10_000).await.unwrap();
+        assert_eq!(left.len(), 50, "{backend:?}");
+        assert!(left.iter().all(|r| r.kind == "recent"), "{backend:?}");
+        assert_eq!(prune_rejections(&engine, retention, now).await.unwrap(), 0);
+    }
+}
+
+/// A store as a release before migration 0006 left it (migrations 1 and 2),
+/// holding one refusal with 64 KiB of its body.
+async fn store_before_0006(backend: Backend, dir: &std::path::Path, body: &[u8]) -> String {
+    use hostwright::engine::store::queries::{
+        Dialect, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, MIGRATIONS_TABLE, RECORD_MIGRATION,
+    };
+    const OLD_INSERT: &str = "INSERT INTO rejections (contract_id, revision, kind, reasons, received, received_at) \
+         VALUES ('C-OLD', 1, 'malformed', '{\"error\": \"old\"}', $1, 1000)";
+    let url = fresh_store_url(backend, dir).await;
+    match backend {
+        Backend::Sqlite => {
+            let conn = rusqlite::Connection::open(url.strip_prefix("sqlite:").unwrap()).unwrap();
+            conn.execute_batch(MIGRATIONS_TABLE).unwrap();
+            for (v, sql) in MIGRATIONS_SQLITE.iter().filter(|(v, _)| *v <= 2) {
+                conn.execute_batch(sql).unwrap();
+                conn.execute(&Dialect::Sqlite.render(RECORD_MIGRATION), [v])
+                    .unwrap();
+            }
+            conn.execute(&Dialect::Sqlite.render(OLD_INSERT), [body])
+                .unwrap();
+        }
+        Backend::Postgres => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(MIGRATIONS_TABLE)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            for (v, sql) in MIGRATIONS_POSTGRES.iter().filter(|(v, _)| *v <= 2) {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(
+                    Dialect::Postgres.render(RECORD_MIGRATION).into_owned(),
+                ))
+                .bind(*v)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            }
+            sqlx::query(sqlx::AssertSqlSafe(OLD_INSERT))
+                .bind(body)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+    url
+}
+
+#[tokio::test]
+async fn refusals_recorded_before_migration_0006_stay_readable() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let body = vec![b'z'; 64 * 1024];
+        let url = store_before_0006(backend, dir.path(), &body).await;
+        let engine = engine(&url, &Script::new(), fast_settings()).await;
+        engine.intake(b"junk", chrono::Utc::now()).await.unwrap();
+        let rej = engine.store.rejections(10).await.unwrap();
+        assert_eq!(rej.len(), 2, "{backend:?}");
+        let (new, old) = (&rej[0], &rej[1]);
+        assert_eq!(old.contract_id.as_deref(), Some("C-OLD"), "{backend:?}");
+        assert_eq!(
+            old.received, body,
+            "{backend:?}: the old row keeps what it had"
+        );
+        assert_eq!(
+            (old.received_size, old.received_sha256.as_deref()),
+            (None, None)
+        );
+        assert_eq!(old.reasons["error"], "old");
+        assert_eq!(new.received_size, Some(4), "{backend:?}");
+        // Old rows age out like the others.
+        let pruned = hostwright::engine::guard::prune_rejections(
+            &engine,
+            Duration::from_secs(86_400),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(pruned, 1, "{backend:?}");
     }
 }
 

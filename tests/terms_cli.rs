@@ -510,13 +510,28 @@ fn the_schema_refuses_what_the_parser_refuses() {
         ("/customer/email", serde_json::json!("x@y.jp")),
         ("/usage/0/month", serde_json::json!("2027-13")),
         ("/revision", serde_json::json!(0)),
+        ("/revision", serde_json::json!(1_000_001)),
+        ("/revision", serde_json::json!(4_294_967_295u32)),
+        ("/customer/id", serde_json::json!("")),
+        (
+            "/customer/id",
+            serde_json::json!("CU-1\n2026-12-01 INFO accepted"),
+        ),
+        ("/customer/id", serde_json::json!("CU\u{1b}[32m")),
+        ("/customer/id", serde_json::json!("x".repeat(65))),
+        ("/domains/0/name", serde_json::json!("127.0.0.1")),
+        ("/domains/0/name", serde_json::json!("１２７．０．０．１")),
+        ("/secure_mx/target_domains/0", serde_json::json!("10.0.0.1")),
         ("/domains/0/renewal_month", serde_json::json!(13)),
     ];
     for (pointer, value) in cases {
         let mut v = base.clone();
-        let (parent, key) = pointer.rsplit_once('/').unwrap();
-        v.pointer_mut(if parent.is_empty() { "" } else { parent })
-            .unwrap()[key] = value.clone();
+        if let Some(existing) = v.pointer_mut(pointer) {
+            *existing = value.clone();
+        } else {
+            let (parent, key) = pointer.rsplit_once('/').unwrap();
+            v.pointer_mut(parent).unwrap()[key] = value.clone();
+        }
         assert!(
             !schema_errors(&v).is_empty(),
             "the schema should refuse {pointer} = {value}"
@@ -527,4 +542,114 @@ fn the_schema_refuses_what_the_parser_refuses() {
             "the parser should refuse {pointer} = {value}"
         );
     }
+}
+
+// --- hostile input (issue 11, part 4) -------------------------------------------------------
+
+/// Every file the CLI reads is read to its documented limit and no further:
+/// an endless file is refused at once, naming the limit.
+#[test]
+fn files_are_read_to_their_limit_and_no_further() {
+    let zero = "/dev/zero";
+    let good = signed("www-ssl");
+    let k = keys();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["contract", "check", zero, "--trusted-keys", s(&k)],
+            "1402197 bytes, the limit for a signed contract envelope",
+        ),
+        (
+            vec!["contract", "check", s(&good), "--trusted-keys", zero],
+            "262144 bytes, the limit for a trusted-keys file",
+        ),
+        (
+            vec![
+                "contract",
+                "check",
+                s(&good),
+                "--trusted-keys",
+                s(&k),
+                "--previous",
+                zero,
+            ],
+            "1402197 bytes, the limit for a contract (signed envelope or JSON)",
+        ),
+        (
+            vec!["contract", "verify", zero, "--trusted-keys", s(&k)],
+            "1402197 bytes, the limit for a signed contract envelope",
+        ),
+        (
+            vec!["contract", "sign", zero, "--key", zero, "--key-id", "k"],
+            "1048576 bytes, the limit for a contract document",
+        ),
+        (
+            vec!["bill", zero, "--month", "2027-01"],
+            "1402197 bytes, the limit for a contract (signed envelope or JSON)",
+        ),
+        (
+            vec!["submit", zero, "--url", "http://127.0.0.1:9"],
+            "1402197 bytes, the limit for a signed contract envelope",
+        ),
+    ];
+    for (args, limit) in cases {
+        let started = std::time::Instant::now();
+        let o = hostwright(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "/dev/zero is larger than {limit}; reading stopped there"
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{args:?}"
+        );
+    }
+}
+
+/// A key id (or anything else) with control characters is printed escaped:
+/// the refusal stays one line and draws nothing.
+#[test]
+fn check_prints_a_hostile_key_id_escaped_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hostile.json");
+    let signature = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [0u8; 64]);
+    let env = serde_json::json!({
+        "key_id": "k\n./x.json: ok (contract C-EVIL revision 1)\r\x1b[2K\u{9b}1A",
+        "payload": "",
+        "signature": signature,
+    });
+    std::fs::write(&file, serde_json::to_vec(&env).unwrap()).unwrap();
+    let o = hostwright(&["contract", "check", s(&file), "--trusted-keys", s(&keys())]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1, "{out:?}");
+    assert!(
+        !out.trim_end_matches('\n')
+            .contains(hostwright::escape::is_unsafe),
+        "{out:?}"
+    );
+    assert!(
+        out.contains("unknown signing key `k\\n./x.json: ok (contract C-EVIL"),
+        "{out}"
+    );
+    // The JSON output is the same value, still without a raw control character.
+    let o = hostwright(&[
+        "contract",
+        "check",
+        s(&file),
+        "--trusted-keys",
+        s(&keys()),
+        "--json",
+    ]);
+    let out = stdout(&o);
+    assert!(
+        !out.trim_end_matches('\n')
+            .contains(hostwright::escape::is_unsafe),
+        "{out:?}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("\u{9b}1A"), "{v}");
 }

@@ -14,6 +14,8 @@ use hostwright::engine::close;
 use hostwright::engine::config::Config;
 use hostwright::engine::server;
 
+use super::out::{self, say};
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
     Csv,
@@ -74,9 +76,9 @@ pub async fn run(cmd: BillingCmd) -> anyhow::Result<ExitCode> {
             let catalog = server::load_catalog(&cfg)?;
             let s = close::close_month(store.as_ref(), &catalog, m).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                out::json(&s, true)?;
             } else {
-                println!(
+                say!(
                     "close {}: {} contract(s): {} closed, {} corrected, {} unchanged, {} with nothing to bill, {} failed",
                     s.month,
                     s.contracts,
@@ -87,7 +89,7 @@ pub async fn run(cmd: BillingCmd) -> anyhow::Result<ExitCode> {
                     s.failed.len()
                 );
                 for (cid, e) in &s.failed {
-                    println!("  {cid}: {e}");
+                    say!("  {cid}: {e}");
                 }
             }
             Ok(if s.failed.is_empty() {
@@ -107,8 +109,8 @@ pub async fn run(cmd: BillingCmd) -> anyhow::Result<ExitCode> {
             let latest = close::latest_versions(store.statements_of_month(&m.to_string()).await?);
             let lines = close::export_lines(&latest)?;
             match format {
-                Format::Csv => print!("{}", close::export_csv(&lines)),
-                Format::Json => println!("{}", serde_json::to_string_pretty(&lines)?),
+                Format::Csv => out::csv(&close::export_csv(&lines)),
+                Format::Json => out::json(&lines, true)?,
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -12,7 +12,11 @@ use serde_json::Value;
 
 use hostwright::engine::config::Config;
 use hostwright::engine::intake::DryRun;
-use hostwright::engine::store::{JobDetail, JobSummary};
+use hostwright::engine::store::{JobDetail, JobSummary, MAX_LIST_JOBS};
+use hostwright::input::{MAX_SECRET_FILE_BYTES, read_file, read_text};
+use hostwright::signing::MAX_ENVELOPE_BYTES;
+
+use super::out::{self, note, say};
 
 /// Where the API is and how to authenticate as ops.
 #[derive(Debug, Clone, Args)]
@@ -40,7 +44,8 @@ pub enum JobsCmd {
         state: Option<String>,
         #[arg(long)]
         contract: Option<String>,
-        #[arg(long, default_value_t = 50)]
+        /// At most this many (1 to 10,000, the API's maximum).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_LIST_JOBS)))]
         limit: u32,
         /// Continue after a page (the `next_cursor` of the previous one).
         #[arg(long)]
@@ -90,8 +95,8 @@ impl Client {
     pub(crate) fn new(api: &ApiArgs) -> anyhow::Result<Client> {
         let token = match &api.token_file {
             Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .with_context(|| format!("reading the ops token from {}", p.display()))?
+                read_text(p, MAX_SECRET_FILE_BYTES, "an ops token file")
+                    .context("reading the ops token")?
                     .trim()
                     .to_string(),
             ),
@@ -141,7 +146,7 @@ impl Client {
 
 pub async fn serve(config: PathBuf) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(&config)?;
-    crate::init_logging(cfg.log.format);
+    hostwright::logging::init(cfg.log.format);
     hostwright::engine::server::serve(cfg).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -151,7 +156,7 @@ pub async fn submit(files: Vec<PathBuf>, api: ApiArgs) -> anyhow::Result<ExitCod
     let client = Client::new(&api)?;
     let mut refused = 0;
     for f in files {
-        let body = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+        let body = read_file(&f, MAX_ENVELOPE_BYTES, "a signed contract envelope")?;
         let resp = client
             .req(reqwest::Method::POST, "/v1/contracts")
             .header("content-type", "application/json")
@@ -162,10 +167,10 @@ pub async fn submit(files: Vec<PathBuf>, api: ApiArgs) -> anyhow::Result<ExitCod
         let status = resp.status();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
         if api.json {
-            println!(
-                "{}",
-                serde_json::json!({"file": f, "status": status.as_u16(), "response": v})
-            );
+            out::json(
+                &serde_json::json!({"file": f, "status": status.as_u16(), "response": v}),
+                false,
+            )?;
         } else {
             print_intake_answer(&f.display().to_string(), &status.to_string(), &v);
         }
@@ -184,7 +189,7 @@ pub async fn submit(files: Vec<PathBuf>, api: ApiArgs) -> anyhow::Result<ExitCod
 /// finding with its rule and article.
 fn print_intake_answer(label: &str, status: &str, v: &Value) {
     match v.get("outcome").and_then(Value::as_str) {
-        Some("accepted") | Some("existing") => println!(
+        Some("accepted") | Some("existing") => say!(
             "{label}: {} job {} ({} rev {})",
             v["outcome"].as_str().unwrap_or_default(),
             v["job_id"].as_str().unwrap_or_default(),
@@ -192,9 +197,9 @@ fn print_intake_answer(label: &str, status: &str, v: &Value) {
             v["revision"]
         ),
         Some("rejected") => {
-            println!("{label}: rejected ({status})");
+            say!("{label}: rejected ({status})");
             for fd in v["findings"].as_array().into_iter().flatten() {
-                println!(
+                say!(
                     "  [{}] {} {}: {}",
                     fd["rule"].as_str().unwrap_or_default(),
                     fd["article"].as_str().unwrap_or_default(),
@@ -203,14 +208,14 @@ fn print_intake_answer(label: &str, status: &str, v: &Value) {
                 );
             }
         }
-        _ => println!("{label}: {status} {v}"),
+        _ => say!("{label}: {status} {v}"),
     }
 }
 
 /// Prints the steps a signed contract would take now, applying nothing.
 pub async fn plan(file: PathBuf, config: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(&config)?;
-    let body = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let body = read_file(&file, MAX_ENVELOPE_BYTES, "a signed contract envelope")?;
     let engine = hostwright::engine::server::build(&cfg).await?;
     // Judged exactly as intake judges it: what intake would refuse, plan
     // refuses too (exit 1), with the same findings.
@@ -218,7 +223,7 @@ pub async fn plan(file: PathBuf, config: PathBuf, json: bool) -> anyhow::Result<
         DryRun::Refused(answer) => {
             let v = serde_json::to_value(&answer)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                out::json(&v, true)?;
             } else {
                 print_intake_answer(&file.display().to_string(), "intake would refuse it", &v);
             }
@@ -227,22 +232,22 @@ pub async fn plan(file: PathBuf, config: PathBuf, json: bool) -> anyhow::Result<
         DryRun::Planned { contract, steps } => (contract, steps),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&steps)?);
+        out::json(&steps, true)?;
     } else if steps.is_empty() {
-        println!(
+        say!(
             "{} rev {}: nothing to do (the recorded state already matches; the backends were not asked)",
             contract.contract_id.as_str(),
             contract.revision
         );
     } else {
-        println!(
+        say!(
             "{} rev {}: {} step(s)",
             contract.contract_id.as_str(),
             contract.revision,
             steps.len()
         );
         for (i, s) in steps.iter().enumerate() {
-            println!(
+            say!(
                 "{:>3}. {:<8} {:<13} {:<32} via {}",
                 i + 1,
                 s.action.as_str(),
@@ -279,7 +284,7 @@ pub async fn jobs(cmd: JobsCmd) -> anyhow::Result<ExitCode> {
                 .json(c.req(reqwest::Method::GET, "/v1/jobs").query(&q))
                 .await?;
             if api.json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                out::json(&v, true)?;
             } else {
                 let jobs: Vec<JobSummary> = serde_json::from_value(v["items"].clone())?;
                 print_jobs(&jobs);
@@ -294,7 +299,7 @@ pub async fn jobs(cmd: JobsCmd) -> anyhow::Result<ExitCode> {
                 .json(c.req(reqwest::Method::GET, &format!("/v1/jobs/{id}")))
                 .await?;
             if api.json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                out::json(&v, true)?;
             } else {
                 print_job(&serde_json::from_value(v)?);
             }
@@ -314,9 +319,9 @@ pub async fn jobs(cmd: JobsCmd) -> anyhow::Result<ExitCode> {
             let v = c.json(c.req(reqwest::Method::POST, &path)).await?;
             let ids: Vec<String> = serde_json::from_value(v["rerun"].clone())?;
             if api.json && !wait {
-                println!("{}", serde_json::json!({"rerun": ids}));
+                out::json(&serde_json::json!({"rerun": ids}), false)?;
             } else if !api.json {
-                println!("rerun: {} job(s) queued {}", ids.len(), ids.join(" "));
+                say!("rerun: {} job(s) queued {}", ids.len(), ids.join(" "));
             }
             if wait {
                 return wait_jobs(&c, &ids, api.json).await;
@@ -328,9 +333,9 @@ pub async fn jobs(cmd: JobsCmd) -> anyhow::Result<ExitCode> {
                 .json(c.req(reqwest::Method::POST, &format!("/v1/jobs/{id}/cancel")))
                 .await?;
             if api.json {
-                println!("{v}");
+                out::json(&v, false)?;
             } else {
-                println!("cancelled {id}");
+                say!("cancelled {id}");
             }
         }
         JobsCmd::Secrets { id, api } => {
@@ -338,7 +343,7 @@ pub async fn jobs(cmd: JobsCmd) -> anyhow::Result<ExitCode> {
             let v = c
                 .json(c.req(reqwest::Method::POST, &format!("/v1/jobs/{id}/secrets")))
                 .await?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            out::json(&v, true)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -366,13 +371,13 @@ async fn wait_jobs(c: &Client, ids: &[String], json: bool) -> anyhow::Result<Exi
             ids.len()
         );
         if !json && line != last {
-            eprintln!("{line}");
+            note!("{line}");
             last = line;
         }
         if done == ids.len() {
             let jobs: Vec<JobSummary> = details.into_iter().map(|d| d.summary).collect();
             if json {
-                println!("{}", serde_json::to_string_pretty(&jobs)?);
+                out::json(&jobs, true)?;
             } else {
                 print_jobs(&jobs);
             }
@@ -390,12 +395,17 @@ async fn wait_jobs(c: &Client, ids: &[String], json: bool) -> anyhow::Result<Exi
 }
 
 fn print_jobs(jobs: &[JobSummary]) {
-    println!(
+    say!(
         "{:<36}  {:<14} {:>4}  {:<10} {:>7}  {:<20}  ERROR",
-        "JOB", "CONTRACT", "REV", "STATE", "STEPS", "UPDATED"
+        "JOB",
+        "CONTRACT",
+        "REV",
+        "STATE",
+        "STEPS",
+        "UPDATED"
     );
     for j in jobs {
-        println!(
+        say!(
             "{:<36}  {:<14} {:>4}  {:<10} {:>3}/{:<3}  {:<20}  {}",
             j.job_id,
             j.contract_id,
@@ -411,20 +421,20 @@ fn print_jobs(jobs: &[JobSummary]) {
 
 fn print_job(d: &JobDetail) {
     let s = &d.summary;
-    println!("job       {}", s.job_id);
-    println!("contract  {} rev {}", s.contract_id, s.revision);
-    println!("state     {}", s.state.as_str());
-    println!("created   {}", s.created_at);
-    println!("updated   {}", s.updated_at);
+    say!("job       {}", s.job_id);
+    say!("contract  {} rev {}", s.contract_id, s.revision);
+    say!("state     {}", s.state.as_str());
+    say!("created   {}", s.created_at);
+    say!("updated   {}", s.updated_at);
     if let Some(w) = &d.lease_owner {
-        println!("worker    {w}");
+        say!("worker    {w}");
     }
     if let Some(e) = &s.error {
-        println!("error     {e}");
+        say!("error     {e}");
     }
-    println!("steps");
+    say!("steps");
     for st in &d.steps {
-        println!(
+        say!(
             "  {:>2}. {:<9} {:<8} {:<13} {:<30} attempts {}{}",
             st.index + 1,
             st.state.as_str(),
@@ -438,7 +448,7 @@ fn print_job(d: &JobDetail) {
                 .unwrap_or_default()
         );
     }
-    println!("attempts");
+    say!("attempts");
     for a in &d.attempts {
         let outcome = match &a.outcome {
             None => "running/abandoned".to_string(),
@@ -455,7 +465,7 @@ fn print_job(d: &JobDetail) {
                 })
                 .unwrap_or_default(),
         };
-        println!(
+        say!(
             "  step {:>2} #{:<2} {}  {:>6} ms  {:<28} {}",
             a.step_index + 1,
             a.attempt,
@@ -468,9 +478,9 @@ fn print_job(d: &JobDetail) {
         );
     }
     if !d.ops.is_empty() {
-        println!("ops");
+        say!("ops");
         for o in &d.ops {
-            println!("  {} {} by {}", o.at, o.action, o.actor);
+            say!("  {} {} by {}", o.at, o.action, o.actor);
         }
     }
 }

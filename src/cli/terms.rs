@@ -10,9 +10,13 @@ use hostwright::billing;
 use hostwright::calendar::YearMonth;
 use hostwright::catalog::Catalog;
 use hostwright::contract::Contract;
+use hostwright::contract::MAX_CONTRACT_BYTES;
+use hostwright::input::read_file;
 use hostwright::money::format_yen;
 use hostwright::rules::{self, CheckInput, Finding};
-use hostwright::signing::{self, TrustedKeys};
+use hostwright::signing::{self, MAX_ENVELOPE_BYTES, TrustedKeys};
+
+use super::out::{self, note, say};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCmd {
@@ -77,7 +81,11 @@ pub struct BillArgs {
 
 /// Reads a contract from a signed envelope (not verified here) or plain JSON.
 fn read_contract(path: &Path) -> anyhow::Result<Contract> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = read_file(
+        path,
+        MAX_ENVELOPE_BYTES,
+        "a contract (signed envelope or JSON)",
+    )?;
     let v: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not JSON", path.display()))?;
     let payload = match v.get("payload").and_then(|p| p.as_str()) {
@@ -97,13 +105,7 @@ pub fn keys(cmd: KeysCmd) -> anyhow::Result<ExitCode> {
             out_dir,
             trusted_keys,
         } => {
-            if id.is_empty()
-                || !id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                bail!("key id must be [A-Za-z0-9_-]+");
-            }
+            check_key_id(&id)?;
             let key = signing::generate_key();
             std::fs::create_dir_all(&out_dir)?;
             let path = out_dir.join(format!("{id}.key"));
@@ -120,20 +122,30 @@ pub fn keys(cmd: KeysCmd) -> anyhow::Result<ExitCode> {
                     writeln!(f, "\n{text}")?;
                     // Refuse to leave a broken file behind.
                     TrustedKeys::load(&tk)?;
-                    eprintln!(
-                        "secret key: {}\npublic key appended to {}",
-                        path.display(),
-                        tk.display()
-                    );
+                    note!("secret key: {}", path.display());
+                    note!("public key appended to {}", tk.display());
                 }
                 None => {
-                    eprintln!("secret key: {}", path.display());
-                    print!("{text}");
+                    note!("secret key: {}", path.display());
+                    out::block(&text);
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Key ids travel in every envelope and in log lines: `[A-Za-z0-9_-]`, 1-64.
+fn check_key_id(id: &str) -> anyhow::Result<()> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("key id must match [A-Za-z0-9_-]{{1,64}}");
+    }
+    Ok(())
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -151,7 +163,7 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 
 fn print_findings(findings: &[Finding]) {
     for f in findings {
-        println!("  [{}] {} at {}: {}", f.rule, f.article, f.path, f.message);
+        say!("  [{}] {} at {}: {}", f.rule, f.article, f.path, f.message);
     }
 }
 
@@ -163,8 +175,8 @@ pub fn contract(cmd: ContractCmd) -> anyhow::Result<ExitCode> {
             key_id,
             out,
         } => {
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            check_key_id(&key_id)?;
+            let bytes = read_file(&file, MAX_CONTRACT_BYTES, "a contract document")?;
             // Refuse to sign what would not parse.
             Contract::from_json(&bytes).with_context(|| file.display().to_string())?;
             let key = signing::read_signing_key(&key)?;
@@ -179,11 +191,10 @@ pub fn contract(cmd: ContractCmd) -> anyhow::Result<ExitCode> {
         }
         ContractCmd::Verify { file, trusted_keys } => {
             let keys = TrustedKeys::load(&trusted_keys)?;
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes = read_file(&file, MAX_ENVELOPE_BYTES, "a signed contract envelope")?;
             match signing::verify(&bytes, &keys, chrono::Utc::now()) {
                 Ok(v) => {
-                    println!(
+                    say!(
                         "{}: signed by `{}`: contract {} revision {}",
                         file.display(),
                         v.key_id,
@@ -193,7 +204,7 @@ pub fn contract(cmd: ContractCmd) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
-                    println!("{}: {e}", file.display());
+                    say!("{}: {e}", file.display());
                     Ok(ExitCode::from(1))
                 }
             }
@@ -205,19 +216,18 @@ pub fn contract(cmd: ContractCmd) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let keys = TrustedKeys::load(&trusted_keys)?;
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes = read_file(&file, MAX_ENVELOPE_BYTES, "a signed contract envelope")?;
             let catalog = Catalog::builtin()?;
             let verified = match signing::verify(&bytes, &keys, chrono::Utc::now()) {
                 Ok(v) => v,
                 Err(e) => {
                     if json {
-                        println!(
-                            "{}",
-                            serde_json::json!({"file": file, "ok": false, "error": e.to_string()})
-                        );
+                        out::json(
+                            &serde_json::json!({"file": file, "ok": false, "error": e.to_string()}),
+                            false,
+                        )?;
                     } else {
-                        println!("{}: refused: {e}", file.display());
+                        say!("{}: refused: {e}", file.display());
                     }
                     return Ok(ExitCode::from(1));
                 }
@@ -231,15 +241,15 @@ pub fn contract(cmd: ContractCmd) -> anyhow::Result<ExitCode> {
             });
             let events = rules::events(&verified.contract, previous.as_ref());
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({
+                out::json(
+                    &serde_json::json!({
                         "file": file, "ok": findings.is_empty(), "contract_id": verified.contract.contract_id,
                         "revision": verified.contract.revision, "findings": findings, "events": events,
-                    }))?
-                );
+                    }),
+                    true,
+                )?;
             } else if findings.is_empty() {
-                println!(
+                say!(
                     "{}: ok (contract {} revision {}, signed by `{}`)",
                     file.display(),
                     verified.contract.contract_id,
@@ -247,10 +257,10 @@ pub fn contract(cmd: ContractCmd) -> anyhow::Result<ExitCode> {
                     verified.key_id
                 );
                 for e in &events {
-                    println!("  {e}");
+                    say!("  {e}");
                 }
             } else {
-                println!("{}: {} finding(s)", file.display(), findings.len());
+                say!("{}: {} finding(s)", file.display(), findings.len());
                 print_findings(&findings);
             }
             Ok(if findings.is_empty() {
@@ -274,15 +284,17 @@ pub fn bill(args: BillArgs) -> anyhow::Result<ExitCode> {
     let catalog = Catalog::builtin()?;
     let st = billing::statement(&history, &catalog, month)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&st)?);
+        out::json(&st, true)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    say!(
         "Statement {} for contract {} (revision {})",
-        st.month, st.contract_id, st.revision
+        st.month,
+        st.contract_id,
+        st.revision
     );
     for l in &st.lines {
-        println!(
+        say!(
             "  {:<46} {:>4} × {:>10} = {:>12}   [{} / {}]",
             l.description,
             l.quantity,
@@ -292,8 +304,8 @@ pub fn bill(args: BillArgs) -> anyhow::Result<ExitCode> {
             l.article
         );
     }
-    println!("  {:<67} {:>12}", "subtotal", format_yen(st.subtotal));
-    println!(
+    say!("  {:<67} {:>12}", "subtotal", format_yen(st.subtotal));
+    say!(
         "  {:<67} {:>12}",
         format!(
             "consumption tax {}% (第36条)",
@@ -301,9 +313,9 @@ pub fn bill(args: BillArgs) -> anyhow::Result<ExitCode> {
         ),
         format_yen(st.tax)
     );
-    println!("  {:<67} {:>12}", "total", format_yen(st.total));
+    say!("  {:<67} {:>12}", "total", format_yen(st.total));
     for n in &st.notes {
-        println!("  note: {n}");
+        say!("  note: {n}");
     }
     Ok(ExitCode::SUCCESS)
 }

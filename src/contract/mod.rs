@@ -20,6 +20,39 @@ pub use entitlements::Entitlements;
 /// Largest contract document accepted anywhere.
 pub const MAX_CONTRACT_BYTES: usize = 1024 * 1024;
 
+/// Highest revision number accepted: a revision a day for 2,700 years.
+/// Revisions strictly increase and are never taken back, so the cap leaves
+/// room after any revision a contract system will really send, where
+/// `u32::MAX` would be a last revision after which none could follow.
+pub const MAX_REVISION: u32 = 1_000_000;
+
+/// The furthest a revision may go past the latest recorded one (rule
+/// `revision-jump`). Gaps are fine (drafts the contract system never
+/// approved), but a recorded revision is never taken back: a jump of
+/// millions, from a typo or a timestamp used as a revision, would spend the
+/// numbers for good. Refused, it can still be corrected.
+pub const MAX_REVISION_STEP: u32 = 1000;
+
+/// Checks a customer id: `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`. It is compared
+/// between revisions and contracts (第11条, 第16条), sent to billing and shown
+/// to operators: a narrow alphabet keeps it printable and unambiguous.
+pub fn check_customer_id(id: &str) -> Result<(), String> {
+    let b = id.as_bytes();
+    let ok = (1..=64).contains(&b.len())
+        && b[0].is_ascii_alphanumeric()
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "customer id {:?} must match ^[A-Za-z0-9][A-Za-z0-9._-]{{0,63}}$",
+            id.chars().take(40).collect::<String>()
+        ))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ContractError {
     #[error("contract is larger than {MAX_CONTRACT_BYTES} bytes")]
@@ -812,9 +845,13 @@ impl Contract {
         if self.revision == 0 {
             return Err(invalid("/revision".into(), "revisions start at 1".into()));
         }
-        if self.customer.id.trim().is_empty() {
-            return Err(invalid("/customer/id".into(), "must not be empty".into()));
+        if self.revision > MAX_REVISION {
+            return Err(invalid(
+                "/revision".into(),
+                format!("must be at most {MAX_REVISION}"),
+            ));
         }
+        check_customer_id(&self.customer.id).map_err(|m| invalid("/customer/id".into(), m))?;
         for (i, d) in self.domains.iter_mut().enumerate() {
             d.name =
                 normalize_domain(&d.name).map_err(|m| invalid(format!("/domains/{i}/name"), m))?;

@@ -299,6 +299,77 @@ fn revisions_start_at_one_and_customer_ids_are_not_empty() {
 }
 
 #[test]
+fn revisions_are_capped_so_a_later_one_is_always_possible() {
+    let mut v = base();
+    v["revision"] = json!(MAX_REVISION);
+    assert_eq!(parse(&v).unwrap().revision, 1_000_000);
+    for too_high in [u64::from(MAX_REVISION) + 1, u64::from(u32::MAX)] {
+        v["revision"] = json!(too_high);
+        let e = parse(&v).unwrap_err();
+        assert!(
+            matches!(&e, ContractError::Invalid { field, message } if field == "/revision" && message.contains("at most 1000000")),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn customer_ids_are_identifiers() {
+    for good in [
+        "CU-0001",
+        "cu_0001",
+        "12345",
+        "A",
+        "acme.co.jp-42",
+        &"x".repeat(64),
+    ] {
+        let mut v = base();
+        v["customer"]["id"] = json!(good);
+        assert_eq!(parse(&v).unwrap().customer.id, good);
+    }
+    for bad in [
+        "",
+        " CU-1",
+        "-CU",
+        ".CU",
+        "CU 1",
+        "CU-1\n2026-12-01 INFO accepted",
+        "CU\u{1b}[32m",
+        "CU-1\u{9b}2K",
+        "ＣＵ-1",
+        "CU/1",
+        "CU;1",
+        &"x".repeat(65),
+    ] {
+        let mut v = base();
+        v["customer"]["id"] = json!(bad);
+        let e = parse(&v).unwrap_err();
+        assert!(
+            matches!(&e, ContractError::Invalid { field, message }
+                if field == "/customer/id" && message.contains("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")),
+            "{bad:?}: {e}"
+        );
+    }
+}
+
+#[test]
+fn an_ip_address_is_not_a_domain_even_in_full_width() {
+    for ip in ["127.0.0.1", "１２７.０.０.１", "127.0.0.1.", "10.1"] {
+        assert!(normalize_domain(ip).is_err(), "{ip:?} must be refused");
+        let mut v = base();
+        v["domains"][0]["name"] = json!(ip);
+        let e = parse(&v).unwrap_err();
+        assert!(
+            matches!(&e, ContractError::Invalid { field, .. } if field == "/domains/0/name"),
+            "{ip:?}: {e}"
+        );
+        let mut v = base();
+        v["secure_mx"]["target_domains"][0] = json!(ip);
+        assert!(parse(&v).is_err(), "{ip:?} as a Secure MX target");
+    }
+}
+
+#[test]
 fn domains_become_a_labels() {
     for (input, want) in [
         ("kaede-design.jp", "kaede-design.jp"),

@@ -6,8 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, RawPathParams, State};
+use axum::extract::{ConnectInfo, Path, Query, RawPathParams, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +17,7 @@ use serde_json::json;
 
 use super::Engine;
 use super::auth::{self, Authenticator, Caller, Refusal, Scope};
+use super::guard::{BodyError, MAX_ENVELOPE_BYTES, read_body};
 use super::intake::{DryRun, IntakeError, IntakeResult};
 use super::problem::{Kind, Problem};
 use super::store::ops::{AuditFilter, ContractsPage, JobsPage, NewAuditEntry};
@@ -32,7 +32,6 @@ struct AppState {
 /// Builds the router. Without any ops credential (no tokens in the store,
 /// no `api.ops_token_file`) the ops endpoints answer 401: closed, never open.
 pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>) -> Router {
-    let limit = engine.max_body_bytes;
     let state = AppState { engine, auth };
     let gate = |scope: Scope| middleware::from_fn_with_state((state.clone(), scope), ops_gate);
     let read = Router::new()
@@ -75,9 +74,6 @@ pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>) -> Router {
                 "this resource does not take that method",
             )
         })
-        // Read one byte more than allowed so intake itself can answer 413
-        // with its reason (and record the refusal).
-        .layer(DefaultBodyLimit::max(limit + 1))
         .layer(middleware::map_response(as_problem))
         .with_state(state)
 }
@@ -304,8 +300,16 @@ fn intake_error(e: IntakeError) -> Response {
     }
 }
 
-async fn submit(State(st): State<AppState>, body: Bytes) -> Response {
-    match st.engine.intake(&body, chrono::Utc::now()).await {
+/// Intake reads the body itself, with the one envelope limit, so a body of
+/// any size is answered (413, recorded) by intake, and a client's address
+/// keys its refusal budget (without connect info every client shares one).
+async fn submit(State(st): State<AppState>, req: axum::extract::Request) -> Response {
+    let peer = client_addr(&req).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    match st
+        .engine
+        .submit(peer, req.into_body(), chrono::Utc::now())
+        .await
+    {
         Ok(r) => intake_response(r),
         Err(e) => intake_error(e),
     }
@@ -337,6 +341,21 @@ fn intake_response(res: IntakeResult) -> Response {
             format!("the body is larger than {limit} bytes"),
         ),
         IntakeResult::Busy { message } => (Kind::Unavailable, message.clone()),
+        IntakeResult::RateLimited {
+            retry_after_seconds,
+            ..
+        } => {
+            let retry = *retry_after_seconds;
+            let mut resp = Problem::new(
+                Kind::RateLimited,
+                format!("too many refused submissions from this address; try again in {retry} s"),
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return resp;
+        }
     };
     let mut p = Problem::new(kind, detail);
     if let serde_json::Value::Object(members) = serde_json::to_value(&res).expect("serializes") {
@@ -405,8 +424,22 @@ fn id_cursor(c: Option<&str>) -> Result<Option<i64>, ()> {
     }
 }
 
-fn page_limit(limit: Option<u32>) -> u32 {
-    limit.unwrap_or(50).clamp(1, 1000)
+/// The most items one page holds (`?limit=`, 50 by default).
+pub const MAX_PAGE: u32 = 1000;
+
+/// A page's size: a `limit` outside 1..=MAX_PAGE is refused, naming the
+/// maximum (a huge limit once answered everything at once).
+fn page_limit(limit: Option<u32>) -> Result<u32, Response> {
+    match limit {
+        None => Ok(50),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(Problem::new(
+            Kind::InvalidRequest,
+            format!("limit {n} must be from 1 to {MAX_PAGE} (page on with next_cursor)"),
+        )
+        .with("parameter", "limit")
+        .into_response()),
+    }
 }
 
 async fn list_jobs(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Response {
@@ -432,7 +465,10 @@ async fn list_jobs(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Re
         Some(Some(a)) => Some(a),
         Some(None) => return bad_cursor(),
     };
-    let limit = page_limit(q.limit);
+    let limit = match page_limit(q.limit) {
+        Ok(l) => l,
+        Err(refused) => return refused,
+    };
     let filter = JobsPage {
         state,
         contract_id: q.contract,
@@ -524,7 +560,10 @@ async fn rejections(State(st): State<AppState>, Query(q): Query<PageQuery>) -> R
     let Ok(before) = id_cursor(q.cursor.as_deref()) else {
         return bad_cursor();
     };
-    let limit = page_limit(q.limit);
+    let limit = match page_limit(q.limit) {
+        Ok(l) => l,
+        Err(refused) => return refused,
+    };
     match st.engine.store.rejections_page(before, limit).await {
         Ok(r) => {
             let items: Vec<_> = r
@@ -536,6 +575,8 @@ async fn rejections(State(st): State<AppState>, Query(q): Query<PageQuery>) -> R
                         "revision": r.revision,
                         "kind": r.kind,
                         "reasons": r.reasons,
+                        "received_sha256": r.received_sha256,
+                        "received_size": r.received_size,
                         "received_at": r.received_at,
                     })
                 })
@@ -596,7 +637,10 @@ async fn list_contracts(State(st): State<AppState>, Query(q): Query<ContractsQue
         Some(Some(id)) => Some(id),
         Some(None) => return bad_cursor(),
     };
-    let limit = page_limit(q.limit);
+    let limit = match page_limit(q.limit) {
+        Ok(l) => l,
+        Err(refused) => return refused,
+    };
     let mut items = Vec::new();
     // The state lives in the payload: filter here, reading on until the
     // page is full or the contracts run out.
@@ -690,7 +734,24 @@ async fn show_contract(State(st): State<AppState>, Path(id): Path<String>) -> Re
 /// Plans a signed contract against the recorded state without applying it,
 /// judged exactly as intake would judge it: what intake would refuse is
 /// answered as intake would answer it.
-async fn plan(State(st): State<AppState>, body: Bytes) -> Response {
+async fn plan(State(st): State<AppState>, req: axum::extract::Request) -> Response {
+    let body = match read_body(req.into_body(), MAX_ENVELOPE_BYTES).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge(_)) => {
+            return Problem::new(
+                Kind::TooLarge,
+                format!("the envelope is larger than {MAX_ENVELOPE_BYTES} bytes"),
+            )
+            .into_response();
+        }
+        Err(BodyError::Read(e)) => {
+            return Problem::new(
+                Kind::Malformed,
+                format!("the request body could not be read: {e}"),
+            )
+            .into_response();
+        }
+    };
     match st.engine.dry_run(&body, chrono::Utc::now()).await {
         Ok(DryRun::Planned { steps, .. }) => axum::Json(steps).into_response(),
         Ok(DryRun::Refused(answer)) => intake_response(answer),
@@ -712,7 +773,10 @@ async fn audit_log(State(st): State<AppState>, Query(q): Query<AuditQuery>) -> R
     let Ok(before) = id_cursor(q.cursor.as_deref()) else {
         return bad_cursor();
     };
-    let limit = page_limit(q.limit);
+    let limit = match page_limit(q.limit) {
+        Ok(l) => l,
+        Err(refused) => return refused,
+    };
     let filter = AuditFilter {
         actor: q.actor,
         target: q.target,

@@ -135,9 +135,6 @@ pub struct ApiConfig {
     /// lets it try again.
     #[serde(default = "default_auth_burst")]
     pub auth_failure_burst: u32,
-    /// Largest accepted request body (intake answers 413 above it).
-    #[serde(default = "default_max_body")]
-    pub max_body_bytes: usize,
     /// Terminate TLS here (`[api.tls] cert_file, key_file`, PEM, re-read
     /// when they change); plain HTTP when absent (loopback, or behind a
     /// reverse proxy that terminates TLS).
@@ -152,10 +149,6 @@ fn default_auth_burst() -> u32 {
     10
 }
 
-fn default_max_body() -> usize {
-    1024 * 1024
-}
-
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
@@ -163,7 +156,6 @@ impl Default for ApiConfig {
             ops_token_file: None,
             auth_failures_per_minute: default_auth_per_minute(),
             auth_failure_burst: default_auth_burst(),
-            max_body_bytes: default_max_body(),
             tls: None,
         }
     }
@@ -179,6 +171,38 @@ pub struct IntakeConfig {
     /// signature is then the only check).
     #[serde(default)]
     pub credential_file: Option<PathBuf>,
+    /// Refused submissions one client address may have in a row before it
+    /// is answered 429 (nothing read or recorded) until its budget refills.
+    #[serde(default = "default_refusal_burst")]
+    pub refusal_burst: std::num::NonZeroU32,
+    /// How fast that budget refills, in refusals per minute.
+    #[serde(default = "default_refusals_per_minute")]
+    pub refusals_per_minute: std::num::NonZeroU32,
+    /// Refusals (the `rejections` table) older than this are deleted.
+    #[serde(default = "default_rejection_retention_days")]
+    pub rejection_retention_days: u32,
+}
+
+fn default_refusal_burst() -> std::num::NonZeroU32 {
+    super::guard::RefusalBudget::default().burst
+}
+fn default_refusals_per_minute() -> std::num::NonZeroU32 {
+    super::guard::RefusalBudget::default().per_minute
+}
+fn default_rejection_retention_days() -> u32 {
+    90
+}
+
+impl IntakeConfig {
+    pub fn refusal_budget(&self) -> super::guard::RefusalBudget {
+        super::guard::RefusalBudget {
+            burst: self.refusal_burst,
+            per_minute: self.refusals_per_minute,
+        }
+    }
+    pub fn rejection_retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.rejection_retention_days) * 86_400)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -389,6 +413,9 @@ impl Config {
         }
         if self.workers.concurrency == 0 {
             return Err("workers.concurrency must be at least 1".into());
+        }
+        if self.intake.rejection_retention_days == 0 {
+            return Err("intake.rejection_retention_days must be at least 1".into());
         }
         if self.workers.retry.max_attempts == 0 {
             return Err("workers.retry.max_attempts must be at least 1".into());

@@ -13,7 +13,7 @@ use super::store::{
 use super::{Engine, plan};
 use crate::contract::Contract;
 use crate::rules::{self, Finding};
-use crate::signing;
+use crate::signing::{self, MAX_ENVELOPE_BYTES};
 
 /// How often intake judges one revision again because a concurrent revision
 /// of its contract or customer changed what it was judged against. Each
@@ -69,6 +69,11 @@ pub enum IntakeResult {
     /// 503: concurrent revisions of the same contract or customer kept
     /// changing what this one was judged against; nothing was recorded.
     Busy { message: String },
+    /// 429: this address was refused too often; nothing was read or recorded.
+    RateLimited {
+        retry_after_seconds: u64,
+        error: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,10 +95,6 @@ pub enum DryRun {
     },
 }
 
-fn truncated(body: &[u8]) -> Vec<u8> {
-    body[..body.len().min(64 * 1024)].to_vec()
-}
-
 impl Engine {
     /// Takes one signed contract envelope as received.
     pub async fn intake(
@@ -101,18 +102,20 @@ impl Engine {
         body: &[u8],
         now: DateTime<Utc>,
     ) -> Result<IntakeResult, IntakeError> {
-        if body.len() > self.max_body_bytes {
+        if body.len() > MAX_ENVELOPE_BYTES {
+            // The webhook reads one byte past the limit, no more: the size
+            // is a lower bound.
             self.reject(
                 None,
                 None,
                 "too_large",
-                serde_json::json!({"limit": self.max_body_bytes, "size": body.len()}),
+                serde_json::json!({"limit": MAX_ENVELOPE_BYTES, "size_at_least": body.len()}),
                 body,
                 now,
             )
             .await?;
             return Ok(IntakeResult::TooLarge {
-                limit: self.max_body_bytes,
+                limit: MAX_ENVELOPE_BYTES,
             });
         }
         let verified = match signing::verify(body, &self.trusted_keys, now) {
@@ -184,9 +187,9 @@ impl Engine {
     /// (signature, size, the rules, the planner, ownership), recording
     /// nothing; if intake would accept it, the plan its job would run now.
     pub async fn dry_run(&self, body: &[u8], now: DateTime<Utc>) -> Result<DryRun, IntakeError> {
-        if body.len() > self.max_body_bytes {
+        if body.len() > MAX_ENVELOPE_BYTES {
             return Ok(DryRun::Refused(IntakeResult::TooLarge {
-                limit: self.max_body_bytes,
+                limit: MAX_ENVELOPE_BYTES,
             }));
         }
         let verified = match signing::verify(body, &self.trusted_keys, now) {
@@ -502,14 +505,14 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.store
-            .record_rejection(Rejection {
-                contract_id: contract_id.map(str::to_string),
+            .record_rejection(Rejection::of_body(
+                contract_id.map(str::to_string),
                 revision,
-                kind: kind.to_string(),
+                kind,
                 reasons,
-                received: truncated(body),
-                received_at: now,
-            })
+                body,
+                now,
+            ))
             .await
     }
 }

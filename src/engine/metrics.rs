@@ -50,6 +50,8 @@ pub struct Metrics {
     /// `unknown`, `revoked`, `expired`, `wrong_credential`, `scope`,
     /// `rate_limited`): guessing shows here.
     pub auth_refusals: Family<ReasonLabels, Counter>,
+    /// Submissions answered 429: their address was refused too often.
+    pub intake_rate_limited: Counter,
 }
 
 impl Default for Metrics {
@@ -80,6 +82,7 @@ impl Metrics {
             "API requests refused for their credential, by reason (rate_limited: the address failed too often)",
             auth_refusals.clone(),
         );
+        let intake_rate_limited = Counter::default();
         registry.register(
             "step_duration_seconds",
             "Duration of step attempts",
@@ -101,6 +104,11 @@ impl Metrics {
             "Billing reports acknowledged by billing",
             reports_delivered.clone(),
         );
+        registry.register(
+            "intake_rate_limited",
+            "Contract submissions answered 429, unread and unrecorded, because their address was refused too often",
+            intake_rate_limited.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             step_seconds,
@@ -110,6 +118,7 @@ impl Metrics {
             reports_delivered,
             intake_rejudged,
             auth_refusals,
+            intake_rate_limited,
         }
     }
 

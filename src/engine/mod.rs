@@ -14,6 +14,7 @@ pub mod auth;
 pub mod claims;
 pub mod close;
 pub mod config;
+pub mod guard;
 pub mod intake;
 pub mod metrics;
 pub mod outbox;
@@ -51,7 +52,8 @@ pub struct Engine {
     pub settings: WorkerSettings,
     pub provisioning: ProvisioningConfig,
     pub metrics: Metrics,
-    pub max_body_bytes: usize,
+    /// Refused submissions per client address (`guard`).
+    pub refusals: guard::RefusalLimiter,
     /// Wakes idle workers when intake queued a job or ops reran one.
     pub wake: Notify,
     /// Wakes the outbox reporter when a job ended with a report.

@@ -9,12 +9,12 @@
 //! the crash tests kill a real worker process mid-step; there
 //! ([`Script::with_files`]) it keeps no history in memory, since the process
 //! would grow with every job it ran (the no-op benchmark drains 10,000): the
-//! optional log file (one JSON line per call) is the record, and every
-//! `ensure` counts as a creation.
+//! optional log file (one JSON line per call, [`CallLog`]) is the record, and
+//! every `ensure` counts as a creation.
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,6 +88,117 @@ struct State {
     creations: BTreeMap<(String, String), u32>,
 }
 
+/// The scripted adapter's call log, `[adapters.scripted] log`: one JSON line
+/// per call.
+///
+/// Each line is appended with **one** `write` on a file opened `O_APPEND`,
+/// so the lines of concurrent writers (the workers of one process, or two
+/// processes on one file) never interleave. The log is read **once**, when
+/// opened: the faults it already holds (those of a process killed before
+/// this one) seed the in-memory counts that control-file rules' `times` are
+/// checked against, and later faults are counted in memory as they are
+/// logged. A line left without its newline by a killed process is closed
+/// first, so it stays a line of its own.
+pub struct CallLog {
+    file: std::fs::File,
+    /// `(fault op, kind, key)` -> faults logged so far.
+    faults: Mutex<HashMap<(String, String, String), u32>>,
+}
+
+impl CallLog {
+    pub fn open(path: &Path) -> std::io::Result<CallLog> {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)?;
+        let mut text = Vec::new();
+        file.read_to_end(&mut text)?;
+        let mut faults = HashMap::new();
+        for call in parse_log(&text).calls {
+            if let Some(op) = call.fault {
+                *faults.entry((op, call.kind, call.key)).or_default() += 1;
+            }
+        }
+        if text.last().is_some_and(|b| *b != b'\n') {
+            file.write_all(b"\n")?;
+        }
+        file.rewind()?;
+        Ok(CallLog {
+            file,
+            faults: Mutex::new(faults),
+        })
+    }
+
+    /// Appends one call as one line, in one write.
+    fn append(&self, call: &Call) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(call).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        // One write of the whole line: with O_APPEND the kernel places it at
+        // the end of the file at once, whoever else appends. A short write
+        // (disk full) is an error, not half a line followed by the rest.
+        let n = (&self.file).write(&line)?;
+        if n != line.len() {
+            return Err(std::io::Error::other(format!(
+                "short write to the call log ({n} of {} bytes)",
+                line.len()
+            )));
+        }
+        if let Some(op) = &call.fault {
+            *self
+                .faults
+                .lock()
+                .unwrap()
+                .entry((op.clone(), call.kind.clone(), call.key.clone()))
+                .or_default() += 1;
+        }
+        Ok(())
+    }
+
+    fn faults(&self, op: &str, kind: &str, key: &str) -> u32 {
+        self.faults
+            .lock()
+            .unwrap()
+            .get(&(op.to_string(), kind.to_string(), key.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// What a call log holds.
+#[derive(Debug, Default)]
+pub struct LogContents {
+    /// The calls of the whole lines, in order.
+    pub calls: Vec<Call>,
+    /// Lines that do not parse (torn). A last line without its newline is a
+    /// write in progress: neither a call nor torn.
+    pub torn: usize,
+}
+
+/// Reads a call log as a test or the adapter sees it (a missing file is empty).
+pub fn read_log(path: &Path) -> std::io::Result<LogContents> {
+    match std::fs::read(path) {
+        Ok(text) => Ok(parse_log(&text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LogContents::default()),
+        Err(e) => Err(e),
+    }
+}
+
+fn parse_log(text: &[u8]) -> LogContents {
+    let complete = match text.iter().rposition(|b| *b == b'\n') {
+        Some(i) => &text[..i],
+        None => return LogContents::default(),
+    };
+    let mut out = LogContents::default();
+    for line in complete.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        match serde_json::from_slice(line) {
+            Ok(call) => out.calls.push(call),
+            Err(_) => out.torn += 1,
+        }
+    }
+    out
+}
+
 /// Shared between every scripted adapter of one engine, so a test sees all calls.
 #[derive(Clone, Default)]
 pub struct Script {
@@ -95,7 +206,7 @@ pub struct Script {
     /// Whether calls, resources and creations are kept in memory (tests);
     /// without it the script's memory does not grow with the calls.
     history: bool,
-    log: Option<PathBuf>,
+    log: Option<Arc<CallLog>>,
     /// Read before every call when set: a JSON array of [`Rule`]s, so a test
     /// can change behaviour of a running `hostwright serve` process.
     control_file: Option<PathBuf>,
@@ -112,13 +223,16 @@ impl Script {
 
     /// A script for `hostwright serve`: no history in memory; calls go to
     /// `log` when set, faults come from `control_file` when set.
-    pub fn with_files(log: Option<PathBuf>, control_file: Option<PathBuf>) -> Self {
-        Script {
-            log,
+    pub fn with_files(
+        log: Option<PathBuf>,
+        control_file: Option<PathBuf>,
+    ) -> std::io::Result<Self> {
+        Ok(Script {
+            log: log.as_deref().map(CallLog::open).transpose()?.map(Arc::new),
             control_file,
             history: false,
             ..Script::default()
-        }
+        })
     }
 
     pub fn push(&self, rule: Rule) {
@@ -154,16 +268,13 @@ impl Script {
                 }
             };
             // File rules carry no counters across processes: `times` is
-            // checked against the calls logged so far.
-            let logged = self.logged_calls();
+            // checked against the faults logged so far (the log's counts).
             for rule in rules {
                 if matches(&rule, op, r) {
-                    let used = logged
-                        .iter()
-                        .filter(|c| {
-                            c.fault.as_deref() == Some(op) && c.kind == r.kind && c.key == r.key
-                        })
-                        .count() as u32;
+                    let used = self
+                        .log
+                        .as_ref()
+                        .map_or(0, |l| l.faults(op, &r.kind, &r.key));
                     if rule.times.is_none_or(|t| used < t) {
                         return Some(rule.behavior);
                     }
@@ -185,27 +296,11 @@ impl Script {
         None
     }
 
-    fn logged_calls(&self) -> Vec<Call> {
-        let Some(log) = &self.log else {
-            return Vec::new();
-        };
-        std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
     fn record(&self, call: Call) {
         if let Some(log) = &self.log {
-            let line = serde_json::to_string(&call).expect("call serializes");
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .expect("scripted adapter log opens");
-            writeln!(f, "{line}").expect("scripted adapter log writes");
-            let _ = f.sync_data();
+            // No fsync: the crash tests kill the process, not the machine,
+            // and the kernel keeps what was written.
+            log.append(&call).expect("scripted adapter log writes");
         }
         if self.history {
             self.state.lock().unwrap().calls.push(call);
@@ -407,7 +502,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_serve_script_keeps_no_history_a_test_script_does() {
-        let serve = Script::with_files(None, None);
+        let serve = Script::with_files(None, None).unwrap();
         let test = Script::new();
         for script in [&serve, &test] {
             let a = ScriptedAdapter::new("webhost", &["webspace"], script.clone());
@@ -423,6 +518,92 @@ mod tests {
         assert_eq!(test.calls().len(), 50);
         assert_eq!(test.resources().len(), 50);
         assert!(test.calls().iter().all(|c| c.created));
+    }
+
+    fn call(i: usize, fault: Option<&str>) -> Call {
+        Call {
+            adapter: "webhost".into(),
+            op: "ensure".into(),
+            kind: "webspace".into(),
+            key: format!("w{i}"),
+            job_id: format!("job-{i}-{}", "x".repeat(i % 300)),
+            attempt: 1,
+            created: true,
+            fault: fault.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn concurrent_writers_never_mix_their_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("calls.jsonl");
+        // Two "processes" on one file, each with several writer threads.
+        let scripts = [
+            Script::with_files(Some(log.clone()), None).unwrap(),
+            Script::with_files(Some(log.clone()), None).unwrap(),
+        ];
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let script = scripts[t % 2].clone();
+                s.spawn(move || {
+                    for i in 0..400 {
+                        script.record(call(t * 1000 + i, None));
+                    }
+                });
+            }
+        });
+        let got = read_log(&log).unwrap();
+        assert_eq!(got.torn, 0, "no line is torn");
+        assert_eq!(got.calls.len(), 8 * 400);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(text.lines().count(), 8 * 400);
+    }
+
+    #[test]
+    fn fault_counts_come_from_the_log_once_then_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("calls.jsonl");
+        let control = dir.path().join("control.json");
+        std::fs::write(
+            &control,
+            r#"[{"kind": "webspace", "key": "w1", "do": "permanent", "times": 2}]"#,
+        )
+        .unwrap();
+        // A previous process logged one fault of the rule, and was killed
+        // in the middle of its next line.
+        let mut before = serde_json::to_vec(&call(1, Some("ensure"))).unwrap();
+        before.extend_from_slice(b"\n{\"adapter\":\"webh");
+        std::fs::write(&log, before).unwrap();
+
+        let script = Script::with_files(Some(log.clone()), Some(control)).unwrap();
+        let r = resource("w1");
+        // One fault of the two is left...
+        assert_eq!(script.behavior_for("ensure", &r), Some(Behavior::Permanent));
+        script.record(call(1, Some("ensure")));
+        // ...and the count is kept in memory, not re-read from the log: a
+        // log emptied under the process does not start the rule over.
+        std::fs::write(&log, b"").unwrap();
+        assert_eq!(script.behavior_for("ensure", &r), None);
+
+        // The torn line stayed a line of its own; the calls after it parse.
+        let dir2 = tempfile::tempdir().unwrap();
+        let log2 = dir2.path().join("calls.jsonl");
+        std::fs::write(&log2, b"{\"adapter\":\"webh").unwrap();
+        let s2 = Script::with_files(Some(log2.clone()), None).unwrap();
+        s2.record(call(2, None));
+        let got = read_log(&log2).unwrap();
+        assert_eq!((got.calls.len(), got.torn), (1, 1));
+        assert_eq!(got.calls[0].key, "w2");
+    }
+
+    #[test]
+    fn a_line_still_being_written_is_neither_a_call_nor_torn() {
+        let mut text = serde_json::to_vec(&call(1, None)).unwrap();
+        text.push(b'\n');
+        text.extend_from_slice(b"{\"adapter\"");
+        let got = parse_log(&text);
+        assert_eq!((got.calls.len(), got.torn), (1, 0));
+        assert_eq!(parse_log(b"{\"a").calls.len(), 0);
     }
 
     #[test]

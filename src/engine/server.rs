@@ -40,6 +40,8 @@ pub enum StartError {
     Catalog(String),
     #[error("trusted keys: {0}")]
     Keys(String),
+    #[error("{0}")]
+    Secret(String),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -48,12 +50,9 @@ pub enum StartError {
 }
 
 fn read_secret_file(path: &Path) -> Result<String, StartError> {
-    std::fs::read_to_string(path)
+    crate::input::read_text(path, crate::input::MAX_SECRET_FILE_BYTES, "a secret file")
         .map(|s| s.trim().to_string())
-        .map_err(|source| StartError::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        .map_err(|e| StartError::Secret(e.to_string()))
 }
 
 /// Opens the job store named by a URL (`sqlite:PATH` or `postgres://...`),
@@ -114,7 +113,11 @@ pub async fn build_registry(cfg: &Config) -> Result<(Registry, Option<Script>), 
     let mut reg = Registry::new();
     if let Some(v) = cfg.adapters.get("scripted") {
         let sc: ScriptedConfig = super::adapters::config("scripted", v)?;
-        let script = Script::with_files(sc.log, sc.control_file);
+        let script =
+            Script::with_files(sc.log, sc.control_file).map_err(|e| StartError::Adapter {
+                name: "scripted".into(),
+                message: format!("call log: {e}"),
+            })?;
         for a in ScriptedAdapter::all(&script) {
             reg.register(a);
         }
@@ -154,7 +157,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Engine>, StartError> {
         settings: cfg.workers,
         provisioning: cfg.provisioning.clone(),
         metrics: Metrics::new(),
-        max_body_bytes: cfg.api.max_body_bytes,
+        refusals: super::guard::RefusalLimiter::new(cfg.intake.refusal_budget()),
         wake: Notify::new(),
         report_wake: Notify::new(),
     });
@@ -310,6 +313,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         );
         None
     };
+    let housekeeping = tokio::spawn(super::guard::run_housekeeping(
+        engine.clone(),
+        cfg.intake.rejection_retention(),
+        shutdown_rx.clone(),
+    ));
 
     let tls = match cfg.api.tls.clone() {
         Some(files) => Some(
@@ -323,6 +331,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let app = api::router(engine.clone(), auth);
     let mut api_shutdown = shutdown_rx.clone();
     let http = tokio::spawn(async move {
+        // Serves with the peer's address (ConnectInfo): the key of the
+        // refusal budget and of the failed-authentication limit.
         hostwright_tls::server::serve(listener, app, tls, async move {
             let _ = api_shutdown.wait_for(|v| *v).await;
         })
@@ -352,6 +362,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     if let Some(c) = closer {
         let _ = c.await;
     }
+    let _ = housekeeping.await;
     if let Err(e) = http.await {
         error!(error = %e, "http server task failed");
     }

@@ -14,8 +14,8 @@ use serde::Serialize;
 use crate::calendar::{YearMonth, business_day_on_or_before};
 use crate::catalog::{Catalog, FeeKind};
 use crate::contract::{
-    Contract, CustomerKind, LegalCapacity, OneTimeItem, OptionItem, RepresentativeNamedBy,
-    ServiceFamily, Status, SuccessionKind, TerminationGround,
+    Contract, CustomerKind, LegalCapacity, MAX_REVISION_STEP, OneTimeItem, OptionItem,
+    RepresentativeNamedBy, ServiceFamily, Status, SuccessionKind, TerminationGround,
 };
 
 /// One violation of the terms.
@@ -108,6 +108,17 @@ fn revision_and_party(input: &CheckInput<'_>, f: &mut Findings) {
                 "/revision",
                 format!(
                     "revision {} must be greater than the latest recorded revision {}",
+                    c.revision, p.revision
+                ),
+            );
+        }
+        if c.revision > p.revision.saturating_add(MAX_REVISION_STEP) {
+            f.add(
+                "revision-jump",
+                "—",
+                "/revision",
+                format!(
+                    "revision {} is more than {MAX_REVISION_STEP} past the latest recorded revision {}: recorded revisions are never taken back, so a jump that far would use up revision numbers for good",
                     c.revision, p.revision
                 ),
             );

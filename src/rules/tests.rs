@@ -163,6 +163,19 @@ fn revision_increasing() {
 }
 
 #[test]
+fn revision_jump() {
+    let p = www();
+    let mut c = next(&p, d(2026, 11, 20));
+    c.revision = p.revision + MAX_REVISION_STEP;
+    assert_clean(&c, Some(&p));
+    c.revision += 1;
+    assert_only(&run(&c, Some(&p)), "revision-jump", "—", "/revision");
+    // The first revision of a contract may start anywhere up to the cap.
+    c.revision = crate::contract::MAX_REVISION;
+    assert_clean(&c, None);
+}
+
+#[test]
 fn one_party() {
     let p = www();
     let mut c = next(&p, d(2026, 11, 20));

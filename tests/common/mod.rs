@@ -138,7 +138,7 @@ pub async fn engine(store_url: &str, script: &Script, settings: WorkerSettings) 
         settings,
         provisioning: provisioning(),
         metrics: Metrics::new(),
-        max_body_bytes: 1024 * 1024,
+        refusals: Default::default(),
         wake: Notify::new(),
         report_wake: Notify::new(),
     })

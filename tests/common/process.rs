@@ -23,6 +23,21 @@ impl Serve {
         )
     }
 
+    /// Like [`Serve::start`], with the log (stderr) written to `log` and
+    /// `RUST_LOG` set to `rust_log`.
+    pub fn start_logging(config: &Path, log: &Path, rust_log: &str) -> Serve {
+        Serve(
+            Command::new(env!("CARGO_BIN_EXE_hostwright"))
+                .args(["serve", "--config"])
+                .arg(config)
+                .env("RUST_LOG", rust_log)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).expect("log file"))
+                .spawn()
+                .expect("hostwright serve starts"),
+        )
+    }
+
     /// SIGKILL, like a crashed machine: no grace, no cleanup.
     pub fn kill_9(&mut self) {
         self.0.kill().unwrap();
@@ -93,4 +108,44 @@ pub fn write_keys(dir: &Path, ops_token: &str) {
     )
     .unwrap();
     std::fs::write(dir.join("ops-token"), format!("{ops_token}\n")).unwrap();
+}
+
+/// Writes `dir/hostwright.toml` for a `hostwright serve` with scripted
+/// stand-in adapters on `store_url`, listening on `port`, with the test keys
+/// and `ops_token` (see [`write_keys`]). `sections` is TOML added after the
+/// fixed part: `[intake]` keys first (it ends inside `[intake]`), then
+/// `[workers]` and `[adapters.scripted]` settings as the test needs.
+pub fn write_scripted_config(
+    dir: &Path,
+    store_url: &str,
+    port: u16,
+    ops_token: &str,
+    sections: &str,
+) -> std::path::PathBuf {
+    write_keys(dir, ops_token);
+    let cfg = format!(
+        r#"
+data_dir = "{data}"
+playbooks = "{playbooks}"
+
+[provisioning]
+web_ipv4 = "192.0.2.10"
+
+[store]
+url = "{store_url}"
+
+[api]
+listen = "127.0.0.1:{port}"
+ops_token_file = "ops-token"
+
+[intake]
+trusted_keys = "trusted-keys.toml"
+{sections}
+"#,
+        data = dir.join("data").display(),
+        playbooks = super::repo().join("playbooks").display(),
+    );
+    let path = dir.join("hostwright.toml");
+    std::fs::write(&path, cfg).unwrap();
+    path
 }

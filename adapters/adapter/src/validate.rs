@@ -58,16 +58,21 @@ pub fn contract_id(value: &str) -> Result<&str, Invalid> {
 }
 
 /// A DNS name in its ASCII (IDNA A-label) form: lower-case LDH labels of 1..=63
-/// octets, at least two labels, 253 octets at most, no trailing dot. Unicode is
-/// rejected here on purpose: conversion to A-labels happens once, in the core,
-/// so look-alike characters never reach a backend.
+/// octets, at least two labels, 253 octets at most, no trailing dot, and a
+/// top-level label that is not all digits. Unicode is rejected here on
+/// purpose: conversion to A-labels happens once, in the core, so look-alike
+/// characters never reach a backend.
+///
+/// An all-numeric TLD is not a host name (RFC 3696 §2, RFC 1123 §2.1): such
+/// a "domain" is an IPv4 address in dotted (`127.0.0.1`) or shortened
+/// (`10.1`) form, which must never get a virtual host or a zone.
 pub fn domain_name(value: &str) -> Result<&str, Invalid> {
-    const RULE: &str = "must be lower-case ASCII labels [a-z0-9-] of 1-63 octets, at least two, 253 octets at most";
+    const RULE: &str = "must be lower-case ASCII labels [a-z0-9-] of 1-63 octets, at least two, 253 octets at most, the last not all digits (an IP address is not a domain)";
     if value.is_empty() || value.len() > 253 || !value.is_ascii() {
         return Err(invalid("domain name", value, RULE));
     }
     let labels: Vec<&str> = value.split('.').collect();
-    if labels.len() < 2 {
+    if labels.len() < 2 || labels[labels.len() - 1].bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid("domain name", value, RULE));
     }
     for label in labels {
@@ -255,6 +260,27 @@ mod tests {
         ] {
             assert!(relative_path(v).is_err(), "relative_path accepted {v:?}");
         }
+    }
+
+    #[test]
+    fn an_ip_address_is_not_a_domain() {
+        for v in [
+            "127.0.0.1",
+            "10.1",
+            "192.168.0.255",
+            "0x7f.0.0.1",
+            "1.2.3.04",
+        ] {
+            let e = domain_name(v).unwrap_err();
+            assert!(
+                e.to_string().contains("an IP address is not a domain"),
+                "{e}"
+            );
+        }
+        // Digits elsewhere are fine, and so is a TLD with a digit in it.
+        assert!(domain_name("127.0.0.1.example.jp").is_ok());
+        assert!(domain_name("1and1.com").is_ok());
+        assert!(domain_name("example.x1").is_ok());
     }
 
     #[test]

@@ -296,6 +296,11 @@ pub enum IntakeOutcome {
 }
 
 /// A contract revision refused at intake, kept with its reasons.
+///
+/// Of the body only its size, its SHA-256 and its first
+/// [`REJECTION_PREFIX_BYTES`] are kept, so that refusals cannot grow the
+/// store by what a sender chooses to post (migration 0006). Rows recorded
+/// before that migration have no digest or size, and up to 64 KiB of body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
     pub contract_id: Option<String>,
@@ -304,9 +309,42 @@ pub struct Rejection {
     pub kind: String,
     /// Findings or error details as JSON.
     pub reasons: serde_json::Value,
-    /// At most the first 64 KiB of what was received.
+    /// The first [`REJECTION_PREFIX_BYTES`] of what was received.
     pub received: Vec<u8>,
+    /// Lower-case hex SHA-256 of what was received (`None`: recorded before 0006).
+    pub received_sha256: Option<String>,
+    /// Bytes received (`None`: recorded before 0006). A body over the size
+    /// limit is read only to the limit plus one byte: size and digest then
+    /// cover what was read.
+    pub received_size: Option<u64>,
     pub received_at: DateTime<Utc>,
+}
+
+/// How much of a refused body is kept.
+pub const REJECTION_PREFIX_BYTES: usize = 512;
+
+impl Rejection {
+    /// A refusal of `body`: its size, digest and first bytes, not the body.
+    pub fn of_body(
+        contract_id: Option<String>,
+        revision: Option<u32>,
+        kind: impl Into<String>,
+        reasons: serde_json::Value,
+        body: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> Rejection {
+        use sha2::Digest;
+        Rejection {
+            contract_id,
+            revision,
+            kind: kind.into(),
+            reasons,
+            received: body[..body.len().min(REJECTION_PREFIX_BYTES)].to_vec(),
+            received_sha256: Some(hex::encode(sha2::Sha256::digest(body))),
+            received_size: Some(body.len() as u64),
+            received_at,
+        }
+    }
 }
 
 /// A recorded revision of a contract.
@@ -477,8 +515,13 @@ pub struct ClosedStatement {
 pub struct JobFilter {
     pub state: Option<JobState>,
     pub contract_id: Option<String>,
+    /// At most [`MAX_LIST_JOBS`]; 100 when absent.
     pub limit: Option<u32>,
 }
+
+/// The most jobs one listing returns (the API refuses a larger `limit`,
+/// naming this number; the stores never return more).
+pub const MAX_LIST_JOBS: u32 = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobSummary {
@@ -576,8 +619,20 @@ pub trait Store: OpsStore + Send + Sync + 'static {
     /// A one-time conversion's mark (`hw_meta`).
     async fn meta(&self, key: &str) -> Result<Option<String>>;
     async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
-    /// Rejections, newest first.
-    async fn rejections(&self, limit: u32) -> Result<Vec<Rejection>>;
+    /// Rejections, newest first (the first page of
+    /// [`OpsStore::rejections_page`]).
+    async fn rejections(&self, limit: u32) -> Result<Vec<Rejection>> {
+        Ok(self
+            .rejections_page(None, limit)
+            .await?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect())
+    }
+    /// Deletes at most `batch` rejections received before `before`, oldest
+    /// first; returns how many (fewer than `batch`: none older are left).
+    /// Batches keep each write short (SQLite has one writer).
+    async fn prune_rejections(&self, before: DateTime<Utc>, batch: u32) -> Result<u64>;
 
     // --- workers ----------------------------------------------------------
 

@@ -322,8 +322,8 @@ pub const INSERT_REVISION: &str = "INSERT INTO revisions (contract_id, revision,
 pub const INSERT_JOB: &str = "INSERT INTO jobs (id, contract_id, revision, state, created_at, updated_at) \
      VALUES ($1, $2, $3, 'queued', {now}, {now})";
 
-pub const INSERT_REJECTION: &str = "INSERT INTO rejections (contract_id, revision, kind, reasons, received, received_at) \
-     VALUES ($1, $2, $3, $4, $5, $6)";
+pub const INSERT_REJECTION: &str = "INSERT INTO rejections (contract_id, revision, kind, reasons, received, received_at, \
+     received_sha256, received_size) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 pub const LATEST_REVISION: &str = "SELECT contract_id, revision, payload, received_at FROM revisions \
      WHERE contract_id = $1 ORDER BY revision DESC LIMIT 1";
@@ -479,8 +479,10 @@ pub const META: &str = "SELECT value FROM hw_meta WHERE key = $1";
 pub const SET_META: &str = "INSERT INTO hw_meta (key, value) VALUES ($1, $2) \
      ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
-pub const REJECTIONS: &str = "SELECT contract_id, revision, kind, reasons, received, received_at FROM rejections \
-     ORDER BY id DESC LIMIT $1";
+/// `$1` cutoff (unix ms), `$2` batch size: the oldest refusals first
+/// (index `rejections_received_at`, migration 0006).
+pub const PRUNE_REJECTIONS: &str = "DELETE FROM rejections WHERE id IN (SELECT id FROM rejections \
+     WHERE received_at < $1 ORDER BY received_at LIMIT $2)";
 
 // --- ops -----------------------------------------------------------------------
 
@@ -653,7 +655,8 @@ pub fn jobs_page() -> String {
 }
 
 /// `$1` the cursor (an id; 0 for the newest), `$2` limit.
-pub const REJECTIONS_PAGE: &str = "SELECT id, contract_id, revision, kind, reasons, received_at FROM rejections \
+pub const REJECTIONS_PAGE: &str = "SELECT id, contract_id, revision, kind, reasons, received_at, \
+     received, received_sha256, received_size FROM rejections \
      WHERE ($1 = 0 OR id < $1) ORDER BY id DESC LIMIT $2";
 
 /// The latest revision of each contract: `$1` customer (or `''`), `$2` a
@@ -691,6 +694,10 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         5,
         include_str!("../../../migrations/sqlite/0005_ops_credentials_audit.sql"),
     ),
+    (
+        6,
+        include_str!("../../../migrations/sqlite/0006_rejection_digest.sql"),
+    ),
 ];
 pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
@@ -712,6 +719,10 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
         5,
         include_str!("../../../migrations/postgres/0005_ops_credentials_audit.sql"),
+    ),
+    (
+        6,
+        include_str!("../../../migrations/postgres/0006_rejection_digest.sql"),
     ),
 ];
 

@@ -629,6 +629,8 @@ impl Store for SqlStore {
             .bind(json_text(&rej.reasons))
             .bind(rej.received)
             .bind(rej.received_at.timestamp_millis())
+            .bind(rej.received_sha256)
+            .bind(rej.received_size.map(|n| n as i64))
             .execute(&self.pool)
             .await
             .map_err(db)?;
@@ -761,24 +763,14 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn rejections(&self, limit: u32) -> Result<Vec<Rejection>> {
-        let rows = sqlx::query(pg(q::REJECTIONS))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+    async fn prune_rejections(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
+        let done = sqlx::query(pg(q::PRUNE_REJECTIONS))
+            .bind(before.timestamp_millis())
+            .bind(i64::from(batch))
+            .execute(&self.pool)
             .await
             .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Rejection {
-                    contract_id: r.get(0),
-                    revision: r.get::<Option<i64>, _>(1).map(|v| v as u32),
-                    kind: r.get(2),
-                    reasons: parse_json("reasons", &r.get::<String, _>(3))?,
-                    received: r.get(4),
-                    received_at: ms_to_time(r.get(5)),
-                })
-            })
-            .collect()
+        Ok(done.rows_affected())
     }
 
     async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<ClaimedJob>> {
@@ -1170,7 +1162,7 @@ impl Store for SqlStore {
         let rows = sqlx::query(pg(&sql))
             .bind(filter.state.map(|s| s.as_str()).unwrap_or(""))
             .bind(filter.contract_id.clone().unwrap_or_default())
-            .bind(i64::from(filter.limit.unwrap_or(100).min(10_000)))
+            .bind(i64::from(filter.limit.unwrap_or(100).min(MAX_LIST_JOBS)))
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;

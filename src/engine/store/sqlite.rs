@@ -903,7 +903,9 @@ impl Store for SqliteStore {
                     rej.kind,
                     reasons,
                     rej.received,
-                    rej.received_at.timestamp_millis()
+                    rej.received_at.timestamp_millis(),
+                    rej.received_sha256,
+                    rej.received_size.map(|n| n as i64)
                 ],
             )?;
             Ok(())
@@ -1006,18 +1008,10 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn rejections(&self, limit: u32) -> Result<Vec<Rejection>> {
-        self.read(move |conn| {
-            rows(conn, q::REJECTIONS, [i64::from(limit)], |r| {
-                Ok(Rejection {
-                    contract_id: get(r, 0)?,
-                    revision: get::<Option<i64>>(r, 1)?.map(|v| v as u32),
-                    kind: get(r, 2)?,
-                    reasons: parse_json("reasons", &get::<String>(r, 3)?)?,
-                    received: get(r, 4)?,
-                    received_at: ms_to_time(get(r, 5)?),
-                })
-            })
+    async fn prune_rejections(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
+        let cutoff = before.timestamp_millis();
+        self.write(move |conn| {
+            exec(conn, q::PRUNE_REJECTIONS, params![cutoff, i64::from(batch)]).map(|n| n as u64)
         })
         .await
     }
@@ -1299,7 +1293,7 @@ impl Store for SqliteStore {
         let sql = q::list_jobs(filter.state.is_some(), filter.contract_id.is_some());
         let state = filter.state.map(|s| s.as_str()).unwrap_or("");
         let contract = filter.contract_id.clone().unwrap_or_default();
-        let limit = i64::from(filter.limit.unwrap_or(100).min(10_000));
+        let limit = i64::from(filter.limit.unwrap_or(100).min(MAX_LIST_JOBS));
         self.read(move |conn| rows(conn, &sql, params![state, contract, limit], summary))
             .await
     }

@@ -67,8 +67,10 @@ impl OpsStore for SqlStore {
                         revision: r.get::<Option<i64>, _>(2).map(|v| v as u32),
                         kind: r.get(3),
                         reasons: parse_json("reasons", &r.get::<String, _>(4))?,
-                        received: Vec::new(),
                         received_at: ms_to_time(r.get(5)),
+                        received: r.get(6),
+                        received_sha256: r.get(7),
+                        received_size: r.get::<Option<i64>, _>(8).map(|n| n as u64),
                     },
                 ))
             })

@@ -65,8 +65,10 @@ impl OpsStore for SqliteStore {
                             revision: get::<Option<i64>>(r, 2)?.map(|v| v as u32),
                             kind: get(r, 3)?,
                             reasons: parse_json("reasons", &get::<String>(r, 4)?)?,
-                            received: Vec::new(),
                             received_at: ms_to_time(get(r, 5)?),
+                            received: get(r, 6)?,
+                            received_sha256: get(r, 7)?,
+                            received_size: get::<Option<i64>>(r, 8)?.map(|n| n as u64),
                         },
                     ))
                 },

@@ -20,6 +20,8 @@ fn rejection(kind: &str) -> Rejection {
         kind: kind.into(),
         reasons: serde_json::json!([]),
         received: b"x".to_vec(),
+        received_sha256: None,
+        received_size: None,
         received_at: Utc::now(),
     }
 }
@@ -28,7 +30,16 @@ fn insert_rejection(conn: &Connection, kind: &str) -> Result<()> {
     exec(
         conn,
         q::INSERT_REJECTION,
-        params!["C-1", 1, kind, "[]", b"x".to_vec(), 0],
+        params![
+            "C-1",
+            1,
+            kind,
+            "[]",
+            b"x".to_vec(),
+            0,
+            None::<String>,
+            None::<i64>
+        ],
     )
     .map(drop)
 }
