@@ -238,7 +238,10 @@ async fn every_error_is_a_problem_and_lists_page_with_cursors() {
         M::POST,
         "/v1/contracts",
         None,
-        Some(vec![b' '; 1024 * 1024 + 10]),
+        Some(vec![
+            b' ';
+            hostwright::engine::guard::MAX_ENVELOPE_BYTES + 10
+        ]),
     )
     .await;
     h.problem(

@@ -21,7 +21,7 @@ use super::guard::{BodyError, MAX_ENVELOPE_BYTES, read_body};
 use super::intake::{DryRun, IntakeError, IntakeResult};
 use super::problem::{Kind, Problem};
 use super::store::ops::{AuditFilter, ContractsPage, JobsPage, NewAuditEntry};
-use super::store::{JobState, StoreError};
+use super::store::{JobState, MAX_LIST_JOBS, StoreError};
 
 #[derive(Clone)]
 struct AppState {
@@ -344,18 +344,19 @@ fn intake_response(res: IntakeResult) -> Response {
         IntakeResult::RateLimited {
             retry_after_seconds,
             ..
-        } => {
-            let retry = *retry_after_seconds;
-            let mut resp = Problem::new(
-                Kind::RateLimited,
-                format!("too many refused submissions from this address; try again in {retry} s"),
-            )
-            .into_response();
-            if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            return resp;
-        }
+        } => (
+            Kind::RateLimited,
+            format!(
+                "too many refused submissions from this address; try again in {retry_after_seconds} s"
+            ),
+        ),
+    };
+    let retry_after = match &res {
+        IntakeResult::RateLimited {
+            retry_after_seconds,
+            ..
+        } => HeaderValue::from_str(&retry_after_seconds.to_string()).ok(),
+        _ => None,
     };
     let mut p = Problem::new(kind, detail);
     if let serde_json::Value::Object(members) = serde_json::to_value(&res).expect("serializes") {
@@ -365,14 +366,19 @@ fn intake_response(res: IntakeResult) -> Response {
             }
         }
     }
-    p.into_response()
+    let mut resp = p.into_response();
+    if let Some(v) = retry_after {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 #[derive(Deserialize)]
 struct ListQuery {
     state: Option<String>,
     contract: Option<String>,
-    limit: Option<u32>,
+    /// Read as text, so that any value out of range gets the same answer.
+    limit: Option<String>,
     cursor: Option<String>,
 }
 
@@ -424,21 +430,24 @@ fn id_cursor(c: Option<&str>) -> Result<Option<i64>, ()> {
     }
 }
 
-/// The most items one page holds (`?limit=`, 50 by default).
-pub const MAX_PAGE: u32 = 1000;
-
-/// A page's size: a `limit` outside 1..=MAX_PAGE is refused, naming the
-/// maximum (a huge limit once answered everything at once).
-fn page_limit(limit: Option<u32>) -> Result<u32, Response> {
-    match limit {
+/// A page's size (`?limit=`, 50 by default): anything but a whole number
+/// from 1 to [`MAX_LIST_JOBS`] is refused, naming the maximum (a huge limit
+/// once answered everything at once); more comes with `next_cursor`.
+fn page_limit(limit: Option<&str>) -> Result<u32, Box<Response>> {
+    match limit.map(|l| (l, l.parse::<u32>())) {
         None => Ok(50),
-        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-        Some(n) => Err(Problem::new(
-            Kind::InvalidRequest,
-            format!("limit {n} must be from 1 to {MAX_PAGE} (page on with next_cursor)"),
-        )
-        .with("parameter", "limit")
-        .into_response()),
+        Some((_, Ok(n))) if (1..=MAX_LIST_JOBS).contains(&n) => Ok(n),
+        Some((l, _)) => Err(Box::new(
+            Problem::new(
+                Kind::InvalidRequest,
+                format!(
+                    "limit `{}` must be a whole number from 1 to {MAX_LIST_JOBS} (page on with next_cursor)",
+                    l.chars().take(40).collect::<String>()
+                ),
+            )
+            .with("parameter", "limit")
+            .into_response(),
+        )),
     }
 }
 
@@ -465,9 +474,9 @@ async fn list_jobs(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Re
         Some(Some(a)) => Some(a),
         Some(None) => return bad_cursor(),
     };
-    let limit = match page_limit(q.limit) {
+    let limit = match page_limit(q.limit.as_deref()) {
         Ok(l) => l,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let filter = JobsPage {
         state,
@@ -550,7 +559,8 @@ async fn take_secrets(
 
 #[derive(Deserialize)]
 struct PageQuery {
-    limit: Option<u32>,
+    /// Read as text, so that any value out of range gets the same answer.
+    limit: Option<String>,
     cursor: Option<String>,
 }
 
@@ -560,9 +570,9 @@ async fn rejections(State(st): State<AppState>, Query(q): Query<PageQuery>) -> R
     let Ok(before) = id_cursor(q.cursor.as_deref()) else {
         return bad_cursor();
     };
-    let limit = match page_limit(q.limit) {
+    let limit = match page_limit(q.limit.as_deref()) {
         Ok(l) => l,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     match st.engine.store.rejections_page(before, limit).await {
         Ok(r) => {
@@ -592,7 +602,8 @@ struct ContractsQuery {
     customer: Option<String>,
     domain: Option<String>,
     state: Option<String>,
-    limit: Option<u32>,
+    /// Read as text, so that any value out of range gets the same answer.
+    limit: Option<String>,
     cursor: Option<String>,
 }
 
@@ -637,9 +648,9 @@ async fn list_contracts(State(st): State<AppState>, Query(q): Query<ContractsQue
         Some(Some(id)) => Some(id),
         Some(None) => return bad_cursor(),
     };
-    let limit = match page_limit(q.limit) {
+    let limit = match page_limit(q.limit.as_deref()) {
         Ok(l) => l,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let mut items = Vec::new();
     // The state lives in the payload: filter here, reading on until the
@@ -763,7 +774,8 @@ async fn plan(State(st): State<AppState>, req: axum::extract::Request) -> Respon
 struct AuditQuery {
     actor: Option<String>,
     target: Option<String>,
-    limit: Option<u32>,
+    /// Read as text, so that any value out of range gets the same answer.
+    limit: Option<String>,
     cursor: Option<String>,
 }
 
@@ -773,9 +785,9 @@ async fn audit_log(State(st): State<AppState>, Query(q): Query<AuditQuery>) -> R
     let Ok(before) = id_cursor(q.cursor.as_deref()) else {
         return bad_cursor();
     };
-    let limit = match page_limit(q.limit) {
+    let limit = match page_limit(q.limit.as_deref()) {
         Ok(l) => l,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let filter = AuditFilter {
         actor: q.actor,

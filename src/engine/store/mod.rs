@@ -519,9 +519,9 @@ pub struct JobFilter {
     pub limit: Option<u32>,
 }
 
-/// The most jobs one listing returns (the API refuses a larger `limit`,
-/// naming this number; the stores never return more).
-pub const MAX_LIST_JOBS: u32 = 10_000;
+/// The most items one listing or page returns (the API refuses a larger
+/// `limit`, naming this number; the stores never return more).
+pub const MAX_LIST_JOBS: u32 = 1_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobSummary {
