@@ -19,7 +19,8 @@
 pub mod batch;
 pub mod shell;
 pub mod testenv;
-pub mod validate;
+/// The shared allow-lists and validated types (crate `hostwright-validate`).
+pub use hostwright_validate as validate;
 
 use std::collections::BTreeMap;
 use std::fmt;

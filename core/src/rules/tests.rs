@@ -1096,7 +1096,7 @@ fn one_finding_per_violation_and_all_at_once() {
 
 #[test]
 fn the_rejected_example_has_its_three_findings() {
-    let bytes = include_bytes!("../../examples/contracts/rejected-securemx-ssl.json");
+    let bytes = include_bytes!("../../../examples/contracts/rejected-securemx-ssl.json");
     let c = Contract::from_json(bytes).unwrap();
     let f = run(&c, None);
     assert_eq!(
@@ -1116,33 +1116,33 @@ fn the_rejected_example_has_its_three_findings() {
 #[test]
 fn the_good_examples_are_clean_in_sequence() {
     let load = |b: &[u8]| Contract::from_json(b).unwrap();
-    let www1 = load(include_bytes!("../../examples/contracts/www-ssl.json"));
+    let www1 = load(include_bytes!("../../../examples/contracts/www-ssl.json"));
     let www2 = load(include_bytes!(
-        "../../examples/contracts/www-ssl-more-ftp.json"
+        "../../../examples/contracts/www-ssl-more-ftp.json"
     ));
-    let mx1 = load(include_bytes!("../../examples/contracts/securemx.json"));
-    let p1 = load(include_bytes!("../../examples/contracts/pack-dns.json"));
+    let mx1 = load(include_bytes!("../../../examples/contracts/securemx.json"));
+    let p1 = load(include_bytes!("../../../examples/contracts/pack-dns.json"));
     let p2 = load(include_bytes!(
-        "../../examples/contracts/pack-dns-suspend.json"
+        "../../../examples/contracts/pack-dns-suspend.json"
     ));
     let p3 = load(include_bytes!(
-        "../../examples/contracts/pack-dns-resume.json"
+        "../../../examples/contracts/pack-dns-resume.json"
     ));
     let p4 = load(include_bytes!(
-        "../../examples/contracts/pack-dns-terminate.json"
+        "../../../examples/contracts/pack-dns-terminate.json"
     ));
     let mx2 = load(include_bytes!(
-        "../../examples/contracts/securemx-to-pack.json"
+        "../../../examples/contracts/securemx-to-pack.json"
     ));
-    let k1 = load(include_bytes!("../../examples/contracts/www-kobo.json"));
+    let k1 = load(include_bytes!("../../../examples/contracts/www-kobo.json"));
     let k2 = load(include_bytes!(
-        "../../examples/contracts/www-kobo-inherit.json"
+        "../../../examples/contracts/www-kobo-inherit.json"
     ));
     let k3 = load(include_bytes!(
-        "../../examples/contracts/www-kobo-suspend.json"
+        "../../../examples/contracts/www-kobo-suspend.json"
     ));
     let k4 = load(include_bytes!(
-        "../../examples/contracts/www-kobo-terminate.json"
+        "../../../examples/contracts/www-kobo-terminate.json"
     ));
     for (c, prev) in [
         (&mx2, Some(&mx1)),

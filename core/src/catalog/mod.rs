@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::contract::{OneTimeItem, OptionItem, RegistryClass, ServiceType};
 
 /// The catalog shipped with this build (revision 2024-03-01).
-pub const BUILTIN: &str = include_str!("../../playbooks/catalog/2024-03-01.toml");
+pub const BUILTIN: &str = include_str!("../../../playbooks/catalog/2024-03-01.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {

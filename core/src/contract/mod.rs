@@ -65,8 +65,8 @@ pub enum ContractError {
 
 /// `^[A-Z][A-Z0-9-]{2,31}$`: short, upper case, safe in file names and, in
 /// lower case, a valid Unix user name. One type with the adapters' allow-list
-/// (`hostwright_adapter::validate::contract_id`).
-pub use hostwright_adapter::validate::ContractId;
+/// (`hostwright_validate::contract_id`).
+pub use hostwright_validate::ContractId;
 
 /// The service types of 第5条.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -824,7 +824,7 @@ pub struct Contract {
 pub fn normalize_domain(name: &str) -> Result<String, String> {
     let ascii = idna::domain_to_ascii_strict(name.trim_end_matches('.'))
         .map_err(|_| format!("{name:?} is not a valid internationalized domain name"))?;
-    hostwright_adapter::validate::domain_name(&ascii)
+    hostwright_validate::domain_name(&ascii)
         .map(str::to_string)
         .map_err(|e| e.to_string())
 }
@@ -871,7 +871,7 @@ impl Contract {
             }
             for (i, lp) in mx.mailboxes.iter().enumerate() {
                 // The Secure MX provider's rule, the one the adapter applies.
-                if let Err(e) = hostwright_adapter::validate::mail_local_part(lp) {
+                if let Err(e) = hostwright_validate::mail_local_part(lp) {
                     return Err(invalid(format!("/secure_mx/mailboxes/{i}"), e.to_string()));
                 }
             }

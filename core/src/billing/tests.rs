@@ -26,47 +26,47 @@ fn load(bytes: &[u8]) -> Contract {
 }
 
 fn www_ssl() -> Contract {
-    load(include_bytes!("../../examples/contracts/www-ssl.json"))
+    load(include_bytes!("../../../examples/contracts/www-ssl.json"))
 }
 fn www_ssl_more_ftp() -> Contract {
     load(include_bytes!(
-        "../../examples/contracts/www-ssl-more-ftp.json"
+        "../../../examples/contracts/www-ssl-more-ftp.json"
     ))
 }
 fn securemx() -> Contract {
-    load(include_bytes!("../../examples/contracts/securemx.json"))
+    load(include_bytes!("../../../examples/contracts/securemx.json"))
 }
 fn pack_history() -> Vec<Contract> {
     vec![
-        load(include_bytes!("../../examples/contracts/pack-dns.json")),
+        load(include_bytes!("../../../examples/contracts/pack-dns.json")),
         load(include_bytes!(
-            "../../examples/contracts/pack-dns-suspend.json"
+            "../../../examples/contracts/pack-dns-suspend.json"
         )),
         load(include_bytes!(
-            "../../examples/contracts/pack-dns-resume.json"
+            "../../../examples/contracts/pack-dns-resume.json"
         )),
         load(include_bytes!(
-            "../../examples/contracts/pack-dns-terminate.json"
+            "../../../examples/contracts/pack-dns-terminate.json"
         )),
     ]
 }
 
 fn securemx_to_pack() -> Contract {
     load(include_bytes!(
-        "../../examples/contracts/securemx-to-pack.json"
+        "../../../examples/contracts/securemx-to-pack.json"
     ))
 }
 fn kobo_history() -> Vec<Contract> {
     vec![
-        load(include_bytes!("../../examples/contracts/www-kobo.json")),
+        load(include_bytes!("../../../examples/contracts/www-kobo.json")),
         load(include_bytes!(
-            "../../examples/contracts/www-kobo-inherit.json"
+            "../../../examples/contracts/www-kobo-inherit.json"
         )),
         load(include_bytes!(
-            "../../examples/contracts/www-kobo-suspend.json"
+            "../../../examples/contracts/www-kobo-suspend.json"
         )),
         load(include_bytes!(
-            "../../examples/contracts/www-kobo-terminate.json"
+            "../../../examples/contracts/www-kobo-terminate.json"
         )),
     ]
 }

@@ -53,35 +53,35 @@ fn the_base_parses_with_defaults() {
     for (name, bytes) in [
         (
             "www-ssl",
-            &include_bytes!("../../examples/contracts/www-ssl.json")[..],
+            &include_bytes!("../../../examples/contracts/www-ssl.json")[..],
         ),
         (
             "www-ssl-more-ftp",
-            include_bytes!("../../examples/contracts/www-ssl-more-ftp.json"),
+            include_bytes!("../../../examples/contracts/www-ssl-more-ftp.json"),
         ),
         (
             "securemx",
-            include_bytes!("../../examples/contracts/securemx.json"),
+            include_bytes!("../../../examples/contracts/securemx.json"),
         ),
         (
             "pack-dns",
-            include_bytes!("../../examples/contracts/pack-dns.json"),
+            include_bytes!("../../../examples/contracts/pack-dns.json"),
         ),
         (
             "pack-dns-suspend",
-            include_bytes!("../../examples/contracts/pack-dns-suspend.json"),
+            include_bytes!("../../../examples/contracts/pack-dns-suspend.json"),
         ),
         (
             "pack-dns-resume",
-            include_bytes!("../../examples/contracts/pack-dns-resume.json"),
+            include_bytes!("../../../examples/contracts/pack-dns-resume.json"),
         ),
         (
             "pack-dns-terminate",
-            include_bytes!("../../examples/contracts/pack-dns-terminate.json"),
+            include_bytes!("../../../examples/contracts/pack-dns-terminate.json"),
         ),
         (
             "rejected-securemx-ssl",
-            include_bytes!("../../examples/contracts/rejected-securemx-ssl.json"),
+            include_bytes!("../../../examples/contracts/rejected-securemx-ssl.json"),
         ),
     ] {
         Contract::from_json(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -589,7 +589,7 @@ fn entitlements_from_the_catalog() {
 fn one_time_codes_are_the_contract_format_names() {
     // Every item the published schema allows, parsed, gives its own name back.
     let schema: Value =
-        serde_json::from_str(include_str!("../../docs/contract.schema.json")).unwrap();
+        serde_json::from_str(include_str!("../../../docs/contract.schema.json")).unwrap();
     let names = schema
         .pointer("/$defs/one_time/properties/item/enum")
         .and_then(Value::as_array)

@@ -3,7 +3,7 @@
 use super::*;
 use chrono::TimeZone;
 
-const CONTRACT: &[u8] = include_bytes!("../../examples/contracts/securemx.json");
+const CONTRACT: &[u8] = include_bytes!("../../../examples/contracts/securemx.json");
 
 fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
@@ -66,8 +66,8 @@ fn round_trip() {
 #[test]
 fn the_signed_examples_verify_with_the_example_key() {
     let keys =
-        TrustedKeys::from_toml(include_str!("../../examples/keys/trusted-keys.toml")).unwrap();
-    let env = include_bytes!("../../examples/signed/securemx.json");
+        TrustedKeys::from_toml(include_str!("../../../examples/keys/trusted-keys.toml")).unwrap();
+    let env = include_bytes!("../../../examples/signed/securemx.json");
     let v = verify(env, &keys, at(2026, 11, 10)).unwrap();
     assert_eq!(v.key_id, "example-only-2026");
     assert_eq!(v.payload, CONTRACT);
