@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::retry::RetryPolicy;
+use hostwright_adapter::retry::RetryPolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

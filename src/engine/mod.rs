@@ -22,7 +22,6 @@ pub mod plan;
 pub mod playbook;
 pub mod problem;
 pub mod registry;
-pub mod retry;
 pub mod scripted;
 pub mod server;
 pub mod store;
@@ -63,8 +62,6 @@ pub struct Engine {
 /// Why a job could not be planned.
 #[derive(Debug, thiserror::Error)]
 pub enum JobPlanError {
-    #[error("stored contract does not parse: {0}")]
-    Contract(String),
     #[error(transparent)]
     Plan(#[from] plan::PlanError),
     #[error(transparent)]
@@ -90,7 +87,7 @@ impl Engine {
 
     /// The plan and the recorded resources it was diffed against (the worker
     /// keeps them up to date in memory for the job's report).
-    async fn plan_recorded(
+    pub(crate) async fn plan_recorded(
         &self,
         contract: &Contract,
     ) -> Result<(Vec<PlannedStep>, Vec<RecordedResource>), JobPlanError> {
@@ -113,17 +110,6 @@ impl Engine {
         Ok((steps, recorded))
     }
 
-    /// Plans a claimed job; also answers the resources recorded for its
-    /// contract when planning.
-    pub(crate) async fn plan_claimed(
-        &self,
-        job: &ClaimedJob,
-    ) -> Result<(Vec<PlannedStep>, Vec<RecordedResource>), JobPlanError> {
-        let contract =
-            Contract::from_json(&job.payload).map_err(|e| JobPlanError::Contract(e.to_string()))?;
-        self.plan_recorded(&contract).await
-    }
-
     /// The job's result summary and its billable-state report for billing.
     /// `resources`: the contract's recorded resources as the job's steps left
     /// them, when the worker knows them (it planned the job and applied each
@@ -135,10 +121,9 @@ impl Engine {
     pub(crate) async fn success_report(
         &self,
         job: &ClaimedJob,
+        contract: &Contract,
         resources: Option<Vec<RecordedResource>>,
     ) -> Result<(serde_json::Value, NewOutboxItem, claims::Claims), JobPlanError> {
-        let contract =
-            Contract::from_json(&job.payload).map_err(|e| JobPlanError::Contract(e.to_string()))?;
         let mut resources = match resources {
             Some(r) => r,
             None => self.store.resources(contract.contract_id.as_str()).await?,
@@ -148,13 +133,13 @@ impl Engine {
         resources.sort_by(|a, b| (&a.kind, &a.key).cmp(&(&b.kind, &b.key)));
         let today = Utc::now().date_naive();
         let report =
-            outbox::billable_report(&contract, &self.catalog, &job.job_id, &resources, today);
+            outbox::billable_report(contract, &self.catalog, &job.job_id, &resources, today);
         let body = serde_json::to_vec(&report).expect("report serializes");
         let result = serde_json::json!({
             "resources": resources.iter().map(|r| format!("{}/{}", r.kind, r.key)).collect::<Vec<_>>(),
         });
-        let desired = self.derive_with(&contract, &resources)?;
-        let mut keep = claims::of_revision(&contract, &desired);
+        let desired = self.derive_with(contract, &resources)?;
+        let mut keep = claims::of_revision(contract, &desired);
         keep.extend(claims::of_recorded(&resources));
         Ok((
             result,

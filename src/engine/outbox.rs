@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hostwright_adapter::retry::RetryPolicy;
+
 use chrono::NaiveDate;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -109,12 +111,24 @@ impl ReportSink for hostwright_billing::Reporter {
     }
 }
 
-/// Backoff between delivery attempts of one report: 1 s doubling to 5 min.
-/// Permanent refusals are retried too (slowly): a report must never be
-/// dropped, and a refused one shows in the backlog metric until ops act.
+/// Deliveries of one report are spaced by the one retry policy: from about
+/// a second, doubling, to five minutes, never giving up (a report must never
+/// be dropped).
+const DELIVERY: RetryPolicy = RetryPolicy {
+    max_attempts: u32::MAX,
+    base_delay_ms: 1_000,
+    max_delay_ms: 300_000,
+};
+
+/// The wait before the next delivery of a report tried `attempts` times.
+/// Permanent refusals are retried too, at the slowest pace: a refused report
+/// shows in the backlog metric until ops act.
 fn backoff(attempts: u32, transient: bool) -> Duration {
-    let secs = 1u64 << attempts.min(9);
-    Duration::from_secs(if transient { secs.min(300) } else { 300 })
+    if transient {
+        DELIVERY.delay(attempts.saturating_add(2), None)
+    } else {
+        Duration::from_millis(DELIVERY.max_delay_ms)
+    }
 }
 
 /// Delivers due reports until `shutdown`.
@@ -172,9 +186,12 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_caps() {
-        assert_eq!(backoff(0, true), Duration::from_secs(1));
-        assert_eq!(backoff(3, true), Duration::from_secs(8));
-        assert_eq!(backoff(20, true), Duration::from_secs(300));
+        let within = |d: Duration, lo: u64, hi: u64| (lo..=hi).contains(&(d.as_millis() as u64));
+        for _ in 0..100 {
+            assert!(within(backoff(0, true), 500, 1_000));
+            assert!(within(backoff(3, true), 4_000, 8_000));
+            assert!(within(backoff(20, true), 150_000, 300_000));
+        }
         assert_eq!(backoff(0, false), Duration::from_secs(300));
     }
 }

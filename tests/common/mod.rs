@@ -17,11 +17,11 @@ use hostwright::engine::config::{ProvisioningConfig, WorkerSettings};
 use hostwright::engine::intake::IntakeResult;
 use hostwright::engine::metrics::Metrics;
 use hostwright::engine::registry::Registry;
-use hostwright::engine::retry::RetryPolicy;
 use hostwright::engine::scripted::{Behavior, Rule, Script, ScriptedAdapter};
 use hostwright::engine::store::{JobState, Store};
 use hostwright::engine::{Engine, server};
 use hostwright::signing::{self, TrustedKeys};
+use hostwright_adapter::retry::RetryPolicy;
 use tokio::sync::{Notify, watch};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,6 +17,7 @@
 //! function.
 
 pub mod batch;
+pub mod retry;
 pub mod shell;
 pub mod testenv;
 /// The shared allow-lists and validated types (crate `hostwright-validate`).

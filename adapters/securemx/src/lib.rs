@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
+use hostwright_adapter::retry::RetryPolicy;
 use hostwright_adapter::validate::{DomainName, MailLocalPart};
 use hostwright_adapter::{
     Adapter, AdapterError, Observation, Outcome, Resource, Secret, Spec, StepContext, validate,
@@ -66,8 +67,13 @@ pub const KIND_MAILBOXES: &str = "mx_mailboxes";
 
 pub const DEFAULT_CONCURRENCY: usize = 16;
 pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
-/// How often one request is retried here after a 429.
-const RATE_LIMIT_RETRIES: u32 = 3;
+/// A 429 is retried here a few times under the one retry policy (never
+/// sooner than the API's `Retry-After`): the provider asks for exactly that.
+const RATE_LIMITED: RetryPolicy = RetryPolicy {
+    max_attempts: 4,
+    base_delay_ms: 250,
+    max_delay_ms: 2_000,
+};
 /// Longest `Retry-After` waited here; a longer one goes back to the engine.
 const MAX_INLINE_WAIT: Duration = Duration::from_secs(5);
 const PAGE: usize = 100;
@@ -408,7 +414,7 @@ impl SecureMxAdapter {
         body: Option<&Value>,
         idempotency_key: Option<&str>,
     ) -> Result<Answer, AdapterError> {
-        let mut attempt = 0;
+        let mut backoff = RATE_LIMITED.backoff();
         loop {
             if let Some(pacer) = &self.pacer {
                 pacer.wait().await;
@@ -455,13 +461,14 @@ impl SecureMxAdapter {
             let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             let answer = Answer { status, body };
             if status == StatusCode::TOO_MANY_REQUESTS {
-                let wait = hint.unwrap_or(Duration::from_secs(1));
-                if attempt < RATE_LIMIT_RETRIES && wait <= MAX_INLINE_WAIT {
-                    attempt += 1;
+                let hint = hint.unwrap_or(Duration::from_secs(1));
+                if hint <= MAX_INLINE_WAIT
+                    && let Some(wait) = backoff.next(Some(hint))
+                {
                     tracing::debug!(
                         op,
-                        wait_s = wait.as_secs(),
-                        attempt,
+                        wait_ms = wait.as_millis() as u64,
+                        tries = backoff.tries(),
                         "securemx rate limited; waiting"
                     );
                     tokio::time::sleep(wait).await;
@@ -469,7 +476,7 @@ impl SecureMxAdapter {
                 }
                 return Err(AdapterError::Transient {
                     message: format!("securemx {op}: rate limited (HTTP 429 {})", answer.code()),
-                    retry_after: Some(wait),
+                    retry_after: Some(hint),
                 });
             }
             if status.is_server_error() {
