@@ -365,11 +365,11 @@ impl Config {
         }
         // Files that live on hostwright's side, inside the adapters' own
         // sections (paths on a backend host stay as written).
-        for (adapter, keys) in super::adapters::LOCAL_PATH_KEYS {
-            let Some(toml::Value::Table(t)) = self.adapters.get_mut(*adapter) else {
+        for (adapter, section) in self.adapters.iter_mut() {
+            let toml::Value::Table(t) = section else {
                 continue;
             };
-            for key in *keys {
+            for key in super::adapters::local_paths(adapter) {
                 let (tables, leaf) = match key.rsplit_once('.') {
                     Some((sub, leaf)) => (Some(sub), leaf),
                     None => (None, *key),

@@ -19,7 +19,7 @@ use super::config::Config;
 use super::metrics::Metrics;
 use super::playbook::{Known, Playbooks};
 use super::registry::Registry;
-use super::scripted::{Script, ScriptedAdapter, ScriptedConfig};
+use super::scripted::Script;
 use super::store::sql::SqlStore;
 use super::store::sqlite::SqliteStore;
 use super::store::{SecretKeys, Store, StoreError};
@@ -32,8 +32,8 @@ use crate::signing::TrustedKeys;
 pub enum StartError {
     #[error("store: {0}")]
     Store(#[from] super::store::StoreError),
-    #[error("adapter `{name}`: {message}")]
-    Adapter { name: String, message: String },
+    #[error(transparent)]
+    Adapter(#[from] super::adapters::AdapterConfigError),
     #[error("playbook {0}")]
     Playbook(#[from] super::playbook::PlaybookError),
     #[error("catalog: {0}")]
@@ -107,26 +107,9 @@ pub fn private_dir(dir: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
-/// The adapters named in `[adapters.*]`. `[adapters.scripted]` replaces every
-/// real adapter with a scripted stand-in (tests, the no-op benchmark).
+/// The adapters named in `[adapters.*]` (see [`super::adapters::registry`]).
 pub async fn build_registry(cfg: &Config) -> Result<(Registry, Option<Script>), StartError> {
-    let mut reg = Registry::new();
-    if let Some(v) = cfg.adapters.get("scripted") {
-        let sc: ScriptedConfig = super::adapters::config("scripted", v)?;
-        let script =
-            Script::with_files(sc.log, sc.control_file).map_err(|e| StartError::Adapter {
-                name: "scripted".into(),
-                message: format!("call log: {e}"),
-            })?;
-        for a in ScriptedAdapter::all(&script) {
-            reg.register(a);
-        }
-        return Ok((reg, Some(script)));
-    }
-    for (name, value) in &cfg.adapters {
-        super::adapters::register(&mut reg, name, value)?;
-    }
-    Ok((reg, None))
+    Ok(super::adapters::registry(&cfg.adapters)?)
 }
 
 /// The catalog the config names, or the built-in one.
