@@ -287,7 +287,9 @@ fn store_error(e: StoreError) -> Response {
                 .with("job_id", job)
                 .with("state", state)
         }
-        StoreError::Database(_) => Problem::new(Kind::Unavailable, e.to_string()),
+        StoreError::Database(_) | StoreError::Sqlite(_) | StoreError::Postgres(_) => {
+            Problem::new(Kind::Unavailable, e.to_string())
+        }
         _ => Problem::new(Kind::Internal, e.to_string()),
     }
     .into_response()

@@ -34,10 +34,16 @@ pub use sealed::SecretKeys;
 use super::claims::{Claim, Claims};
 use hostwright_adapter::Secret;
 
-/// Errors of the store. Database errors are kept as text: the caller can only
-/// retry or report them.
+/// Errors of the store. A driver's own error keeps its type (a caller can
+/// tell a constraint from a lost connection); `Database` is the store
+/// itself failing (its writer stopped, a commit failed, a file that cannot
+/// be opened).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] sqlx::Error),
     #[error("database error: {0}")]
     Database(String),
     #[error("migration failed: {0}")]

@@ -36,7 +36,7 @@ pub struct SqlStore {
 }
 
 fn db(e: sqlx::Error) -> StoreError {
-    StoreError::Database(e.to_string())
+    StoreError::Postgres(e)
 }
 
 fn ms_to_time(ms: i64) -> DateTime<Utc> {

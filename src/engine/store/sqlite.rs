@@ -45,7 +45,7 @@ const MAX_BATCH: usize = 256;
 const MAX_IDLE_READERS: usize = 8;
 
 fn db(e: rusqlite::Error) -> StoreError {
-    StoreError::Database(e.to_string())
+    StoreError::Sqlite(e)
 }
 
 fn stopped() -> StoreError {
