@@ -208,9 +208,10 @@ pub async fn assert_exact(want: &[Expect]) {
         let f: Vec<&FtpUser> = ftp
             .iter()
             .filter(|u| {
+                // The first login is the user, the others `{user}_{n}`.
                 u.login == n.user
                     || u.login
-                        .strip_prefix(&format!("{}-", n.user))
+                        .strip_prefix(&format!("{}_", n.user))
                         .is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit()))
             })
             .collect();

@@ -86,7 +86,7 @@ fn logins(n: &Names, count: usize) -> Vec<String> {
             if i == 1 {
                 n.user.clone()
             } else {
-                format!("{}-{i}", n.user)
+                format!("{}_{i}", n.user)
             }
         })
         .collect()
@@ -248,8 +248,8 @@ pub async fn provision() {
     );
     assert_eq!(https_get(&w.domain, "/hello.html"), ("200".into(), marker));
     check_quota_refusal(
-        &format!("{}-2", w.user),
-        &pw[&format!("{}-2", w.user)],
+        &format!("{}_2", w.user),
+        &pw[&format!("{}_2", w.user)],
         &w.user,
     );
 
