@@ -1622,3 +1622,122 @@ async fn serve_closes_the_previous_month_on_its_schedule() {
             .unwrap();
     }
 }
+
+/// 別表②2: a service type change plans the side it adds or drops (#15).
+#[tokio::test]
+async fn a_service_type_change_adds_or_removes_the_mail_side() {
+    for backend in BACKENDS {
+        let (_dir, script, engine) = fixture(backend, vec![]).await;
+        let k = keys();
+        let mail = serde_json::json!({
+            "target_domains": ["tc1.example.jp"],
+            "target_ips": ["203.0.113.25"],
+            "administrator": {"name": "Admin", "email": "admin@tc1.example.jp"},
+            "mailboxes": ["info", "sales"],
+        });
+        // WWW → パック: the mail side comes.
+        let mut www = www_contract("C-TC1", 1);
+        www["domains"][0]["name"] = "tc1.example.jp".into();
+        let j1 = accepted(&engine, &sign(&k, &www)).await;
+        let workers = start_workers(&engine, "w", 2);
+        assert_eq!(wait_final(&engine, &j1, 20).await, JobState::Succeeded);
+        let mut pack = www.clone();
+        pack["revision"] = 2.into();
+        pack["requested_on"] = "2026-11-20".into();
+        pack["service"] = "pack_secure_mx".into();
+        pack["service_change"] = serde_json::json!({"from": "www", "effective": "2026-12-15"});
+        pack["secure_mx"] = mail.clone();
+        let j2 = match engine
+            .intake(&sign(&k, &pack), chrono::Utc::now())
+            .await
+            .unwrap()
+        {
+            IntakeResult::Accepted { job_id, .. } => job_id,
+            other => panic!("{backend:?}: {other:?}"),
+        };
+        assert_eq!(wait_final(&engine, &j2, 20).await, JobState::Succeeded);
+        let steps: Vec<(String, String)> = engine
+            .store
+            .job(&j2)
+            .await
+            .unwrap()
+            .unwrap()
+            .steps
+            .iter()
+            .map(|s| {
+                (
+                    s.step.action.as_str().to_string(),
+                    s.step.resource.kind.clone(),
+                )
+            })
+            .collect();
+        for want in [
+            ("create", "mx_tenant"),
+            ("create", "mx_mailboxes"),
+            ("update", "dns_zone"),
+        ] {
+            assert!(
+                steps.contains(&(want.0.to_string(), want.1.to_string())),
+                "{backend:?}: {want:?} not in {steps:?}"
+            );
+        }
+        assert!(
+            !steps.iter().any(|(a, _)| a == "delete"),
+            "{backend:?}: the web side stays: {steps:?}"
+        );
+
+        // パック → WWW: the mail side goes, the web side stays.
+        let mut back = pack.clone();
+        back["revision"] = 3.into();
+        back["requested_on"] = "2026-12-20".into();
+        back["service"] = "www".into();
+        back["service_change"] =
+            serde_json::json!({"from": "pack_secure_mx", "effective": "2027-03-01"});
+        back.as_object_mut().unwrap().remove("secure_mx");
+        let j3 = match engine
+            .intake(&sign(&k, &back), chrono::Utc::now())
+            .await
+            .unwrap()
+        {
+            IntakeResult::Accepted { job_id, .. } => job_id,
+            other => panic!("{backend:?}: {other:?}"),
+        };
+        assert_eq!(wait_final(&engine, &j3, 20).await, JobState::Succeeded);
+        let steps: Vec<(String, String)> = engine
+            .store
+            .job(&j3)
+            .await
+            .unwrap()
+            .unwrap()
+            .steps
+            .iter()
+            .map(|s| {
+                (
+                    s.step.action.as_str().to_string(),
+                    s.step.resource.kind.clone(),
+                )
+            })
+            .collect();
+        for want in [
+            ("delete", "mx_mailboxes"),
+            ("delete", "mx_tenant"),
+            ("update", "dns_zone"),
+        ] {
+            assert!(
+                steps.contains(&(want.0.to_string(), want.1.to_string())),
+                "{backend:?}: {want:?} not in {steps:?}"
+            );
+        }
+        let removed: Vec<_> = script
+            .calls()
+            .into_iter()
+            .filter(|c| c.job_id == j3 && c.op == "remove")
+            .map(|c| c.kind)
+            .collect();
+        assert!(
+            removed.iter().all(|k| k.starts_with("mx_")),
+            "{backend:?}: only the mail side is removed: {removed:?}"
+        );
+        workers.stop(Duration::from_secs(2)).await;
+    }
+}

@@ -75,13 +75,9 @@ pub const ADAPTERS: &[AdapterKind] = &[
             "tls_ca_key",
         ],
         build: |v| {
-            build(
-                "webhost",
-                v,
-                |c: hostwright_webhost::WebhostConfig| {
-                    hostwright_webhost::WebhostAdapter::new(c).map_err(|e| e.to_string())
-                },
-            )
+            build("webhost", v, |c: hostwright_webhost::WebhostConfig| {
+                hostwright_webhost::WebhostAdapter::new(c).map_err(|e| e.to_string())
+            })
         },
     },
     AdapterKind {
@@ -106,13 +102,9 @@ pub const ADAPTERS: &[AdapterKind] = &[
         name: "securemx",
         local_paths: &["api_key_file", "ca_file"],
         build: |v| {
-            build(
-                "securemx",
-                v,
-                |c: hostwright_securemx::SecureMxConfig| {
-                    hostwright_securemx::SecureMxAdapter::new(c).map_err(|e| e.to_string())
-                },
-            )
+            build("securemx", v, |c: hostwright_securemx::SecureMxConfig| {
+                hostwright_securemx::SecureMxAdapter::new(c).map_err(|e| e.to_string())
+            })
         },
     },
 ];
@@ -179,7 +171,10 @@ mod tests {
             panic!("an unknown adapter was accepted")
         };
         assert_eq!(e.name, "mail");
-        assert!(e.message.contains("webhost, ftp, dns, securemx, scripted"), "{e}");
+        assert!(
+            e.message.contains("webhost, ftp, dns, securemx, scripted"),
+            "{e}"
+        );
     }
 
     #[test]
