@@ -98,6 +98,11 @@ pub fn classify(output: &str) -> RndcError {
         RndcError::NotFound
     } else if text.contains("connect failed")
         || text.contains("connection refused")
+        // named going down under a call (a restart, a stop): the
+        // connection dies mid-answer, which says nothing about the key.
+        || text.contains("connection reset")
+        || text.contains("recv failed")
+        || text.contains("shutting down")
         || text.contains("timed out")
         || text.contains("network unreachable")
         || text.contains("host unreachable")
@@ -135,6 +140,10 @@ mod tests {
         );
         assert!(matches!(
             classify("rndc: connect failed: 127.0.0.1#55954: connection refused"),
+            RndcError::Unreachable(_)
+        ));
+        assert!(matches!(
+            classify("rndc: recv failed: connection reset"),
             RndcError::Unreachable(_)
         ));
         assert!(matches!(

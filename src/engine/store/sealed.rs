@@ -43,7 +43,9 @@ pub enum SealError {
     Empty { path: PathBuf },
     #[error("secrets key file {path} is readable by others (mode {mode:o}); it must be 0600")]
     Mode { path: PathBuf, mode: u32 },
-    #[error("no key `{0}` in the secrets key file: a secret sealed under it cannot be opened")]
+    #[error(
+        "no key `{0}` in the secrets key file: a secret sealed under it cannot be opened (every hostwright sharing one store needs the same key file)"
+    )]
     UnknownKey(String),
     #[error("a sealed secret does not open under key `{0}` (wrong key, or the value was altered)")]
     Open(String),
