@@ -55,6 +55,9 @@ enum Command {
     /// Watch, rerun and cancel jobs.
     #[command(subcommand)]
     Jobs(cli::engine::JobsCmd),
+    /// The fleet's web hosts: list, drain, activate.
+    #[command(subcommand)]
+    Hosts(cli::hosts::HostsCmd),
     /// Per-person ops tokens: create, list, revoke (in the config's store;
     /// effective at once on a running system).
     #[command(subcommand)]
@@ -151,6 +154,7 @@ fn run_async(command: Command) -> ExitCode {
             Command::Plan { file, config, json } => cli::engine::plan(file, config, json).await,
             Command::Jobs(cmd) => cli::engine::jobs(cmd).await,
             Command::Billing(cmd) => cli::billing::run(cmd).await,
+            Command::Hosts(cmd) => cli::hosts::hosts(cmd).await,
             Command::Tokens(cmd) => cli::ops::tokens(cmd).await,
             Command::Audit(args) => cli::ops::audit(args).await,
             Command::Keys(_)

@@ -328,6 +328,17 @@ async fn every_error_is_a_problem_and_lists_page_with_cursors() {
         None,
     )
     .await;
+    // This engine has no [fleet]: no hosts to list or drain.
+    h.problem(Kind::HostNotFound, M::GET, "/v1/hosts", Some(&ops), None)
+        .await;
+    h.problem(
+        Kind::HostNotFound,
+        M::POST,
+        "/v1/hosts/web1/drain",
+        Some(&ops),
+        None,
+    )
+    .await;
 
     // Credentials.
     h.problem(Kind::Unauthenticated, M::GET, "/v1/jobs", None, None)
@@ -380,6 +391,7 @@ async fn every_error_is_a_problem_and_lists_page_with_cursors() {
         "{d}"
     );
     assert!(d["billable"]["report"]["billable"].is_object(), "{d}");
+    assert!(d["placement"].is_null(), "no fleet, no placement: {d}");
 
     // Guessing, last: blocks this address.
     let mut limited = false;

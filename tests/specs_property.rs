@@ -53,6 +53,7 @@ fn accepted(p: &Planner, doc: &Value) -> Option<Vec<Desired>> {
         &p.catalog,
         playbook,
         &common::provisioning(),
+        &common::web_target(),
         &[],
     )
     .ok()

@@ -3,6 +3,7 @@
 
 pub mod billing;
 pub mod engine;
+pub mod hosts;
 pub mod ops;
 pub mod out;
 pub mod terms;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use hostwright_adapter::Adapter;
 
+use super::fleet::{FleetConfig, host_adapter};
 use super::registry::Registry;
 use super::scripted::{Script, ScriptedAdapter, ScriptedConfig};
 
@@ -127,11 +128,16 @@ pub fn local_paths(name: &str) -> &'static [&'static str] {
         .unwrap_or(&[])
 }
 
-/// The registry the `[adapters.*]` sections describe. `[adapters.scripted]`
-/// replaces every real adapter with the scripted stand-ins and answers their
-/// script.
+/// The registry the `[adapters.*]` sections and the fleet's hosts
+/// describe. `[adapters.scripted]` replaces every real adapter, the hosts'
+/// too, with the scripted stand-ins and answers their script.
+///
+/// Each fleet host's adapters are registered as `webhost@HOST` and
+/// `ftp@HOST`; the first host's also under the plain names, which
+/// resources recorded before the fleet carry (`engine::fleet`).
 pub fn registry(
     sections: &std::collections::BTreeMap<String, toml::Value>,
+    fleet: Option<&FleetConfig>,
 ) -> Result<(Registry, Option<Script>), AdapterConfigError> {
     let mut reg = Registry::new();
     if let Some(v) = sections.get(SCRIPTED.name) {
@@ -141,7 +147,31 @@ pub fn registry(
         for a in ScriptedAdapter::all(&script) {
             reg.register(a);
         }
+        for host in fleet.map(|f| f.hosts.as_slice()).unwrap_or_default() {
+            for (name, a) in ScriptedAdapter::on_host(&script, &host.name) {
+                reg.register_as(name, a);
+            }
+        }
         return Ok((reg, Some(script)));
+    }
+    if let Some(fleet) = fleet {
+        for (i, host) in fleet.hosts.iter().enumerate() {
+            for (base, section) in [("webhost", &host.webhost), ("ftp", &host.ftp)] {
+                let kind = ADAPTERS
+                    .iter()
+                    .find(|k| k.name == base)
+                    .expect("placed adapters are in the table");
+                let label = host_adapter(base, &host.name);
+                let adapter = (kind.build)(section).map_err(|e| AdapterConfigError {
+                    name: format!("fleet host {}: {}", host.name, e.name),
+                    message: e.message,
+                })?;
+                if i == 0 {
+                    reg.register(adapter.clone());
+                }
+                reg.register_as(label, adapter);
+            }
+        }
     }
     for (name, value) in sections {
         let Some(kind) = ADAPTERS.iter().find(|k| k.name == name) else {
@@ -167,7 +197,7 @@ mod tests {
     fn an_unknown_adapter_is_named_with_the_known_ones() {
         let mut sections = std::collections::BTreeMap::new();
         sections.insert("mail".to_string(), toml::Value::Table(Default::default()));
-        let Err(e) = registry(&sections) else {
+        let Err(e) = registry(&sections, None) else {
             panic!("an unknown adapter was accepted")
         };
         assert_eq!(e.name, "mail");

@@ -41,12 +41,15 @@ pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>) -> Router {
         .route("/v1/contracts", get(list_contracts))
         .route("/v1/contracts/{id}", get(show_contract))
         .route("/v1/audit", get(audit_log))
+        .route("/v1/hosts", get(list_hosts))
         .route("/v1/plan", post(plan))
         .route_layer(gate(Scope::Read));
     let operate = Router::new()
         .route("/v1/jobs/rerun-failed", post(rerun_failed))
         .route("/v1/jobs/{id}/rerun", post(rerun))
         .route("/v1/jobs/{id}/cancel", post(cancel))
+        .route("/v1/hosts/{name}/drain", post(drain_host))
+        .route("/v1/hosts/{name}/activate", post(activate_host))
         .route_layer(gate(Scope::Operate));
     let secrets = Router::new()
         .route("/v1/jobs/{id}/secrets", post(take_secrets))
@@ -140,10 +143,14 @@ fn action_of(req: &axum::extract::Request) -> String {
 
 /// The job (or other resource) a request names, for the audit log.
 fn target_of(params: &RawPathParams) -> Option<String> {
-    params
-        .iter()
-        .find(|(k, _)| *k == "id")
-        .map(|(_, v)| v.chars().take(200).collect())
+    params.iter().find_map(|(k, v)| {
+        let v: String = v.chars().take(200).collect();
+        match k {
+            "id" => Some(v),
+            "name" => Some(format!("host:{v}")),
+            _ => None,
+        }
+    })
 }
 
 /// The ops endpoints' gate: blocked address → 429; no valid credential →
@@ -741,7 +748,82 @@ async fn show_contract(State(st): State<AppState>, Path(id): Path<String>) -> Re
     )
     .expect("serializes");
     v["billable"] = serde_json::to_value(report).expect("serializes");
+    v["placement"] = match store.placement(&id).await {
+        Ok(p) => serde_json::to_value(p).expect("serializes"),
+        Err(e) => return store_error(e),
+    };
     axum::Json(v).into_response()
+}
+
+/// The fleet's web hosts: state, health, what is placed on each and what
+/// it can hold (`hostwright hosts list`).
+async fn list_hosts(State(st): State<AppState>) -> Response {
+    let Some(fleet) = &st.engine.fleet else {
+        return no_fleet();
+    };
+    match fleet.views(&*st.engine.store).await {
+        Ok(hosts) => axum::Json(json!({
+            "group": super::fleet::WEB_GROUP,
+            "policy": fleet.config.policy,
+            "hosts": hosts,
+        }))
+        .into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+fn no_fleet() -> Response {
+    Problem::new(
+        Kind::HostNotFound,
+        "this engine has no [fleet]: its one web host is [adapters.webhost]",
+    )
+    .into_response()
+}
+
+async fn drain_host(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Response {
+    set_host_state(st, caller, name, super::fleet::HostState::Draining).await
+}
+
+async fn activate_host(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Response {
+    set_host_state(st, caller, name, super::fleet::HostState::Active).await
+}
+
+/// A host's state as ops set it: kept in the store over the config's, so
+/// it holds across restarts; audited by the ops gate.
+async fn set_host_state(
+    st: AppState,
+    caller: Caller,
+    name: String,
+    state: super::fleet::HostState,
+) -> Response {
+    let Some(fleet) = &st.engine.fleet else {
+        return no_fleet();
+    };
+    if fleet.host(&name).is_none() {
+        return Problem::new(Kind::HostNotFound, format!("no web host named `{name}`"))
+            .with("host", &name)
+            .into_response();
+    }
+    match st
+        .engine
+        .store
+        .set_host_state(&name, state, &caller.actor)
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(host = %name, state = state.as_str(), actor = %caller.actor, "web host state set");
+            axum::Json(json!({"host": name, "state": state})).into_response()
+        }
+        Err(e) => store_error(e),
+    }
 }
 
 /// Plans a signed contract against the recorded state without applying it,

@@ -45,6 +45,9 @@ pub struct Config {
     /// Per-adapter settings, handed as TOML to each adapter's own config type.
     #[serde(default)]
     pub adapters: BTreeMap<String, toml::Value>,
+    /// Several web hosts and where contracts go (`engine::fleet`); without
+    /// it, `[adapters.webhost]` and `[adapters.ftp]` are the one web host.
+    pub fleet: Option<super::fleet::FleetConfig>,
     pub billing: Option<BillingConfig>,
     /// The monthly close for billing on a schedule (`engine::close`).
     #[serde(default)]
@@ -250,8 +253,10 @@ impl WorkerSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProvisioningConfig {
-    /// Address the customers' web sites answer on (DNS A records).
-    pub web_ipv4: std::net::Ipv4Addr,
+    /// Address the customers' web sites answer on (DNS A records) when
+    /// there is one web host; with `[fleet]`, each host's own `ipv4`.
+    #[serde(default)]
+    pub web_ipv4: Option<std::net::Ipv4Addr>,
     /// MX targets of the Secure MX service, `preference host.` each.
     #[serde(default = "default_mx")]
     pub mx: Vec<String>,
@@ -311,6 +316,33 @@ pub enum LogFormat {
     Json,
 }
 
+/// Makes the local-path keys of an adapter's section (see
+/// `adapters::local_paths`) absolute against the config file's folder.
+fn resolve_adapter_paths(adapter: &str, section: &mut toml::Value, base: &Path) {
+    let toml::Value::Table(t) = section else {
+        return;
+    };
+    for key in super::adapters::local_paths(adapter) {
+        let (tables, leaf) = match key.rsplit_once('.') {
+            Some((sub, leaf)) => (Some(sub), leaf),
+            None => (None, *key),
+        };
+        let t = match tables {
+            None => Some(&mut *t),
+            Some(sub) => match t.get_mut(sub) {
+                Some(toml::Value::Table(st)) => Some(st),
+                _ => None,
+            },
+        };
+        if let Some(toml::Value::String(s)) = t.and_then(|t| t.get_mut(leaf)) {
+            let p = PathBuf::from(&*s);
+            if p.is_relative() {
+                *s = base.join(p).display().to_string();
+            }
+        }
+    }
+}
+
 impl Config {
     /// Reads a config file; relative paths inside it are taken relative to
     /// the file's folder.
@@ -366,26 +398,12 @@ impl Config {
         // Files that live on hostwright's side, inside the adapters' own
         // sections (paths on a backend host stay as written).
         for (adapter, section) in self.adapters.iter_mut() {
-            let toml::Value::Table(t) = section else {
-                continue;
-            };
-            for key in super::adapters::local_paths(adapter) {
-                let (tables, leaf) = match key.rsplit_once('.') {
-                    Some((sub, leaf)) => (Some(sub), leaf),
-                    None => (None, *key),
-                };
-                let t = match tables {
-                    None => Some(&mut *t),
-                    Some(sub) => match t.get_mut(sub) {
-                        Some(toml::Value::Table(st)) => Some(st),
-                        _ => None,
-                    },
-                };
-                if let Some(toml::Value::String(s)) = t.and_then(|t| t.get_mut(leaf)) {
-                    let mut p = PathBuf::from(&*s);
-                    abs(&mut p);
-                    *s = p.display().to_string();
-                }
+            resolve_adapter_paths(adapter, section, base);
+        }
+        if let Some(fleet) = self.fleet.as_mut() {
+            for host in &mut fleet.hosts {
+                resolve_adapter_paths("webhost", &mut host.webhost, base);
+                resolve_adapter_paths("ftp", &mut host.ftp, base);
             }
         }
         if let Some(rest) = self.store.url.strip_prefix("sqlite:") {
@@ -397,6 +415,25 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        match &self.fleet {
+            Some(fleet) => {
+                super::fleet::validate(fleet)?;
+                for a in super::fleet::PLACED_ADAPTERS {
+                    if self.adapters.contains_key(a) {
+                        return Err(format!(
+                            "[adapters.{a}] and [fleet] both given: with a fleet, each host has its own `{a}` section"
+                        ));
+                    }
+                }
+            }
+            None if self.provisioning.web_ipv4.is_none() => {
+                return Err(
+                    "provisioning.web_ipv4 is required without [fleet] (the one web host's address)"
+                        .into(),
+                );
+            }
+            None => {}
+        }
         if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres://")) {
             return Err(format!(
                 "store.url must start with sqlite: or postgres:// (got {:?})",
@@ -533,6 +570,72 @@ ca_file = "mx-ca.pem"
         let e = Config::load(&path).unwrap_err().to_string();
         assert!(
             e.contains("billing.endpoint") && e.contains("http:// or https://"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_fleet_replaces_the_one_web_host_and_its_paths_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hostwright.toml");
+        let write = |extra: &str| {
+            std::fs::write(
+                &path,
+                format!(
+                    r#"
+[intake]
+trusted_keys = "keys.toml"
+[provisioning]
+{extra}
+[fleet]
+policy = "fill_in_order"
+[[fleet.hosts]]
+name = "web1"
+ipv4 = "192.0.2.1"
+capacity_accounts = 100
+capacity_disk_gb = 500
+[fleet.hosts.webhost]
+tls_ca_cert = "ca.crt"
+[fleet.hosts.webhost.ssh]
+host = "web1.internal"
+private_key_file = "web1.key"
+[fleet.hosts.ftp.ssh]
+host = "web1.internal"
+private_key_file = "/etc/hostwright/web1.key"
+"#
+                ),
+            )
+            .unwrap();
+        };
+        write("");
+        let cfg = Config::load(&path).unwrap();
+        let host = &cfg.fleet.as_ref().unwrap().hosts[0];
+        let base = dir.path();
+        assert_eq!(
+            host.webhost["ssh"]["private_key_file"].as_str().unwrap(),
+            base.join("web1.key").display().to_string()
+        );
+        assert_eq!(
+            host.webhost["tls_ca_cert"].as_str().unwrap(),
+            base.join("ca.crt").display().to_string()
+        );
+        assert_eq!(
+            host.ftp["ssh"]["private_key_file"].as_str().unwrap(),
+            "/etc/hostwright/web1.key"
+        );
+        assert_eq!(host.health_address().unwrap(), "web1.internal:22");
+        // A fleet and a lone [adapters.webhost] contradict each other.
+        write("[adapters.webhost]\nhome_root = \"/home\"");
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("[adapters.webhost] and [fleet] both given"),
+            "{e}"
+        );
+        // Without a fleet, the one host's address is required.
+        std::fs::write(&path, "[intake]\ntrusted_keys = \"k\"\n[provisioning]\n").unwrap();
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("provisioning.web_ipv4 is required without [fleet]"),
             "{e}"
         );
     }

@@ -380,6 +380,7 @@ impl Engine {
             &self.catalog,
             playbook,
             &self.provisioning,
+            &self.judging_target(),
             recorded,
         )
     }

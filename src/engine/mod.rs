@@ -14,6 +14,7 @@ pub mod auth;
 pub mod claims;
 pub mod close;
 pub mod config;
+pub mod fleet;
 pub mod guard;
 pub mod intake;
 pub mod metrics;
@@ -50,6 +51,8 @@ pub struct Engine {
     pub trusted_keys: TrustedKeys,
     pub settings: WorkerSettings,
     pub provisioning: ProvisioningConfig,
+    /// The web hosts and their health, when the config has `[fleet]`.
+    pub fleet: Option<Arc<fleet::Fleet>>,
     pub metrics: Metrics,
     /// Refused submissions per client address (`guard`).
     pub refusals: guard::RefusalLimiter,
@@ -66,6 +69,8 @@ pub enum JobPlanError {
     Plan(#[from] plan::PlanError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Placement(#[from] fleet::PlacementError),
 }
 
 impl Engine {
@@ -77,19 +82,30 @@ impl Engine {
         self.report_wake.notify_one();
     }
 
-    /// Plans a contract revision against what is recorded for it now.
+    /// Plans a contract revision against what is recorded for it now,
+    /// recording nothing (`plan`): a contract not yet placed shows the host
+    /// the policy would choose now.
     pub async fn plan_contract(
         &self,
         contract: &Contract,
     ) -> Result<Vec<PlannedStep>, JobPlanError> {
-        Ok(self.plan_recorded(contract).await?.0)
+        Ok(self.plan_with(contract, false).await?.0)
     }
 
     /// The plan and the recorded resources it was diffed against (the worker
-    /// keeps them up to date in memory for the job's report).
+    /// keeps them up to date in memory for the job's report). Places the
+    /// contract on a web host first when it needs one and has none.
     pub(crate) async fn plan_recorded(
         &self,
         contract: &Contract,
+    ) -> Result<(Vec<PlannedStep>, Vec<RecordedResource>), JobPlanError> {
+        self.plan_with(contract, true).await
+    }
+
+    async fn plan_with(
+        &self,
+        contract: &Contract,
+        place: bool,
     ) -> Result<(Vec<PlannedStep>, Vec<RecordedResource>), JobPlanError> {
         let service = contract.service.code();
         let playbook = self
@@ -97,6 +113,9 @@ impl Engine {
             .for_service(service)
             .ok_or_else(|| plan::PlanError::NoPlaybook(service.to_string()))?;
         let recorded = self.store.resources(contract.contract_id.as_str()).await?;
+        let web = self
+            .web_target(contract, playbook, &recorded, place)
+            .await?;
         // A terminated contract removes everything recorded, whatever the
         // playbook of its (possibly changed) service type lists.
         let desired = plan::desired(
@@ -104,10 +123,58 @@ impl Engine {
             &self.catalog,
             playbook,
             &self.provisioning,
+            &web,
             &recorded,
         )?;
         let steps = plan::diff(contract.contract_id.as_str(), playbook, &desired, &recorded);
         Ok((steps, recorded))
+    }
+
+    /// The host of `contract`'s web resources (see [`fleet::Fleet::place`]);
+    /// the one web host without a fleet. A contract that needs no web space
+    /// (terminated, or mail only) is not placed.
+    async fn web_target(
+        &self,
+        contract: &Contract,
+        playbook: &playbook::Playbook,
+        recorded: &[RecordedResource],
+        place: bool,
+    ) -> Result<fleet::WebTarget, JobPlanError> {
+        let Some(fleet) = &self.fleet else {
+            return Ok(self.judging_target());
+        };
+        let needs_web = !matches!(contract.status, crate::contract::Status::Terminated { .. })
+            && playbook.rule("webspace").is_some();
+        if !needs_web {
+            return Ok(self.judging_target());
+        }
+        let need_mb = contract.entitlements(&self.catalog).web_disk_mb;
+        Ok(fleet
+            .place(
+                &*self.store,
+                contract.contract_id.as_str(),
+                need_mb,
+                recorded,
+                place,
+            )
+            .await?)
+    }
+
+    /// The web target for judging a revision (intake, claims): the names it
+    /// derives do not depend on the host; the addresses are the first
+    /// host's.
+    pub(crate) fn judging_target(&self) -> fleet::WebTarget {
+        match &self.fleet {
+            Some(f) => f.target(f.first()),
+            None => fleet::WebTarget {
+                host: None,
+                ipv4: self
+                    .provisioning
+                    .web_ipv4
+                    .expect("the config requires web_ipv4 without a fleet"),
+                ipv6: None,
+            },
+        }
     }
 
     /// The job's result summary and its billable-state report for billing.

@@ -21,6 +21,7 @@ use hostwright_webhost::{VhostSpec, WebspaceSpec};
 use serde_json::Value;
 
 use super::config::ProvisioningConfig;
+use super::fleet::WebTarget;
 use super::playbook::Playbook;
 use super::store::{Action, PlannedStep, RecordedResource};
 use crate::catalog::Catalog;
@@ -77,7 +78,8 @@ pub fn ftp_login(user: &str, n: u32, recorded: &[RecordedResource]) -> String {
 /// The resources `contract` needs under `playbook`, in playbook order.
 /// `recorded`: what the contract has now (names of an older form it holds
 /// are kept); intake, which judges a revision before anything is recorded
-/// for it, passes none.
+/// for it, passes none. `web`: the host its web resources live on (their
+/// steps' adapters and the zone's A/AAAA records).
 ///
 /// Every spec is the typed spec its adapter exports, and every key and
 /// value passes the adapter's allow-list here: a revision this accepts is
@@ -87,6 +89,7 @@ pub fn desired(
     catalog: &Catalog,
     playbook: &Playbook,
     prov: &ProvisioningConfig,
+    web: &WebTarget,
     recorded: &[RecordedResource],
 ) -> Result<Vec<Desired>, PlanError> {
     if matches!(contract.status, Status::Terminated { .. }) {
@@ -130,7 +133,7 @@ pub fn desired(
             out.push(Desired {
                 kind: rule.kind.clone(),
                 key: key.to_string(),
-                adapter: rule.adapter.clone(),
+                adapter: web.adapter(&rule.adapter),
                 spec,
             });
         };
@@ -197,7 +200,10 @@ pub fn desired(
                     };
                     if web_domains.iter().any(|d| d.as_str() == zone) {
                         for name in ["@", "www"] {
-                            records.push(record(name, "A", prov.web_ipv4.to_string()));
+                            records.push(record(name, "A", web.ipv4.to_string()));
+                            if let Some(v6) = web.ipv6 {
+                                records.push(record(name, "AAAA", v6.to_string()));
+                            }
                         }
                     }
                     if mail_domains.contains(zone) {

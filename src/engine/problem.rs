@@ -24,6 +24,8 @@ pub enum Kind {
     JobNotFound,
     /// No such contract (404).
     ContractNotFound,
+    /// No such web host, or no fleet (404).
+    HostNotFound,
     /// No such route (404).
     NotFound,
     /// The route exists, the method does not (405).
@@ -53,12 +55,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 19] = [
         Kind::Unauthenticated,
         Kind::Forbidden,
         Kind::RateLimited,
         Kind::JobNotFound,
         Kind::ContractNotFound,
+        Kind::HostNotFound,
         Kind::NotFound,
         Kind::MethodNotAllowed,
         Kind::InvalidRequest,
@@ -81,6 +84,7 @@ impl Kind {
             Kind::RateLimited => "rate-limited",
             Kind::JobNotFound => "job-not-found",
             Kind::ContractNotFound => "contract-not-found",
+            Kind::HostNotFound => "host-not-found",
             Kind::NotFound => "not-found",
             Kind::MethodNotAllowed => "method-not-allowed",
             Kind::InvalidRequest => "invalid-request",
@@ -107,7 +111,9 @@ impl Kind {
             Kind::Unauthenticated | Kind::BadSignature => StatusCode::UNAUTHORIZED,
             Kind::Forbidden => StatusCode::FORBIDDEN,
             Kind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Kind::JobNotFound | Kind::ContractNotFound | Kind::NotFound => StatusCode::NOT_FOUND,
+            Kind::JobNotFound | Kind::ContractNotFound | Kind::HostNotFound | Kind::NotFound => {
+                StatusCode::NOT_FOUND
+            }
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Kind::InvalidRequest | Kind::InvalidCursor | Kind::Malformed => StatusCode::BAD_REQUEST,
             Kind::InvalidTransition | Kind::StaleRevision => StatusCode::CONFLICT,
@@ -125,6 +131,7 @@ impl Kind {
             Kind::RateLimited => "Too many failed authentications from this address",
             Kind::JobNotFound => "No such job",
             Kind::ContractNotFound => "No such contract",
+            Kind::HostNotFound => "No such web host",
             Kind::NotFound => "No such resource",
             Kind::MethodNotAllowed => "Method not allowed on this resource",
             Kind::InvalidRequest => "Invalid request",

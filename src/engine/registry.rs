@@ -22,6 +22,13 @@ impl Registry {
         self
     }
 
+    /// Registers an adapter under another name than its own: a fleet
+    /// host's adapters are `webhost@HOST`, `ftp@HOST`.
+    pub fn register_as(&mut self, name: String, adapter: Arc<dyn Adapter>) -> &mut Self {
+        self.adapters.insert(name, adapter);
+        self
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Adapter>> {
         self.adapters.get(name)
     }

@@ -317,6 +317,9 @@ fn matches(rule: &Rule, op: &str, r: &Resource) -> bool {
 /// Stands in for the adapter `name`, managing `kinds`.
 pub struct ScriptedAdapter {
     name: &'static str,
+    /// The name its calls are logged under: `name`, or `name@HOST` for a
+    /// fleet host's stand-in.
+    label: String,
     kinds: &'static [&'static str],
     script: Script,
 }
@@ -325,9 +328,29 @@ impl ScriptedAdapter {
     pub fn new(name: &'static str, kinds: &'static [&'static str], script: Script) -> Self {
         ScriptedAdapter {
             name,
+            label: name.to_string(),
             kinds,
             script,
         }
+    }
+
+    /// The stand-ins of the adapters that live on fleet host `host`
+    /// (`webhost@HOST`, `ftp@HOST`), registered and logged under those names.
+    pub fn on_host(script: &Script, host: &str) -> Vec<(String, Arc<dyn Adapter>)> {
+        REAL_ADAPTERS
+            .iter()
+            .filter(|(n, _)| crate::engine::fleet::PLACED_ADAPTERS.contains(n))
+            .map(|(n, k)| {
+                let label = crate::engine::fleet::host_adapter(n, host);
+                let a = ScriptedAdapter {
+                    name: n,
+                    label: label.clone(),
+                    kinds: k,
+                    script: script.clone(),
+                };
+                (label, Arc::new(a) as Arc<dyn Adapter>)
+            })
+            .collect()
     }
 
     /// Stand-ins for every real adapter, sharing one script.
@@ -425,7 +448,7 @@ impl ScriptedAdapter {
         fault: Option<String>,
     ) {
         self.script.record(Call {
-            adapter: self.name.to_string(),
+            adapter: self.label.clone(),
             op: op.to_string(),
             kind: r.kind.clone(),
             key: r.key.clone(),

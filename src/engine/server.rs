@@ -109,7 +109,10 @@ pub fn private_dir(dir: &Path) -> Result<(), StartError> {
 
 /// The adapters named in `[adapters.*]` (see [`super::adapters::registry`]).
 pub async fn build_registry(cfg: &Config) -> Result<(Registry, Option<Script>), StartError> {
-    Ok(super::adapters::registry(&cfg.adapters)?)
+    Ok(super::adapters::registry(
+        &cfg.adapters,
+        cfg.fleet.as_ref(),
+    )?)
 }
 
 /// The catalog the config names, or the built-in one.
@@ -139,12 +142,20 @@ pub async fn build(cfg: &Config) -> Result<Arc<Engine>, StartError> {
         trusted_keys,
         settings: cfg.workers,
         provisioning: cfg.provisioning.clone(),
+        fleet: cfg
+            .fleet
+            .clone()
+            .map(|f| Arc::new(super::fleet::Fleet::new(f))),
         metrics: Metrics::new(),
         refusals: super::guard::RefusalLimiter::new(cfg.intake.refusal_budget()),
         wake: Notify::new(),
         report_wake: Notify::new(),
     });
     adopt_legacy_claims(&engine).await?;
+    if let Some(fleet) = &engine.fleet {
+        // Placement starts from what is true now, not from "unknown".
+        fleet.check_health().await;
+    }
     Ok(engine)
 }
 
@@ -296,6 +307,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         );
         None
     };
+    let health = engine
+        .fleet
+        .clone()
+        .map(|f| tokio::spawn(f.health_loop(shutdown_rx.clone())));
     let housekeeping = tokio::spawn(super::guard::run_housekeeping(
         engine.clone(),
         cfg.intake.rejection_retention(),
@@ -346,6 +361,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         let _ = c.await;
     }
     let _ = housekeeping.await;
+    if let Some(h) = health {
+        let _ = h.await;
+    }
     if let Err(e) = http.await {
         error!(error = %e, "http server task failed");
     }

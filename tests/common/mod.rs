@@ -87,6 +87,15 @@ pub fn provisioning() -> ProvisioningConfig {
     toml::from_str("web_ipv4 = \"192.0.2.10\"").unwrap()
 }
 
+/// The one web host of a config without a fleet, as the planner takes it.
+pub fn web_target() -> hostwright::engine::fleet::WebTarget {
+    hostwright::engine::fleet::WebTarget {
+        host: None,
+        ipv4: provisioning().web_ipv4.expect("web_ipv4 set"),
+        ipv6: None,
+    }
+}
+
 pub fn fast_settings() -> WorkerSettings {
     WorkerSettings {
         concurrency: 4,
@@ -119,12 +128,28 @@ pub fn secrets_key_for(url: &str) -> PathBuf {
 
 /// An engine over `store_url` whose adapters are scripted stand-ins.
 pub async fn engine(store_url: &str, script: &Script, settings: WorkerSettings) -> Arc<Engine> {
+    engine_with_fleet(store_url, script, settings, None).await
+}
+
+/// As [`engine`], with a fleet of web hosts whose adapters are scripted
+/// stand-ins too (`webhost@HOST`, `ftp@HOST` in the call log).
+pub async fn engine_with_fleet(
+    store_url: &str,
+    script: &Script,
+    settings: WorkerSettings,
+    fleet: Option<hostwright::engine::fleet::FleetConfig>,
+) -> Arc<Engine> {
     let store: Arc<dyn Store> = server::open_store(store_url, 8, &secrets_key_for(store_url))
         .await
         .expect("store opens");
     let mut reg = Registry::new();
     for a in ScriptedAdapter::all(script) {
         reg.register(a);
+    }
+    for host in fleet.iter().flat_map(|f| f.hosts.iter()) {
+        for (name, a) in ScriptedAdapter::on_host(script, &host.name) {
+            reg.register_as(name, a);
+        }
     }
     let catalog = Catalog::builtin().expect("builtin catalog");
     let playbooks =
@@ -137,6 +162,7 @@ pub async fn engine(store_url: &str, script: &Script, settings: WorkerSettings) 
         trusted_keys: keys().trusted,
         settings,
         provisioning: provisioning(),
+        fleet: fleet.map(|f| Arc::new(hostwright::engine::fleet::Fleet::new(f))),
         metrics: Metrics::new(),
         refusals: Default::default(),
         wake: Notify::new(),

@@ -23,6 +23,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod fleet;
 pub mod ops;
 pub mod queries;
 pub mod sealed;
@@ -587,7 +588,7 @@ pub struct StepSuccess {
 /// [`sql::SqlStore`] on PostgreSQL) pass the same test suites
 /// (`tests/engine_suite.rs`) and run the same SQL text (`queries.rs`).
 #[async_trait::async_trait]
-pub trait Store: OpsStore + Send + Sync + 'static {
+pub trait Store: OpsStore + fleet::FleetStore + Send + Sync + 'static {
     /// Which back end this is, for logs (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 

@@ -672,6 +672,57 @@ pub const CONTRACTS_PAGE: &str = "SELECT r.contract_id, r.revision, r.payload, r
 pub const LATEST_REPORT: &str = "SELECT body, created_at, delivered_at FROM outbox \
      WHERE contract_id = $1 ORDER BY id DESC LIMIT 1";
 
+// --- fleets (fleet.rs, migration 0010) ---------------------------------------------
+
+/// The placements of contracts in force on each host, and what they commit.
+const HOST_HELD: &str = "FROM placements p JOIN contract_heads h ON h.contract_id = p.contract_id \
+     WHERE h.active <> 0";
+
+pub const PLACEMENT: &str =
+    "SELECT contract_id, host, disk_mb, placed_at FROM placements WHERE contract_id = $1";
+
+pub const PLACEMENTS_ON: &str = "SELECT contract_id, host, disk_mb, placed_at FROM placements \
+     WHERE host = $1 ORDER BY contract_id";
+
+pub fn host_usage() -> String {
+    format!(
+        "SELECT p.host, COUNT(*), CAST(COALESCE(SUM(p.disk_mb), 0) AS BIGINT) {HOST_HELD} GROUP BY p.host"
+    )
+}
+
+/// Places contract $1 on host $2 committing $3 MB, when $4 = 0 (adopting
+/// what is already there) or when the host's contracts in force number
+/// fewer than $5 and commit at most $6 - $3 MB: the capacity check and the
+/// insert are one statement (PostgreSQL also takes the placement lock).
+pub fn place() -> String {
+    format!(
+        "INSERT INTO placements (contract_id, host, disk_mb, placed_at) \
+         SELECT $1, $2, $3, {{now}} WHERE $4 = 0 OR ( \
+           (SELECT COUNT(*) {HOST_HELD} AND p.host = $2) < $5 \
+           AND (SELECT COALESCE(SUM(p.disk_mb), 0) {HOST_HELD} AND p.host = $2) + $3 <= $6) \
+         ON CONFLICT (contract_id) DO NOTHING"
+    )
+}
+
+/// Sets contract $1's committed disk to $2 MB when the host's other
+/// contracts in force leave room for it under $3 MB.
+pub fn resize_placement() -> String {
+    format!(
+        "UPDATE placements SET disk_mb = $2 WHERE contract_id = $1 \
+         AND (SELECT COALESCE(SUM(p.disk_mb), 0) {HOST_HELD} \
+              AND p.host = placements.host AND p.contract_id <> $1) + $2 <= $3"
+    )
+}
+
+pub const HOST_STATES: &str = "SELECT name, state FROM fleet_host_states";
+
+pub const SET_HOST_STATE: &str = "INSERT INTO fleet_host_states (name, state, changed_by, changed_at) VALUES ($1, $2, $3, {now}) \
+     ON CONFLICT (name) DO UPDATE SET state = excluded.state, changed_by = excluded.changed_by, \
+     changed_at = excluded.changed_at";
+
+/// PostgreSQL's lock serialising placements (an advisory transaction lock).
+pub const PLACEMENT_LOCK: &str = "SELECT pg_advisory_xact_lock(1013)";
+
 // --- migrations ------------------------------------------------------------------
 
 /// Schema versions in order. Never edit a shipped one: existing stores only
@@ -698,6 +749,10 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         6,
         include_str!("../../../migrations/sqlite/0006_rejection_digest.sql"),
     ),
+    (
+        10,
+        include_str!("../../../migrations/sqlite/0010_fleet.sql"),
+    ),
 ];
 pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
@@ -723,6 +778,10 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
         6,
         include_str!("../../../migrations/postgres/0006_rejection_digest.sql"),
+    ),
+    (
+        10,
+        include_str!("../../../migrations/postgres/0010_fleet.sql"),
     ),
 ];
 

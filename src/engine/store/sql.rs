@@ -1444,4 +1444,5 @@ fn closed_statement(r: &PgRow) -> Result<ClosedStatement> {
     })
 }
 
+mod fleet;
 mod ops;

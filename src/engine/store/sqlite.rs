@@ -1523,6 +1523,7 @@ fn closed_statement(r: &Row<'_>) -> Result<ClosedStatement> {
     })
 }
 
+mod fleet;
 mod ops;
 #[cfg(test)]
 mod tests;

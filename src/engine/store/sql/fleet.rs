@@ -1,0 +1,137 @@
+//! [`FleetStore`] on PostgreSQL. A guarded placement takes one advisory
+//! transaction lock first: under READ COMMITTED two placements could both
+//! see a host's last room; with the lock they run one after the other.
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::super::fleet::{FleetStore, HostUsage, Placement, limit_params, parse_state};
+use super::{SqlStore, db, ms_to_time, pg};
+use crate::engine::fleet::HostState;
+use crate::engine::store::Result;
+use crate::engine::store::queries as q;
+
+fn placement(r: &PgRow) -> Placement {
+    Placement {
+        contract_id: r.get(0),
+        host: r.get(1),
+        disk_mb: r.get::<i64, _>(2) as u64,
+        placed_at: ms_to_time(r.get(3)),
+    }
+}
+
+#[async_trait::async_trait]
+impl FleetStore for SqlStore {
+    async fn placement(&self, contract_id: &str) -> Result<Option<Placement>> {
+        let row = sqlx::query(pg(q::PLACEMENT))
+            .bind(contract_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(row.as_ref().map(placement))
+    }
+
+    async fn placements_on(&self, host: &str) -> Result<Vec<Placement>> {
+        let rows = sqlx::query(pg(q::PLACEMENTS_ON))
+            .bind(host)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(placement).collect())
+    }
+
+    async fn host_usage(&self) -> Result<BTreeMap<String, HostUsage>> {
+        let rows = sqlx::query(pg(&q::host_usage()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<String, _>(0),
+                    HostUsage {
+                        accounts: r.get::<i64, _>(1) as u64,
+                        disk_mb: r.get::<i64, _>(2) as u64,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn place(
+        &self,
+        contract_id: &str,
+        host: &str,
+        disk_mb: u64,
+        limit: Option<(u32, u64)>,
+    ) -> Result<bool> {
+        let (guarded, accounts, mb) = limit_params(limit);
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(pg(q::PLACEMENT_LOCK))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let done = sqlx::query(pg(&q::place()))
+            .bind(contract_id)
+            .bind(host)
+            .bind(disk_mb as i64)
+            .bind(guarded)
+            .bind(accounts)
+            .bind(mb)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn resize_placement(
+        &self,
+        contract_id: &str,
+        disk_mb: u64,
+        capacity_mb: u64,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(pg(q::PLACEMENT_LOCK))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let done = sqlx::query(pg(&q::resize_placement()))
+            .bind(contract_id)
+            .bind(disk_mb as i64)
+            .bind(capacity_mb as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn host_states(&self) -> Result<BTreeMap<String, HostState>> {
+        let rows = sqlx::query(pg(q::HOST_STATES))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let name: String = r.get(0);
+                let state = parse_state(&name, &r.get::<String, _>(1))?;
+                Ok((name, state))
+            })
+            .collect()
+    }
+
+    async fn set_host_state(&self, host: &str, state: HostState, actor: &str) -> Result<()> {
+        sqlx::query(pg(q::SET_HOST_STATE))
+            .bind(host)
+            .bind(state.as_str())
+            .bind(actor)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}
