@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{DnsResponse, ResponseCode};
+use hickory_proto::rr::rdata::PTR;
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::{Name, RData, Record, RecordType, TSigner};
 use hostwright_adapter::{
@@ -88,6 +89,16 @@ pub struct DnsConfig {
     /// The rndc program; `rndc` on the PATH when absent.
     #[serde(default)]
     pub rndc_program: Option<PathBuf>,
+    /// Every name server of the group, the primary (`nameserver`) first:
+    /// each zone's apex NS records. Empty: the template's NS stays alone.
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    /// The catalog zone (RFC 9432) on the primary that secondaries follow:
+    /// each zone hostwright creates is a member, so every secondary serves it
+    /// without anyone touching the secondary; a removed zone leaves the
+    /// catalog and the secondaries drop it. None: no secondaries to tell.
+    #[serde(default)]
+    pub catalog_zone: Option<String>,
 }
 
 fn default_view() -> String {
@@ -121,6 +132,10 @@ pub struct DnsAdapter {
     timeout: Duration,
     /// `nameserver` without the trailing dot, lower case.
     nameserver: String,
+    /// `nameservers`, the same way.
+    nameservers: Vec<String>,
+    /// The catalog zone's origin.
+    catalog: Option<Name>,
 }
 
 fn read_key(path: &PathBuf) -> Result<keyfile::TsigKey, DnsError> {
@@ -201,6 +216,40 @@ impl DnsAdapter {
             reason: e.to_string(),
         })?;
 
+        let mut nameservers = Vec::new();
+        for ns in &cfg.nameservers {
+            let n = ns.trim_end_matches('.').to_ascii_lowercase();
+            validate::domain_name(&n).map_err(|e| DnsError::Config {
+                field: "nameservers",
+                reason: e.to_string(),
+            })?;
+            nameservers.push(n);
+        }
+        if !nameservers.is_empty() && nameservers[0] != nameserver {
+            return Err(DnsError::Config {
+                field: "nameservers",
+                reason: format!(
+                    "must list the primary `nameserver` ({nameserver}) first, then the secondaries"
+                ),
+            });
+        }
+        let catalog = match &cfg.catalog_zone {
+            Some(c) => {
+                let c = c.trim_end_matches('.').to_ascii_lowercase();
+                validate::domain_name(&c).map_err(|e| DnsError::Config {
+                    field: "catalog_zone",
+                    reason: e.to_string(),
+                })?;
+                Some(
+                    Name::from_ascii(format!("{c}.")).map_err(|e| DnsError::Config {
+                        field: "catalog_zone",
+                        reason: e.to_string(),
+                    })?,
+                )
+            }
+            None => None,
+        };
+
         let key_name = Name::from_ascii(&cfg.tsig_key_name).map_err(|e| DnsError::Config {
             field: "tsig_key_name",
             reason: e.to_string(),
@@ -234,6 +283,8 @@ impl DnsAdapter {
             rndc,
             timeout,
             nameserver,
+            nameservers,
+            catalog,
         })
     }
 
@@ -458,6 +509,64 @@ impl DnsAdapter {
         }
     }
 
+    /// Adds `zone` to the catalog zone (`add`) or takes it out: one PTR at
+    /// `<label>.zones.<catalog>` naming the zone, the label a digest of the
+    /// zone's name (RFC 9432's unique member label). Adding what is there and
+    /// deleting what is not are no-ops, so both are idempotent; the result
+    /// is read back from the primary.
+    async fn catalog_member(&self, zone: &str, add: bool) -> Result<(), AdapterError> {
+        let Some(catalog) = &self.catalog else {
+            return Ok(());
+        };
+        let cat = catalog.to_ascii();
+        let cat = cat.trim_end_matches('.');
+        let owner = spec::catalog_member_name(catalog, zone)
+            .map_err(|e| AdapterError::permanent(format!("zone {zone}: catalog member: {e}")))?;
+        let target = Name::from_ascii(format!("{zone}."))
+            .map_err(|e| AdapterError::permanent(format!("zone {zone}: {e}")))?;
+        let update = if add {
+            Record::from_rdata(owner.clone(), 0, RData::PTR(PTR(target.clone())))
+        } else {
+            wire::delete_rrset(owner.clone(), RecordType::PTR)
+        };
+        let signed = self.connect(cat, true).await?;
+        let resp = signed
+            .send(wire::update_message(catalog, vec![update]))
+            .await
+            .map_err(|e| self.wire_error(cat, "catalog update", e))?;
+        match resp.metadata.response_code {
+            ResponseCode::NoError => {}
+            ResponseCode::ServFail => {
+                return Err(AdapterError::transient(format!(
+                    "zone {zone}: catalog {cat}: SERVFAIL from {}",
+                    self.cfg.server
+                )));
+            }
+            code => {
+                return Err(AdapterError::permanent(format!(
+                    "zone {zone}: catalog {cat}: update {code} by {} (does the primary serve the \
+                     catalog zone, and may key {:?} update it?)",
+                    self.cfg.server, self.cfg.tsig_key_name
+                )));
+            }
+        }
+        let conn = self.connect(cat, false).await?;
+        let resp = self
+            .authoritative(&conn, cat, owner.clone(), RecordType::PTR)
+            .await?;
+        let present = resp
+            .answers
+            .iter()
+            .any(|r| r.name == owner && r.data == RData::PTR(PTR(target.clone())));
+        if present != add {
+            return Err(AdapterError::permanent(format!(
+                "zone {zone}: catalog {cat} does not {} the member after the update",
+                if add { "hold" } else { "drop" }
+            )));
+        }
+        Ok(())
+    }
+
     /// The managed rrsets as the server has them now.
     async fn current(
         &self,
@@ -467,7 +576,7 @@ impl DnsAdapter {
         let mut out = BTreeMap::new();
         for owner in desired.managed_owners() {
             let name = desired.absolute(&owner);
-            for rtype in RType::ALL {
+            for rtype in desired.managed_types(&owner) {
                 let resp = self
                     .authoritative(conn, &desired.zone, name.clone(), rtype.record_type())
                     .await?;
@@ -524,14 +633,23 @@ pub fn diff(desired: &DesiredZone, current: &BTreeMap<(String, RType), RrSet>) -
     let mut adds: Vec<(RType, Record)> = Vec::new();
     for owner in desired.managed_owners() {
         let name = desired.absolute(&owner);
-        for rtype in RType::ALL {
+        for rtype in desired.managed_types(&owner) {
             let key = (owner.clone(), rtype);
             let want = desired.rrsets.get(&key);
             let have = current.get(&key);
             if want == have {
                 continue;
             }
-            if have.is_some() {
+            if rtype == RType::Ns {
+                // The apex NS rrset cannot be deleted whole (RFC 2136
+                // 3.4.2.3): records are deleted one by one, the ones kept
+                // stay, and the added ones are added.
+                for data in have.into_iter().flat_map(|s| s.data.iter()) {
+                    if want.is_none_or(|w| !w.data.contains(data)) {
+                        deletes.push(wire::delete_record(name.clone(), data.clone()));
+                    }
+                }
+            } else if have.is_some() {
                 deletes.push(wire::delete_rrset(name.clone(), rtype.record_type()));
             }
             if let Some(set) = want {
@@ -554,7 +672,7 @@ fn first_difference(
     current: &BTreeMap<(String, RType), RrSet>,
 ) -> Option<String> {
     for owner in desired.managed_owners() {
-        for rtype in RType::ALL {
+        for rtype in desired.managed_types(&owner) {
             let key = (owner.clone(), rtype);
             let (want, have) = (desired.rrsets.get(&key), current.get(&key));
             if want != have {
@@ -602,7 +720,8 @@ impl Adapter for DnsAdapter {
         let protected = self.protected_owners(&resource.key);
         let desired = spec::desired_zone(&resource.key, &spec, &protected)
             .map_err(|e| AdapterError::permanent(e.to_string()))?
-            .with_owner(contract_id);
+            .with_owner(contract_id)
+            .with_nameservers(&self.nameservers);
         let zone = desired.zone.as_str();
 
         self.create_zone(zone).await?;
@@ -658,6 +777,8 @@ impl Adapter for DnsAdapter {
                 "zone {zone}: no authoritative SOA after the update"
             ))
         })?;
+        // Last, once the zone is whole: secondaries transfer what they learn of.
+        self.catalog_member(zone, true).await?;
         // The spec's records (the owner record is the adapter's own).
         let records: usize = desired
             .rrsets
@@ -705,6 +826,8 @@ impl Adapter for DnsAdapter {
             }
             self.check_owner(zone, &current, contract_id)?;
         }
+        // First: the secondaries stop serving it before the primary does.
+        self.catalog_member(zone, false).await?;
         for (args, what) in [
             (
                 vec!["delzone", "-clean", zone, "IN", self.cfg.view.as_str()],
@@ -814,6 +937,8 @@ mod tests {
             seed_key_name: default_seed_key(),
             seed_primary: None,
             rndc_program: None,
+            nameservers: vec![],
+            catalog_zone: None,
         };
         let a = DnsAdapter::new(cfg.clone()).unwrap();
         assert_eq!(a.protected_owners("example.jp"), vec!["ns1"]);

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, TXT};
 use hickory_proto::rr::{Name, RData, RecordType};
 use hostwright_adapter::validate;
 use serde::{Deserialize, Serialize};
@@ -62,8 +62,9 @@ pub const MAX_TTL: u32 = 604_800;
 /// Longest TXT text accepted (split into 255-octet strings on the wire).
 pub const MAX_TXT: usize = 2048;
 
-/// The record types hostwright manages. NS and SOA belong to the server and
-/// are never touched.
+/// The record types hostwright manages. SOA belongs to the server; NS only
+/// at the apex and only from the adapter's config (the group's name
+/// servers), never from a spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RType {
     // Order matters: address records are added first in an update, so that an
@@ -73,9 +74,11 @@ pub enum RType {
     Cname,
     Mx,
     Txt,
+    Ns,
 }
 
 impl RType {
+    /// The types a spec may hold.
     pub const ALL: [RType; 5] = [RType::A, RType::Aaaa, RType::Cname, RType::Mx, RType::Txt];
 
     pub fn parse(s: &str) -> Option<RType> {
@@ -96,6 +99,7 @@ impl RType {
             RType::Cname => RecordType::CNAME,
             RType::Mx => RecordType::MX,
             RType::Txt => RecordType::TXT,
+            RType::Ns => RecordType::NS,
         }
     }
 }
@@ -108,6 +112,7 @@ impl fmt::Display for RType {
             RType::Cname => "CNAME",
             RType::Mx => "MX",
             RType::Txt => "TXT",
+            RType::Ns => "NS",
         })
     }
 }
@@ -158,6 +163,31 @@ impl DesiredZone {
             RrSet::new(3600, vec![txt]),
         );
         self
+    }
+
+    /// Adds the apex NS rrset listing `nameservers` (the group's, without
+    /// trailing dots); none when the list is empty.
+    pub fn with_nameservers(mut self, nameservers: &[String]) -> Self {
+        let data: Vec<RData> = nameservers
+            .iter()
+            .filter_map(|n| Name::from_ascii(format!("{n}.")).ok())
+            .map(|n| RData::NS(NS(n)))
+            .collect();
+        if !data.is_empty() {
+            self.rrsets
+                .insert(("@".to_string(), RType::Ns), RrSet::new(3600, data));
+        }
+        self
+    }
+
+    /// The types managed at `owner`: a spec's, and NS at the apex when
+    /// the group's name servers are managed.
+    pub fn managed_types(&self, owner: &str) -> Vec<RType> {
+        let mut types = RType::ALL.to_vec();
+        if owner == "@" && self.rrsets.contains_key(&("@".to_string(), RType::Ns)) {
+            types.push(RType::Ns);
+        }
+        types
     }
 
     /// The contract the owner record of `current` names, if there is one.
@@ -417,11 +447,29 @@ pub fn record_data(rtype: RType, data: &str, origin: &Name) -> Result<RData, Str
                 .collect();
             Ok(RData::TXT(TXT::new(chunks)))
         }
+        RType::Ns => {
+            Err("NS records are the name servers of the adapter's config, not a spec's".into())
+        }
     }
 }
 
 fn clip(s: &str) -> String {
     s.chars().take(80).collect()
+}
+
+/// The owner of `zone`'s member record in the catalog zone `catalog`
+/// (RFC 9432 4.1): `<label>.zones.<catalog>`, the label the hex of a
+/// 64-bit FNV-1a digest of the zone's lower-case name: unique per member,
+/// stable across runs and releases.
+pub fn catalog_member_name(catalog: &Name, zone: &str) -> Result<Name, String> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in zone.trim_end_matches('.').to_ascii_lowercase().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    Name::from_ascii(format!("{h:016x}.zones"))
+        .and_then(|n| n.append_domain(catalog))
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

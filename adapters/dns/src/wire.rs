@@ -15,7 +15,7 @@ use hickory_net::{DnsHandle, DnsMultiplexer, NetError};
 use hickory_proto::op::{
     DnsRequest, DnsRequestOptions, DnsResponse, Edns, Message, OpCode, Query, UpdateMessage,
 };
-use hickory_proto::rr::{DNSClass, Name, Record, RecordType, TSigner};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigner};
 
 /// How a DNS exchange failed, before the adapter names the zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,5 +137,12 @@ pub fn update_message(origin: &Name, updates: Vec<Record>) -> Message {
 pub fn delete_rrset(name: Name, rtype: RecordType) -> Record {
     let mut r = Record::update0(name, 0, rtype);
     r.dns_class = DNSClass::ANY;
+    r
+}
+
+/// "Delete an RR from an RRset" (RFC 2136 2.5.4): class NONE, TTL 0.
+pub fn delete_record(name: Name, data: RData) -> Record {
+    let mut r = Record::from_rdata(name, 0, data);
+    r.dns_class = DNSClass::NONE;
     r
 }

@@ -29,6 +29,8 @@ fn config() -> DnsConfig {
         seed_key_name: "hostwright-seed".into(),
         seed_primary: None,
         rndc_program: None,
+        nameservers: vec![],
+        catalog_zone: None,
     }
 }
 
@@ -75,7 +77,11 @@ struct Dig {
 }
 
 fn dig(name: &str, rtype: &str) -> Dig {
-    let server = var("HW_DNS_SERVER");
+    dig_at(&var("HW_DNS_SERVER"), name, rtype)
+}
+
+/// [`dig`] against the server at `server` (`host:port`).
+fn dig_at(server: &str, name: &str, rtype: &str) -> Dig {
     let (host, port) = server.rsplit_once(':').unwrap();
     let out = Command::new("dig")
         .args([
@@ -506,4 +512,106 @@ async fn an_interrupted_seeding_is_completed_by_the_next_ensure() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+}
+
+/// The group's adapter: apex NS lists every name server, and each zone is
+/// a member of the catalog zone the secondary follows.
+fn group_adapter() -> DnsAdapter {
+    DnsAdapter::new(DnsConfig {
+        nameservers: var("HW_DNS_NAMESERVERS")
+            .split(',')
+            .map(str::to_string)
+            .collect(),
+        catalog_zone: Some(var("HW_DNS_CATALOG")),
+        ..config()
+    })
+    .expect("group adapter")
+}
+
+/// Polls the secondary until `check` holds of what it answers for
+/// `name`/`rtype`; returns how long that took.
+fn on_secondary(name: &str, rtype: &str, what: &str, check: impl Fn(&Dig) -> bool) -> f64 {
+    let secondary = var("HW_DNS_SECONDARY");
+    let start = std::time::Instant::now();
+    loop {
+        let d = dig_at(&secondary, name, rtype);
+        if check(&d) {
+            return start.elapsed().as_secs_f64();
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(15),
+            "the secondary {secondary} never {what}: {} aa={} {:?}",
+            d.status,
+            d.aa,
+            d.answers
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[tokio::test]
+async fn every_name_server_of_the_group_serves_a_zone_from_creation_to_removal() {
+    let a = group_adapter();
+    let zone = unique_zone("group");
+    let www = format!("www.{zone}");
+    a.ensure(&ctx(), &resource(&zone, v1())).await.unwrap();
+    // The primary: both name servers at the apex, the spec's records.
+    assert_eq!(
+        served(&zone, "NS"),
+        ["ns1.hostwright.test.", "ns2.hostwright.test."]
+    );
+    // The secondary learned of the zone from the catalog alone.
+    let t_new = on_secondary(&www, "A", "served the new zone", |d| {
+        d.aa && d.answers.iter().any(|(_, v)| v == "192.0.2.10")
+    });
+    let sec = var("HW_DNS_SECONDARY");
+    let mut ns: Vec<String> = dig_at(&sec, &zone, "NS")
+        .answers
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    ns.sort();
+    assert_eq!(ns, ["ns1.hostwright.test.", "ns2.hostwright.test."]);
+    // A changed record reaches the secondary by NOTIFY.
+    let changed = json!([
+        {"name": "@", "type": "A", "ttl": 300, "data": "192.0.2.20"},
+        {"name": "www", "type": "A", "ttl": 300, "data": "192.0.2.20"},
+    ]);
+    a.ensure(&ctx(), &resource(&zone, changed)).await.unwrap();
+    let t_change = on_secondary(&www, "A", "served the changed record", |d| {
+        d.aa && d.answers.iter().map(|(_, v)| v.as_str()).eq(["192.0.2.20"])
+    });
+    // Ensuring again changes nothing, the catalog membership included.
+    a.ensure(
+        &ctx(),
+        &resource(
+            &zone,
+            json!([
+                {"name": "@", "type": "A", "ttl": 300, "data": "192.0.2.20"},
+                {"name": "www", "type": "A", "ttl": 300, "data": "192.0.2.20"},
+            ]),
+        ),
+    )
+    .await
+    .unwrap();
+    // Removed: gone from the primary and, through the catalog, the secondary.
+    a.remove(&ctx(), &resource(&zone, json!([]))).await.unwrap();
+    assert!(!dig(&zone, "SOA").aa, "the primary still serves {zone}");
+    let t_gone = on_secondary(&zone, "SOA", "dropped the removed zone", |d| !d.aa);
+    a.remove(&ctx(), &resource(&zone, json!([]))).await.unwrap();
+    println!(
+        "secondary: new zone after {t_new:.1}s, changed record after {t_change:.1}s, removal after {t_gone:.1}s"
+    );
+}
+
+#[test]
+fn a_group_whose_first_name_server_is_not_the_primary_is_refused() {
+    let e = DnsAdapter::new(DnsConfig {
+        nameservers: vec!["ns2.hostwright.test.".into()],
+        ..config()
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("must list the primary"), "{e}");
 }
