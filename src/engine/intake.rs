@@ -32,7 +32,7 @@ pub enum Judgement {
 }
 
 /// The answer to one submitted contract, mapped to HTTP by the API.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum IntakeResult {
     /// 202: recorded and queued.
@@ -58,6 +58,8 @@ pub enum IntakeResult {
     Rejected {
         contract_id: String,
         revision: u32,
+        /// Each finding names its rule and the terms' article.
+        #[schema(value_type = Vec<Object>)]
         findings: Vec<Finding>,
     },
     /// 401: signature, key or envelope refused.

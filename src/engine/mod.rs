@@ -17,6 +17,7 @@ pub mod config;
 pub mod guard;
 pub mod intake;
 pub mod metrics;
+pub mod openapi;
 pub mod outbox;
 pub mod plan;
 pub mod playbook;

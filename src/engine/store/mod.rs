@@ -75,7 +75,7 @@ pub use ops::OpsStore;
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// State of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Queued,
@@ -128,7 +128,7 @@ impl std::fmt::Display for JobState {
 }
 
 /// State of one step of a job's plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepState {
     Pending,
@@ -158,7 +158,7 @@ impl StepState {
 }
 
 /// What a step does to its resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Create,
@@ -182,12 +182,14 @@ impl Action {
 
 /// One step of a plan, as stored with the job. `resource.spec` is the desired
 /// spec for create/update/suspend/resume and the last recorded spec for delete.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PlannedStep {
     /// Stable id within the job, e.g. `create:vhost:example.jp`.
     pub id: String,
     pub adapter: String,
     pub action: Action,
+    /// The resource (`kind`, `key`, `spec`) as its adapter's typed spec.
+    #[schema(value_type = Object)]
     pub resource: hostwright_adapter::Resource,
     /// Ids of the steps of this plan that must succeed before this one starts
     /// (the playbook's `after`, reversed for deletions; every deletion before
@@ -383,7 +385,7 @@ pub struct ClaimedJob {
 }
 
 /// A step of a stored plan with its progress.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepRecord {
     pub index: u32,
     pub step: PlannedStep,
@@ -395,7 +397,7 @@ pub struct StepRecord {
 }
 
 /// How one attempt of a step ended (the journal).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
     Succeeded,
@@ -427,7 +429,7 @@ impl AttemptOutcome {
 }
 
 /// One journaled attempt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     pub step_index: u32,
     pub attempt: u32,
@@ -441,7 +443,7 @@ pub struct AttemptRecord {
 
 /// The recorded state of a contract's resource, as the last successful step
 /// left it. The planner diffs desired resources against these.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecordedResource {
     pub kind: String,
     pub key: String,
@@ -529,7 +531,7 @@ pub struct JobFilter {
 /// `limit`, naming this number; the stores never return more).
 pub const MAX_LIST_JOBS: u32 = 1_000;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobSummary {
     pub job_id: String,
     pub contract_id: String,
@@ -542,14 +544,14 @@ pub struct JobSummary {
     pub steps_done: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OpsEvent {
     pub action: String,
     pub actor: String,
     pub at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobDetail {
     pub summary: JobSummary,
     pub lease_owner: Option<String>,

@@ -35,7 +35,7 @@ pub struct TokenRecord {
 }
 
 /// One line of the audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Increasing; the paging cursor.
     pub id: i64,
@@ -98,7 +98,7 @@ pub struct ContractsPage {
 }
 
 /// The newest billable-state report of a contract.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LatestReport {
     pub report: serde_json::Value,
     pub created_at: DateTime<Utc>,
