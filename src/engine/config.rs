@@ -51,6 +51,10 @@ pub struct Config {
     pub close: CloseConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// Webhooks per event (`[notify.job_failed]`, `[notify.job_recovered]`,
+    /// `[notify.contract_refused]`); none when absent.
+    #[serde(default)]
+    pub notify: BTreeMap<super::notify::Event, super::notify::EndpointConfig>,
 }
 
 /// `[close]`: when `serve` closes months for billing by itself.
@@ -359,6 +363,12 @@ impl Config {
                 abs(ca);
             }
         }
+        for hook in self.notify.values_mut() {
+            abs(&mut hook.secret_file);
+            if let Some(ca) = hook.ca_file.as_mut() {
+                abs(ca);
+            }
+        }
         if let Some(tls) = self.api.tls.as_mut() {
             abs(&mut tls.cert_file);
             abs(&mut tls.key_file);
@@ -405,6 +415,10 @@ impl Config {
         }
         if let Some(b) = &self.billing {
             hostwright_tls::check_url(&b.endpoint).map_err(|e| format!("billing.endpoint: {e}"))?;
+        }
+        for (event, hook) in &self.notify {
+            hostwright_tls::check_url(&hook.url)
+                .map_err(|e| format!("notify.{}.url: {e}", event.as_str()))?;
         }
         if self.api.auth_failures_per_minute == 0 || self.api.auth_failure_burst == 0 {
             return Err(

@@ -420,15 +420,32 @@ impl Engine {
                 revision,
                 findings,
             } => {
+                let findings = serde_json::to_value(findings).expect("findings serialize");
                 self.reject(
                     Some(contract_id),
                     Some(*revision),
                     "rules",
-                    serde_json::to_value(findings).expect("findings serialize"),
+                    findings.clone(),
                     body,
                     now,
                 )
                 .await?;
+                // The same body refused again is the same refusal: one key.
+                let digest = {
+                    use sha2::Digest;
+                    hex::encode(sha2::Sha256::digest(body))
+                };
+                self.notify(self.notifier.event(
+                    super::notify::Event::ContractRefused,
+                    &format!("{contract_id}:{revision}:{}", &digest[..16]),
+                    serde_json::json!({
+                        "contract_id": contract_id,
+                        "revision": revision,
+                        "findings": findings,
+                        "received_sha256": digest,
+                    }),
+                ))
+                .await;
             }
             _ => {}
         }

@@ -36,6 +36,15 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyLabels {
+    pub event: String,
+    /// `delivered`, `retry` (transient failure), `refused` (the receiver
+    /// said no or its certificate was refused; retried slowly), `dropped`
+    /// (no endpoint configured any more), `lost` (could not be queued).
+    pub outcome: String,
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
     pub step_seconds: Family<StepLabels, Histogram>,
@@ -52,6 +61,9 @@ pub struct Metrics {
     pub auth_refusals: Family<ReasonLabels, Counter>,
     /// Submissions answered 429: their address was refused too often.
     pub intake_rate_limited: Counter,
+    /// Notifications by event and outcome.
+    pub notifications: Family<NotifyLabels, Counter>,
+    pub notify_backlog: Gauge,
 }
 
 impl Default for Metrics {
@@ -109,6 +121,18 @@ impl Metrics {
             "Contract submissions answered 429, unread and unrecorded, because their address was refused too often",
             intake_rate_limited.clone(),
         );
+        let notifications = Family::<NotifyLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Webhook notifications by event and outcome (delivered, retry, refused, dropped, lost)",
+            notifications.clone(),
+        );
+        let notify_backlog = Gauge::default();
+        registry.register(
+            "notify_backlog",
+            "Notifications not yet delivered",
+            notify_backlog.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             step_seconds,
@@ -119,7 +143,18 @@ impl Metrics {
             intake_rejudged,
             auth_refusals,
             intake_rate_limited,
+            notifications,
+            notify_backlog,
         }
+    }
+
+    pub fn notification(&self, event: &str, outcome: &str) {
+        self.notifications
+            .get_or_create(&NotifyLabels {
+                event: event.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     pub fn auth_refused(&self, reason: &str) {
@@ -145,6 +180,7 @@ impl Metrics {
                 .set(n as i64);
         }
         self.outbox_backlog.set(stats.outbox_backlog as i64);
+        self.notify_backlog.set(stats.notify_backlog as i64);
         let mut out = String::new();
         let registry = self.registry.lock().expect("metrics registry poisoned");
         encode(&mut out, &registry).expect("writing to a String cannot fail");

@@ -143,6 +143,8 @@ pub async fn build(cfg: &Config) -> Result<Arc<Engine>, StartError> {
         refusals: super::guard::RefusalLimiter::new(cfg.intake.refusal_budget()),
         wake: Notify::new(),
         report_wake: Notify::new(),
+        notifier: super::notify::Notifier::new(cfg.notify.keys().copied()),
+        notify_wake: Notify::new(),
     });
     adopt_legacy_claims(&engine).await?;
     Ok(engine)
@@ -252,6 +254,12 @@ pub fn authenticator(cfg: &Config) -> Result<Arc<Authenticator>, StartError> {
 
 /// Runs API, workers and reporter until a termination signal.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    // Webhook secrets and CA files are read before anything starts.
+    let hooks = if cfg.notify.is_empty() {
+        None
+    } else {
+        Some(Arc::new(super::notify::Webhooks::new(&cfg.notify)?))
+    };
     let engine = build(&cfg).await?;
     let auth = authenticator(&cfg)?;
     let sink: Option<Arc<dyn outbox::ReportSink>> = match &cfg.billing {
@@ -284,6 +292,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let reporter =
         sink.map(|s| tokio::spawn(outbox::run_reporter(engine.clone(), s, shutdown_rx.clone())));
+    let notifier = hooks.map(|h| {
+        let events: Vec<&str> = h.events().map(|e| e.as_str()).collect();
+        info!(events = ?events, "webhook notifications on");
+        tokio::spawn(outbox::run_notifier(engine.clone(), h, shutdown_rx.clone()))
+    });
     let closer = if cfg.close.enabled {
         Some(tokio::spawn(run_close_schedule(
             engine.clone(),
@@ -341,6 +354,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     if let Some(r) = reporter {
         let _ = r.await;
+    }
+    if let Some(n) = notifier {
+        let _ = n.await;
     }
     if let Some(c) = closer {
         let _ = c.await;

@@ -119,6 +119,16 @@ pub fn secrets_key_for(url: &str) -> PathBuf {
 
 /// An engine over `store_url` whose adapters are scripted stand-ins.
 pub async fn engine(store_url: &str, script: &Script, settings: WorkerSettings) -> Arc<Engine> {
+    engine_notifying(store_url, script, settings, Default::default()).await
+}
+
+/// [`engine`] that queues the `notifier`'s events.
+pub async fn engine_notifying(
+    store_url: &str,
+    script: &Script,
+    settings: WorkerSettings,
+    notifier: hostwright::engine::notify::Notifier,
+) -> Arc<Engine> {
     let store: Arc<dyn Store> = server::open_store(store_url, 8, &secrets_key_for(store_url))
         .await
         .expect("store opens");
@@ -141,6 +151,8 @@ pub async fn engine(store_url: &str, script: &Script, settings: WorkerSettings) 
         refusals: Default::default(),
         wake: Notify::new(),
         report_wake: Notify::new(),
+        notifier,
+        notify_wake: Notify::new(),
     })
 }
 

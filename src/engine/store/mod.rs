@@ -471,11 +471,38 @@ pub enum JobEnd {
         /// claims and its remaining resources'): its claims of this or an
         /// older revision outside these are released.
         keep: Claims,
+        /// Notifications (a job that succeeded after failing), queued in
+        /// the same transaction.
+        notify: Vec<NewNotification>,
     },
     Failed {
         step_index: Option<u32>,
         error: String,
+        /// Notifications announcing the failure (`notify`), queued in the
+        /// same transaction.
+        notify: Vec<NewNotification>,
     },
+}
+
+/// A webhook event to queue (`notify.rs` builds it; the table is the
+/// notifier's outbox, migration 0008).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewNotification {
+    /// Unique: an event is queued once, and sent with this key every time.
+    pub idempotency_key: String,
+    /// The event's name (`job_failed`, ...): picks the endpoint.
+    pub event: String,
+    pub body: Vec<u8>,
+}
+
+/// A notification waiting for delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotificationItem {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub event: String,
+    pub body: Vec<u8>,
+    pub attempts: u32,
 }
 
 /// A report waiting in the outbox.
@@ -566,6 +593,8 @@ pub struct JobDetail {
 pub struct StoreStats {
     pub jobs_by_state: BTreeMap<String, u64>,
     pub outbox_backlog: u64,
+    /// Notifications not yet delivered.
+    pub notify_backlog: u64,
 }
 
 /// What a successful attempt leaves to record, all in one transaction.
@@ -730,6 +759,15 @@ pub trait Store: OpsStore + Send + Sync + 'static {
     async fn outbox_due(&self, limit: u32) -> Result<Vec<OutboxItem>>;
     async fn outbox_delivered(&self, id: i64) -> Result<()>;
     async fn outbox_retry_later(&self, id: i64, error: &str, after: Duration) -> Result<()>;
+
+    // --- notifications --------------------------------------------------------
+
+    /// Queues a notification; a key queued before is left as it is.
+    async fn enqueue_notification(&self, n: NewNotification) -> Result<()>;
+    /// Notifications due for delivery, oldest first.
+    async fn notifications_due(&self, limit: u32) -> Result<Vec<NotificationItem>>;
+    async fn notification_delivered(&self, id: i64) -> Result<()>;
+    async fn notification_retry_later(&self, id: i64, error: &str, after: Duration) -> Result<()>;
 
     // --- the monthly close --------------------------------------------------
 

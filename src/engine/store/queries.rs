@@ -564,6 +564,25 @@ pub const OUTBOX_DELIVERED: &str = "UPDATE outbox SET delivered_at = {now}, atte
 pub const OUTBOX_RETRY_LATER: &str = "UPDATE outbox SET attempts = attempts + 1, last_error = $1, \
      next_attempt_at = {now} + $2 WHERE id = $3";
 
+// --- notifications (webhooks) ------------------------------------------------------
+
+/// `$1` idempotency key, `$2` event, `$3` body: queued once per key.
+pub const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (idempotency_key, event, body, created_at, next_attempt_at) \
+     VALUES ($1, $2, $3, {now}, {now}) ON CONFLICT (idempotency_key) DO NOTHING";
+
+pub const NOTIFICATIONS_DUE: &str = "SELECT id, idempotency_key, event, body, attempts FROM notifications \
+     WHERE delivered_at IS NULL AND next_attempt_at <= {now} ORDER BY id LIMIT $1";
+
+pub const NOTIFICATION_DELIVERED: &str = "UPDATE notifications SET delivered_at = {now}, \
+     attempts = attempts + 1, last_error = NULL WHERE id = $1";
+
+/// `$1` error, `$2` delay ms, `$3` id.
+pub const NOTIFICATION_RETRY_LATER: &str = "UPDATE notifications SET attempts = attempts + 1, \
+     last_error = $1, next_attempt_at = {now} + $2 WHERE id = $3";
+
+pub const NOTIFICATIONS_BACKLOG: &str =
+    "SELECT COUNT(*) FROM notifications WHERE delivered_at IS NULL";
+
 // --- the monthly close -------------------------------------------------------------
 
 pub const CONTRACT_IDS: &str = "SELECT DISTINCT contract_id FROM revisions ORDER BY contract_id";
@@ -698,6 +717,10 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         6,
         include_str!("../../../migrations/sqlite/0006_rejection_digest.sql"),
     ),
+    (
+        8,
+        include_str!("../../../migrations/sqlite/0008_notifications.sql"),
+    ),
 ];
 pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
@@ -723,6 +746,10 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
         6,
         include_str!("../../../migrations/postgres/0006_rejection_digest.sql"),
+    ),
+    (
+        8,
+        include_str!("../../../migrations/postgres/0008_notifications.sql"),
     ),
 ];
 
