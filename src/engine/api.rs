@@ -430,6 +430,8 @@ struct ListQuery {
     state: Option<String>,
     /// Only this contract's jobs.
     contract: Option<String>,
+    /// Only these jobs: ids separated by commas (at most 1000).
+    ids: Option<String>,
     /// Page size, 1 to 1000 (50 by default). Read as text, so that any
     /// value out of range gets the same answer.
     limit: Option<String>,
@@ -582,7 +584,7 @@ fn page_limit(limit: Option<&str>) -> Result<u32, Box<Response>> {
     security(("ops_token" = ["read"])),
     responses(
         (status = 200, description = "A page of jobs, newest first", body = Page<JobSummary>),
-        (status = 400, description = "A bad `state`, `limit` or `cursor`"),
+        (status = 400, description = "A bad `state`, `ids`, `limit` or `cursor`"),
         (status = 503, description = "The store does not answer"),
     )
 )]
@@ -613,11 +615,29 @@ async fn list_jobs(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Re
         Ok(l) => l,
         Err(refused) => return *refused,
     };
+    let ids: Vec<String> = q
+        .ids
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .map(str::to_string)
+        .collect();
+    if ids.len() > MAX_LIST_JOBS as usize || ids.iter().any(|i| i.contains(['%', '_'])) {
+        return Problem::new(
+            Kind::InvalidRequest,
+            format!("ids: at most {MAX_LIST_JOBS} job ids separated by commas"),
+        )
+        .with("parameter", "ids")
+        .into_response();
+    }
     let filter = JobsPage {
         state,
         contract_id: q.contract,
         after,
         limit,
+        ids,
     };
     match st.engine.store.jobs_page(&filter).await {
         Ok(jobs) => page(jobs, limit, |j| {

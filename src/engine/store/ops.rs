@@ -85,6 +85,9 @@ pub struct JobsPage {
     pub contract_id: Option<String>,
     pub after: Option<(i64, String)>,
     pub limit: u32,
+    /// Only these jobs (none: any). `jobs rerun --wait` polls its jobs
+    /// with one request.
+    pub ids: Vec<String>,
 }
 
 /// A page of the latest revisions of contracts, by contract id.

@@ -669,6 +669,7 @@ pub fn jobs_page() -> String {
     format!(
         "{SUMMARY_SELECT} WHERE ($1 = '' OR j.state = $1) AND ($2 = '' OR j.contract_id = $2) \
          AND ($3 = 0 OR j.created_at < $4 OR (j.created_at = $4 AND j.id < $5)) \
+         AND ($7 = '' OR (',' || $7 || ',') LIKE ('%,' || j.id || ',%')) \
          ORDER BY j.created_at DESC, j.id DESC LIMIT $6"
     )
 }
