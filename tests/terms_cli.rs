@@ -377,6 +377,25 @@ fn bill_prints_the_worked_examples() {
     let o = hostwright(&["bill", s(&plain("securemx")), "--month", "2027-01"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).contains("¥8,580"), "{}", stdout(&o));
+    // The table is aligned by display width: every amount ends in the same
+    // terminal column, Japanese descriptions (two columns a character)
+    // included.
+    let o = hostwright(&["bill", s(&plain("pack-dns")), "--month", "2027-01"]);
+    let text = stdout(&o);
+    let ends: Vec<usize> = text
+        .lines()
+        .filter_map(|l| {
+            // The last amount of the line (the line's total).
+            let last = l.rfind('¥')?;
+            let len = l[last..]
+                .find(|c: char| c != '¥' && c != ',' && !c.is_ascii_digit())
+                .unwrap_or(l.len() - last);
+            Some(unicode_width::UnicodeWidthStr::width(&l[..last + len]))
+        })
+        .collect();
+    assert!(ends.len() >= 5, "{text}");
+    assert!(ends.iter().all(|e| *e == ends[0]), "{ends:?}\n{text}");
+    assert!(text.contains("パック"), "{text}");
     // A bad month is an error (exit 2).
     let o = hostwright(&["bill", s(&plain("securemx")), "--month", "2027-1"]);
     assert_eq!(o.status.code(), Some(2));

@@ -50,6 +50,14 @@ pub fn csv(text: &str) {
     }
 }
 
+/// `s` padded with spaces to `width` terminal columns, counted by display
+/// width: a Japanese character takes two columns, so `{:<N}` (which counts
+/// characters) would misalign a table. Longer text is kept whole.
+pub fn pad(s: &str, width: usize) -> String {
+    let w = unicode_width::UnicodeWidthStr::width(s);
+    format!("{s}{}", " ".repeat(width.saturating_sub(w)))
+}
+
 /// JSON for scripts on stdout, pretty or on one line.
 pub fn json(v: &impl serde::Serialize, pretty: bool) -> anyhow::Result<()> {
     let text = if pretty {
@@ -59,4 +67,18 @@ pub fn json(v: &impl serde::Serialize, pretty: bool) -> anyhow::Result<()> {
     };
     println!("{}", json_safe(&text));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pad;
+    use unicode_width::UnicodeWidthStr;
+
+    #[test]
+    fn pad_counts_display_columns() {
+        assert_eq!(pad("ab", 4), "ab  ");
+        assert_eq!(pad("追加", 6), "追加  ");
+        assert_eq!(pad("パック (MX)", 14).width(), 14);
+        assert_eq!(pad("toolong", 3), "toolong");
+    }
 }

@@ -295,8 +295,8 @@ pub fn bill(args: BillArgs) -> anyhow::Result<ExitCode> {
     );
     for l in &st.lines {
         say!(
-            "  {:<46} {:>4} × {:>10} = {:>12}   [{} / {}]",
-            l.description,
+            "  {} {:>4} × {:>10} = {:>12}   [{} / {}]",
+            out::pad(&l.description, 46),
             l.quantity,
             format_yen(l.unit_price),
             format_yen(l.amount),
@@ -304,16 +304,23 @@ pub fn bill(args: BillArgs) -> anyhow::Result<ExitCode> {
             l.article
         );
     }
-    say!("  {:<67} {:>12}", "subtotal", format_yen(st.subtotal));
     say!(
-        "  {:<67} {:>12}",
-        format!(
-            "consumption tax {}% (第36条)",
-            st.tax_rate * rust_decimal::Decimal::from(100)
+        "  {} {:>12}",
+        out::pad("subtotal", 66),
+        format_yen(st.subtotal)
+    );
+    say!(
+        "  {} {:>12}",
+        out::pad(
+            &format!(
+                "consumption tax {}% (第36条)",
+                st.tax_rate * rust_decimal::Decimal::from(100)
+            ),
+            66
         ),
         format_yen(st.tax)
     );
-    say!("  {:<67} {:>12}", "total", format_yen(st.total));
+    say!("  {} {:>12}", out::pad("total", 66), format_yen(st.total));
     for n in &st.notes {
         say!("  note: {n}");
     }
