@@ -96,8 +96,68 @@ pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>) -> Router {
             )
         })
         .layer(middleware::map_response(as_problem))
+        .layer(middleware::from_fn(observe))
         .layer(Extension(state.clone()))
         .with_state(state)
+}
+
+/// The request id: the caller's `X-Request-Id` when it is a plain token
+/// (letters, digits, `-_.:`, at most 64), else a new UUID; answered in the
+/// same header and written on the access log line.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Every request: counted by method, route pattern and status, answered
+/// with its request id, and one access log line (`target: access`). The
+/// query string is not logged (it can hold a cursor or a customer id).
+async fn observe(
+    Extension(st): Extension<AppState>,
+    req: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let id = request_id(req.headers());
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let path = req.uri().path().chars().take(200).collect::<String>();
+    let peer = client_addr(&req);
+    let mut resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    st.engine
+        .metrics
+        .http_request(method.as_str(), &route, status);
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    tracing::info!(
+        target: "access",
+        request_id = %id,
+        method = %method,
+        route = %route,
+        path = %path,
+        status,
+        duration_ms = started.elapsed().as_millis() as u64,
+        peer = ?peer,
+        "request"
+    );
+    resp
 }
 
 /// Any error answer that is not a problem yet (axum's own rejections: a
@@ -360,8 +420,14 @@ async fn submit(State(st): State<AppState>, req: axum::extract::Request) -> Resp
         .submit(peer, req.into_body(), chrono::Utc::now())
         .await
     {
-        Ok(r) => intake_response(r),
-        Err(e) => intake_error(e),
+        Ok(r) => {
+            st.engine.metrics.intake_outcome(r.outcome());
+            intake_response(r)
+        }
+        Err(e) => {
+            st.engine.metrics.intake_outcome("error");
+            intake_error(e)
+        }
     }
 }
 

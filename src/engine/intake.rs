@@ -78,6 +78,23 @@ pub enum IntakeResult {
     },
 }
 
+impl IntakeResult {
+    /// The answer's `outcome` member (its kind), for metrics and logs.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            IntakeResult::Accepted { .. } => "accepted",
+            IntakeResult::Existing { .. } => "existing",
+            IntakeResult::Stale { .. } => "stale",
+            IntakeResult::Rejected { .. } => "rejected",
+            IntakeResult::Unauthorized { .. } => "unauthorized",
+            IntakeResult::Malformed { .. } => "malformed",
+            IntakeResult::TooLarge { .. } => "too_large",
+            IntakeResult::Busy { .. } => "busy",
+            IntakeResult::RateLimited { .. } => "rate_limited",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
     #[error(transparent)]

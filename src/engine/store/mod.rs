@@ -595,6 +595,23 @@ pub struct StoreStats {
     pub outbox_backlog: u64,
     /// Notifications not yet delivered.
     pub notify_backlog: u64,
+    /// When the oldest queued job was created (unix ms).
+    pub oldest_queued_at: Option<i64>,
+    /// When the job failed longest ago last changed (unix ms).
+    pub oldest_failed_at: Option<i64>,
+}
+
+impl StoreStats {
+    /// Fills the ages from [`queries::OLDEST_WAITING`]'s rows.
+    pub(crate) fn set_oldest(&mut self, rows: impl IntoIterator<Item = (String, i64, i64)>) {
+        for (state, created, updated) in rows {
+            match state.as_str() {
+                "queued" => self.oldest_queued_at = Some(created),
+                "failed" => self.oldest_failed_at = Some(updated),
+                _ => {}
+            }
+        }
+    }
 }
 
 /// What a successful attempt leaves to record, all in one transaction.

@@ -550,6 +550,11 @@ pub const DELETE_SECRETS: &str = "DELETE FROM secrets WHERE job_id = $1";
 
 pub const JOBS_BY_STATE: &str = "SELECT state, COUNT(*) FROM jobs GROUP BY state";
 
+/// The oldest queued job's creation and the longest-failed job's failure
+/// (its last update), for the age metrics.
+pub const OLDEST_WAITING: &str = "SELECT state, MIN(created_at), MIN(updated_at) FROM jobs \
+     WHERE state IN ('queued', 'failed') GROUP BY state";
+
 pub const OUTBOX_BACKLOG: &str = "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL";
 
 // --- outbox ----------------------------------------------------------------------

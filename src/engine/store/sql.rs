@@ -1335,14 +1335,27 @@ impl Store for SqlStore {
             .await
             .map_err(db)?
             .get(0);
-        Ok(StoreStats {
+        let oldest = sqlx::query(q::OLDEST_WAITING)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut stats = StoreStats {
             jobs_by_state: rows
                 .iter()
                 .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1) as u64))
                 .collect(),
             outbox_backlog: backlog as u64,
             notify_backlog: notify as u64,
-        })
+            ..StoreStats::default()
+        };
+        stats.set_oldest(oldest.iter().map(|r| {
+            (
+                r.get::<String, _>(0),
+                r.get::<i64, _>(1),
+                r.get::<i64, _>(2),
+            )
+        }));
+        Ok(stats)
     }
 
     async fn outbox_due(&self, limit: u32) -> Result<Vec<OutboxItem>> {

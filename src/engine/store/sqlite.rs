@@ -1426,11 +1426,17 @@ impl Store for SqliteStore {
             let notify: i64 = stmt(conn, q::NOTIFICATIONS_BACKLOG)?
                 .query_row([], |r| r.get(0))
                 .map_err(db)?;
-            Ok(StoreStats {
+            let oldest = rows(conn, q::OLDEST_WAITING, [], |r| {
+                Ok((get::<String>(r, 0)?, get::<i64>(r, 1)?, get::<i64>(r, 2)?))
+            })?;
+            let mut stats = StoreStats {
                 jobs_by_state,
                 outbox_backlog: backlog as u64,
                 notify_backlog: notify as u64,
-            })
+                ..StoreStats::default()
+            };
+            stats.set_oldest(oldest);
+            Ok(stats)
         })
         .await
     }

@@ -48,8 +48,8 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use super::Engine;
 use super::notify::Event;
 use super::store::{
-    AttemptOutcome, ClaimedJob, JobEnd, NewNotification, RecordedResource, ResourceChange,
-    StepRecord, StepState, StoreError,
+    AttemptOutcome, ClaimedJob, JobEnd, JobState, NewNotification, RecordedResource,
+    ResourceChange, StepRecord, StepState, StoreError,
 };
 use crate::contract::Contract;
 use schedule::{Sched, Slot, dependencies, owned_names, roots};
@@ -148,6 +148,7 @@ async fn run_job(
             }
         }
     };
+    let started = std::time::Instant::now();
     let work = async {
         let res = drive(engine, worker, job, shutdown, hard_stop, &lost_rx).await;
         let _ = done_tx.send(true);
@@ -155,7 +156,9 @@ async fn run_job(
     };
     let (res, ()) = tokio::join!(work, heartbeat);
     match res {
-        Ok(()) => {}
+        // This run's time, from claim to end (a resumed job's earlier runs
+        // are their own).
+        Ok(state) => engine.metrics.job_ended(state.as_str(), started.elapsed()),
         Err(Interrupted::Released) => info!("job released at shutdown"),
         Err(Interrupted::LeaseLost) => warn!("lease lost or job cancelled; leaving the job"),
         Err(Interrupted::Store(e)) => {
@@ -171,7 +174,7 @@ async fn drive(
     shutdown: &watch::Receiver<bool>,
     hard_stop: &watch::Receiver<bool>,
     lost: &watch::Receiver<bool>,
-) -> Result<(), Interrupted> {
+) -> Result<JobState, Interrupted> {
     let store = &engine.store;
     // The job's contract, parsed once for its plan and its report.
     let contract = match Contract::from_json(&job.payload) {
@@ -190,7 +193,7 @@ async fn drive(
                     ),
                 )
                 .await?;
-            return Ok(());
+            return Ok(JobState::Failed);
         }
     };
     // The contract's resources as this run's steps leave them, when this run
@@ -219,7 +222,7 @@ async fn drive(
                                 failed(engine, &job, None, format!("planning refused: {e}")),
                             )
                             .await?;
-                        return Ok(());
+                        return Ok(JobState::Failed);
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -253,7 +256,7 @@ async fn drive(
                         failed(engine, &job, None, format!("planning failed: {e}")),
                     )
                     .await?;
-                return Ok(());
+                return Ok(JobState::Failed);
             }
         },
     };
@@ -268,7 +271,7 @@ async fn drive(
                     failed(engine, &job, None, e.to_string()),
                 )
                 .await?;
-            return Ok(());
+            return Ok(JobState::Failed);
         }
     };
 
@@ -375,7 +378,7 @@ async fn drive(
             )
             .await?;
         warn!(step = %rec.step.id, "job failed");
-        return Ok(());
+        return Ok(JobState::Failed);
     }
     if *lost.borrow() {
         return Err(Interrupted::LeaseLost);
@@ -402,11 +405,15 @@ async fn drive(
             format!("computing the billable state failed: {e}"),
         ),
     };
+    let state = match &end {
+        JobEnd::Succeeded { .. } => JobState::Succeeded,
+        JobEnd::Failed { .. } => JobState::Failed,
+    };
     store.finish_job(&job.job_id, worker, end).await?;
     engine.wake_reporter();
     engine.notify_wake.notify_one();
     info!("job finished");
-    Ok(())
+    Ok(state)
 }
 
 /// A failed end, with its `job_failed` notification when one is wanted.
