@@ -24,13 +24,17 @@ macro_rules! note {
 pub(crate) use note;
 
 /// One line to stdout, escaped (see [`say!`]).
+/// A closed stdout (`hostwright jobs list | head`) is not an error worth a
+/// panic: what is left to print is dropped.
 pub fn line(s: &str) {
-    println!("{}", Escaped(s));
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{}", Escaped(s));
 }
 
 /// One line to stderr, escaped (see [`note!`]).
 pub fn eline(s: &str) {
-    eprintln!("{}", Escaped(s));
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{}", Escaped(s));
 }
 
 /// Several lines of text we made ourselves (e.g. a TOML entry), each escaped.
@@ -65,7 +69,8 @@ pub fn json(v: &impl serde::Serialize, pretty: bool) -> anyhow::Result<()> {
     } else {
         serde_json::to_string(v)?
     };
-    println!("{}", json_safe(&text));
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{}", json_safe(&text));
     Ok(())
 }
 
