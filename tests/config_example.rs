@@ -97,4 +97,29 @@ fn an_unknown_key_is_refused_naming_the_file_and_line() {
         "{e}"
     );
     assert!(e.contains("line"), "{e}");
+    assert!(!e.contains('\n'), "one line: {e}");
+}
+
+#[test]
+fn a_wrong_key_in_an_adapter_section_names_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(common::repo().join("examples/hostwright.toml"))
+        .unwrap()
+        .replacen("pool_size = 8", "pool_sise = 8", 1);
+    let line = text.lines().position(|l| l == "pool_sise = 8").unwrap() + 1;
+    let path = dir.path().join("hostwright.toml");
+    std::fs::write(&path, text).unwrap();
+    // The loader takes the sections as they are; building the adapters
+    // refuses the key, naming the file and the line.
+    let cfg = Config::load(&path).unwrap();
+    let e = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(hostwright::engine::server::build_registry(&cfg))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("hostwright.toml"), "{e}");
+    assert!(e.contains(&format!("line {line}")), "{e}");
+    assert!(e.contains("pool_sise"), "{e}");
+    assert!(!e.contains('\n'), "one line: {e}");
 }

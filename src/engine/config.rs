@@ -55,6 +55,11 @@ pub struct Config {
     /// `[notify.contract_refused]`); none when absent.
     #[serde(default)]
     pub notify: BTreeMap<super::notify::Event, super::notify::EndpointConfig>,
+    /// The file and its text, kept so an `[adapters.*]` error found when
+    /// the adapters are built can name the line
+    /// ([`Config::adapter_error_at_line`]).
+    #[serde(skip)]
+    pub source: Option<(PathBuf, String)>,
 }
 
 /// `[close]`: when `serve` closes months for billing by itself.
@@ -325,8 +330,9 @@ impl Config {
         })?;
         let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: toml_one_line(&e),
         })?;
+        cfg.source = Some((path.to_path_buf(), text));
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve(base);
         cfg.validate().map_err(|message| ConfigError::Invalid {
@@ -334,6 +340,19 @@ impl Config {
             message,
         })?;
         Ok(cfg)
+    }
+
+    /// The `[adapters.*]` sections read again from the file's text with
+    /// each adapter's own type: the error with the file and its line, when
+    /// there is one (the parsed sections have no lines any more).
+    pub fn adapter_error_at_line(&self) -> Option<ConfigError> {
+        let (path, text) = self.source.as_ref()?;
+        super::adapters::check_sections(text)
+            .err()
+            .map(|e| ConfigError::Parse {
+                path: path.clone(),
+                message: toml_one_line(&e),
+            })
     }
 
     fn resolve(&mut self, base: &Path) {
@@ -435,6 +454,23 @@ impl Config {
             return Err("workers.retry.max_attempts must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+/// A TOML error on one line: where (`line N, column M`) and what, without
+/// the excerpt drawn under it (the CLI prints one line per error).
+pub fn toml_one_line(e: &toml::de::Error) -> String {
+    let text = e.to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default().to_string();
+    let what = lines
+        .filter(|l| !l.contains('|'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if what.is_empty() {
+        first
+    } else {
+        format!("{first}: {what}")
     }
 }
 

@@ -34,6 +34,8 @@ pub enum StartError {
     Store(#[from] super::store::StoreError),
     #[error(transparent)]
     Adapter(#[from] super::adapters::AdapterConfigError),
+    #[error(transparent)]
+    Config(#[from] super::config::ConfigError),
     #[error("playbook {0}")]
     Playbook(#[from] super::playbook::PlaybookError),
     #[error("catalog: {0}")]
@@ -109,7 +111,11 @@ pub fn private_dir(dir: &Path) -> Result<(), StartError> {
 
 /// The adapters named in `[adapters.*]` (see [`super::adapters::registry`]).
 pub async fn build_registry(cfg: &Config) -> Result<(Registry, Option<Script>), StartError> {
-    Ok(super::adapters::registry(&cfg.adapters)?)
+    super::adapters::registry(&cfg.adapters).map_err(|e| match cfg.adapter_error_at_line() {
+        // The same refusal, with the file and line.
+        Some(at_line) => StartError::Config(at_line),
+        None => StartError::Adapter(e),
+    })
 }
 
 /// The catalog the config names, or the built-in one.
