@@ -227,7 +227,8 @@ pub async fn plan(file: PathBuf, config: PathBuf, json: bool) -> anyhow::Result<
         DryRun::Refused(answer) => {
             let v = serde_json::to_value(&answer)?;
             if json {
-                out::json(&v, true)?;
+                // One shape either way: `refused` is intake's answer or null.
+                out::json(&serde_json::json!({"refused": v, "steps": []}), true)?;
             } else {
                 print_intake_answer(&file.display().to_string(), "intake would refuse it", &v);
             }
@@ -236,7 +237,7 @@ pub async fn plan(file: PathBuf, config: PathBuf, json: bool) -> anyhow::Result<
         DryRun::Planned { contract, steps } => (contract, steps),
     };
     if json {
-        out::json(&steps, true)?;
+        out::json(&serde_json::json!({"refused": null, "steps": steps}), true)?;
     } else if steps.is_empty() {
         say!(
             "{} rev {}: nothing to do (the recorded state already matches; the backends were not asked)",
