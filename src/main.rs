@@ -82,6 +82,8 @@ enum Command {
     },
     /// Print the man page (roff): `hostwright man > hostwright.1`.
     Man,
+    /// Print the API's OpenAPI 3.1 document (as served at /v1/openapi.json).
+    Openapi,
 }
 
 fn main() -> ExitCode {
@@ -107,6 +109,10 @@ fn main() -> ExitCode {
                 .render(&mut std::io::stdout())
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(anyhow::Error::from)
+        }
+        Command::Openapi => {
+            print!("{}", hostwright::engine::openapi::document());
+            Ok(ExitCode::SUCCESS)
         }
         other => return run_async(other),
     };
@@ -161,7 +167,8 @@ fn run_async(command: Command) -> ExitCode {
             | Command::Contract(_)
             | Command::Bill(_)
             | Command::Completions { .. }
-            | Command::Man => {
+            | Command::Man
+            | Command::Openapi => {
                 unreachable!("synchronous commands run before the runtime starts")
             }
         }

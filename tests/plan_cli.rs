@@ -78,7 +78,8 @@ fn plan_refuses_what_intake_would_refuse_with_the_same_findings() {
     let o = plan(&cfg, &signed("rejected-securemx-ssl"), true);
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["outcome"], "rejected", "{v}");
+    assert_eq!(v["refused"]["outcome"], "rejected", "{v}");
+    assert_eq!(v["steps"], serde_json::json!([]), "{v}");
 
     // A good one plans its steps, with the FTP logins intake derives.
     let o = plan(&cfg, &signed("www-ssl"), false);
@@ -86,6 +87,12 @@ fn plan_refuses_what_intake_would_refuse_with_the_same_findings() {
     let out = text(&o);
     assert!(out.contains("7 step(s)"), "{out}");
     assert!(out.contains("c-1001_2"), "{out}");
+    // --json: the same shape as a refusal, `refused` null.
+    let o = plan(&cfg, &signed("www-ssl"), true);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["refused"].is_null(), "{v}");
+    assert_eq!(v["steps"].as_array().unwrap().len(), 7, "{v}");
 }
 
 #[test]

@@ -377,6 +377,25 @@ fn bill_prints_the_worked_examples() {
     let o = hostwright(&["bill", s(&plain("securemx")), "--month", "2027-01"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).contains("¥8,580"), "{}", stdout(&o));
+    // The table is aligned by display width: every amount ends in the same
+    // terminal column, Japanese descriptions (two columns a character)
+    // included.
+    let o = hostwright(&["bill", s(&plain("pack-dns")), "--month", "2027-01"]);
+    let text = stdout(&o);
+    let ends: Vec<usize> = text
+        .lines()
+        .filter_map(|l| {
+            // The last amount of the line (the line's total).
+            let last = l.rfind('¥')?;
+            let len = l[last..]
+                .find(|c: char| c != '¥' && c != ',' && !c.is_ascii_digit())
+                .unwrap_or(l.len() - last);
+            Some(unicode_width::UnicodeWidthStr::width(&l[..last + len]))
+        })
+        .collect();
+    assert!(ends.len() >= 5, "{text}");
+    assert!(ends.iter().all(|e| *e == ends[0]), "{ends:?}\n{text}");
+    assert!(text.contains("パック"), "{text}");
     // A bad month is an error (exit 2).
     let o = hostwright(&["bill", s(&plain("securemx")), "--month", "2027-1"]);
     assert_eq!(o.status.code(), Some(2));
@@ -652,4 +671,72 @@ fn check_prints_a_hostile_key_id_escaped_on_one_line() {
     );
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(v["error"].as_str().unwrap().contains("\u{9b}1A"), "{v}");
+}
+
+#[test]
+fn keys_generate_and_contract_verify_answer_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = hostwright(&[
+        "keys",
+        "generate",
+        "--id",
+        "k-json",
+        "--out-dir",
+        s(dir.path()),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["key_id"], "k-json");
+    assert!(
+        v["public_key"].as_str().is_some_and(|k| k.len() == 44),
+        "{v}"
+    );
+    assert!(v["trusted_keys_entry"].as_str().unwrap().contains("k-json"));
+    assert!(v["appended_to"].is_null());
+    assert!(dir.path().join("k-json.key").exists());
+
+    let signed = root().join("examples/signed/pack-dns.json");
+    let o = hostwright(&[
+        "contract",
+        "verify",
+        s(&signed),
+        "--trusted-keys",
+        s(&keys()),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["contract_id"], "C-3001");
+    assert!(v["error"].is_null());
+    // Refused: the same shape, `valid: false` and why; exit 1.
+    let other = dir.path().join("other-keys.toml");
+    let o = hostwright(&[
+        "keys",
+        "generate",
+        "--id",
+        "other",
+        "--out-dir",
+        s(dir.path()),
+        "--trusted-keys",
+        s(&other),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = hostwright(&[
+        "contract",
+        "verify",
+        s(&signed),
+        "--trusted-keys",
+        s(&other),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert!(
+        v["error"].as_str().unwrap().contains("unknown signing key"),
+        "{v}"
+    );
+    assert!(v["contract_id"].is_null());
 }

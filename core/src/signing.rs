@@ -52,6 +52,10 @@ pub enum SigningError {
     Contract(#[from] ContractError),
     #[error("trusted keys: {0}")]
     TrustedKeys(String),
+    /// The private key a contract is signed with (`contract sign --key`),
+    /// not the trusted-keys file: named as what it is.
+    #[error("signing key: {0}")]
+    SigningKeyFile(String),
 }
 
 impl SigningError {
@@ -242,13 +246,13 @@ pub fn generate_key() -> SigningKey {
 /// Reads a signing key file (base64 of the 32-byte seed).
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, SigningError> {
     let text = crate::input::read_text(path, crate::input::MAX_SECRET_FILE_BYTES, "a signing key")
-        .map_err(|e| SigningError::TrustedKeys(e.to_string()))?;
+        .map_err(|e| SigningError::SigningKeyFile(e.to_string()))?;
     let bytes = B64
         .decode(text.trim())
-        .map_err(|_| SigningError::TrustedKeys(format!("{}: not base64", path.display())))?;
-    let seed: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| SigningError::TrustedKeys(format!("{}: not a 32-byte key", path.display())))?;
+        .map_err(|_| SigningError::SigningKeyFile(format!("{}: not base64 (a signing key file holds the base64 of a 32-byte Ed25519 seed, as `hostwright keys generate` writes it)", path.display())))?;
+    let seed: [u8; 32] = bytes.try_into().map_err(|_| {
+        SigningError::SigningKeyFile(format!("{}: not a 32-byte key", path.display()))
+    })?;
     Ok(SigningKey::from_bytes(&seed))
 }
 

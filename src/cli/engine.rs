@@ -65,9 +65,13 @@ pub enum JobsCmd {
         id: Option<String>,
         #[arg(long, conflicts_with = "id")]
         failed: bool,
-        /// Wait until the jobs end, showing progress.
+        /// Wait until the jobs end, showing progress (a bar on a terminal,
+        /// a line per change otherwise); exit 1 if any did not succeed.
         #[arg(long)]
         wait: bool,
+        /// Give up waiting after this many seconds (exit 2; the jobs go on).
+        #[arg(long, requires = "wait", value_name = "SECONDS")]
+        timeout: Option<u64>,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -223,7 +227,8 @@ pub async fn plan(file: PathBuf, config: PathBuf, json: bool) -> anyhow::Result<
         DryRun::Refused(answer) => {
             let v = serde_json::to_value(&answer)?;
             if json {
-                out::json(&v, true)?;
+                // One shape either way: `refused` is intake's answer or null.
+                out::json(&serde_json::json!({"refused": v, "steps": []}), true)?;
             } else {
                 print_intake_answer(&file.display().to_string(), "intake would refuse it", &v);
             }
@@ -232,7 +237,7 @@ pub async fn plan(file: PathBuf, config: PathBuf, json: bool) -> anyhow::Result<
         DryRun::Planned { contract, steps } => (contract, steps),
     };
     if json {
-        out::json(&steps, true)?;
+        out::json(&serde_json::json!({"refused": null, "steps": steps}), true)?;
     } else if steps.is_empty() {
         say!(
             "{} rev {}: nothing to do (the recorded state already matches; the backends were not asked)",
@@ -308,6 +313,7 @@ pub async fn jobs(cmd: JobsCmd) -> anyhow::Result<ExitCode> {
             id,
             failed,
             wait,
+            timeout,
             api,
         } => {
             let c = Client::new(&api)?;
@@ -318,14 +324,32 @@ pub async fn jobs(cmd: JobsCmd) -> anyhow::Result<ExitCode> {
             };
             let v = c.json(c.req(reqwest::Method::POST, &path)).await?;
             let ids: Vec<String> = serde_json::from_value(v["rerun"].clone())?;
-            if api.json && !wait {
-                out::json(&serde_json::json!({"rerun": ids}), false)?;
-            } else if !api.json {
+            if !api.json {
                 say!("rerun: {} job(s) queued {}", ids.len(), ids.join(" "));
             }
-            if wait {
-                return wait_jobs(&c, &ids, api.json).await;
+            if !wait {
+                if api.json {
+                    // One shape with or without --wait: `jobs` is null
+                    // when not waited for.
+                    out::json(&serde_json::json!({"rerun": ids, "jobs": null}), false)?;
+                }
+                return Ok(ExitCode::SUCCESS);
             }
+            let timeout = timeout.map(Duration::from_secs);
+            let jobs = wait_jobs(&c, &ids, api.json, timeout).await?;
+            if api.json {
+                out::json(&serde_json::json!({"rerun": ids, "jobs": jobs}), true)?;
+            } else {
+                print_jobs(&jobs);
+            }
+            let ok = jobs
+                .iter()
+                .all(|j| j.state == hostwright::engine::store::JobState::Succeeded);
+            return Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
         }
         JobsCmd::Cancel { id, api } => {
             let c = Client::new(&api)?;
@@ -349,46 +373,94 @@ pub async fn jobs(cmd: JobsCmd) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Polls until every job ended; exit 1 if any did not succeed.
-async fn wait_jobs(c: &Client, ids: &[String], json: bool) -> anyhow::Result<ExitCode> {
+/// Polls until every job ended: one list request per poll (per 1,000
+/// jobs), the jobs by id. Progress goes to stderr: a bar on a terminal, a
+/// plain line whenever it changes otherwise, nothing with `--json`.
+async fn wait_jobs(
+    c: &Client,
+    ids: &[String],
+    json: bool,
+    timeout: Option<Duration>,
+) -> anyhow::Result<Vec<JobSummary>> {
+    use std::io::IsTerminal;
+    let started = std::time::Instant::now();
+    let bar = (!json && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(ids.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} jobs ended  {msg}",
+            )
+            .expect("a valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
     let mut last = String::new();
     loop {
-        let mut details = Vec::new();
-        for id in ids {
+        let mut jobs: Vec<JobSummary> = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_LIST_JOBS as usize) {
+            let q = [
+                ("ids", chunk.join(",")),
+                ("limit", chunk.len().max(1).to_string()),
+            ];
             let v = c
-                .json(c.req(reqwest::Method::GET, &format!("/v1/jobs/{id}")))
+                .json(c.req(reqwest::Method::GET, "/v1/jobs").query(&q))
                 .await?;
-            details.push(serde_json::from_value::<JobDetail>(v)?);
+            jobs.extend(serde_json::from_value::<Vec<JobSummary>>(
+                v["items"].clone(),
+            )?);
         }
-        let done = details
+        // In the order asked for; a job the API no longer knows is an error.
+        let mut by_id: std::collections::BTreeMap<String, JobSummary> =
+            jobs.into_iter().map(|j| (j.job_id.clone(), j)).collect();
+        let jobs: Vec<JobSummary> = ids
             .iter()
-            .filter(|d| d.summary.state.is_final())
+            .map(|id| {
+                by_id
+                    .remove(id)
+                    .with_context(|| format!("job {id} is gone"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let done = jobs.iter().filter(|j| j.state.is_final()).count();
+        let steps: u32 = jobs.iter().map(|j| j.steps_done).sum();
+        let total: u32 = jobs.iter().map(|j| j.steps_total).sum();
+        let failed = jobs
+            .iter()
+            .filter(|j| j.state == hostwright::engine::store::JobState::Failed)
             .count();
-        let steps: u32 = details.iter().map(|d| d.summary.steps_done).sum();
-        let total: u32 = details.iter().map(|d| d.summary.steps_total).sum();
-        let line = format!(
-            "{done}/{} jobs ended, {steps}/{total} steps done",
-            ids.len()
-        );
-        if !json && line != last {
-            note!("{line}");
-            last = line;
+        let msg = format!("{steps}/{total} steps done, {failed} failed");
+        match &bar {
+            Some(bar) => {
+                bar.set_position(done as u64);
+                bar.set_message(msg);
+            }
+            None if !json => {
+                let line = format!("{done}/{} jobs ended, {msg}", ids.len());
+                if line != last {
+                    note!("{line}");
+                    last = line;
+                }
+            }
+            None => {}
         }
         if done == ids.len() {
-            let jobs: Vec<JobSummary> = details.into_iter().map(|d| d.summary).collect();
-            if json {
-                out::json(&jobs, true)?;
-            } else {
-                print_jobs(&jobs);
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
             }
-            let ok = jobs
-                .iter()
-                .all(|j| j.state == hostwright::engine::store::JobState::Succeeded);
-            return Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            });
+            return Ok(jobs);
+        }
+        if let Some(t) = timeout
+            && started.elapsed() >= t
+        {
+            if let Some(bar) = bar {
+                bar.abandon();
+            }
+            bail!(
+                "gave up waiting after {} s: {} of {} job(s) have not ended (they go on; `jobs list` shows them)",
+                t.as_secs(),
+                ids.len() - done,
+                ids.len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

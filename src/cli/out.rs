@@ -24,13 +24,17 @@ macro_rules! note {
 pub(crate) use note;
 
 /// One line to stdout, escaped (see [`say!`]).
+/// A closed stdout (`hostwright jobs list | head`) is not an error worth a
+/// panic: what is left to print is dropped.
 pub fn line(s: &str) {
-    println!("{}", Escaped(s));
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{}", Escaped(s));
 }
 
 /// One line to stderr, escaped (see [`note!`]).
 pub fn eline(s: &str) {
-    eprintln!("{}", Escaped(s));
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{}", Escaped(s));
 }
 
 /// Several lines of text we made ourselves (e.g. a TOML entry), each escaped.
@@ -50,6 +54,14 @@ pub fn csv(text: &str) {
     }
 }
 
+/// `s` padded with spaces to `width` terminal columns, counted by display
+/// width: a Japanese character takes two columns, so `{:<N}` (which counts
+/// characters) would misalign a table. Longer text is kept whole.
+pub fn pad(s: &str, width: usize) -> String {
+    let w = unicode_width::UnicodeWidthStr::width(s);
+    format!("{s}{}", " ".repeat(width.saturating_sub(w)))
+}
+
 /// JSON for scripts on stdout, pretty or on one line.
 pub fn json(v: &impl serde::Serialize, pretty: bool) -> anyhow::Result<()> {
     let text = if pretty {
@@ -57,6 +69,21 @@ pub fn json(v: &impl serde::Serialize, pretty: bool) -> anyhow::Result<()> {
     } else {
         serde_json::to_string(v)?
     };
-    println!("{}", json_safe(&text));
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{}", json_safe(&text));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pad;
+    use unicode_width::UnicodeWidthStr;
+
+    #[test]
+    fn pad_counts_display_columns() {
+        assert_eq!(pad("ab", 4), "ab  ");
+        assert_eq!(pad("追加", 6), "追加  ");
+        assert_eq!(pad("パック (MX)", 14).width(), 14);
+        assert_eq!(pad("toolong", 3), "toolong");
+    }
 }

@@ -32,6 +32,10 @@ pub enum KeysCmd {
         /// Append the public key to this trusted-keys file.
         #[arg(long)]
         trusted_keys: Option<PathBuf>,
+        /// Print `{key_id, secret_key_file, public_key, trusted_keys_entry,
+        /// appended_to}` instead of the entry.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -53,6 +57,9 @@ pub enum ContractCmd {
         file: PathBuf,
         #[arg(long)]
         trusted_keys: PathBuf,
+        /// Print `{file, valid, key_id, contract_id, revision, error}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Verify and check against the terms: every finding at once; exit 1 if any.
     Check {
@@ -104,6 +111,7 @@ pub fn keys(cmd: KeysCmd) -> anyhow::Result<ExitCode> {
             id,
             out_dir,
             trusted_keys,
+            json,
         } => {
             check_key_id(&id)?;
             let key = signing::generate_key();
@@ -112,6 +120,31 @@ pub fn keys(cmd: KeysCmd) -> anyhow::Result<ExitCode> {
             write_private(&path, &signing::encode_signing_key(&key))?;
             let entry = TrustedKeys::entry(&id, &key.verifying_key(), chrono::Utc::now());
             let text = signing::render_trusted_keys(vec![entry]);
+            if json {
+                if let Some(tk) = &trusted_keys {
+                    use std::io::Write;
+                    let mut f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(tk)?;
+                    writeln!(f, "\n{text}")?;
+                    TrustedKeys::load(tk)?;
+                }
+                out::json(
+                    &serde_json::json!({
+                        "key_id": id,
+                        "secret_key_file": path,
+                        "public_key": base64::Engine::encode(
+                            &base64::engine::general_purpose::STANDARD,
+                            key.verifying_key().to_bytes()
+                        ),
+                        "trusted_keys_entry": text,
+                        "appended_to": trusted_keys,
+                    }),
+                    true,
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            }
             match trusted_keys {
                 Some(tk) => {
                     use std::io::Write;
@@ -189,10 +222,41 @@ pub fn contract(cmd: ContractCmd) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        ContractCmd::Verify { file, trusted_keys } => {
+        ContractCmd::Verify {
+            file,
+            trusted_keys,
+            json,
+        } => {
             let keys = TrustedKeys::load(&trusted_keys)?;
             let bytes = read_file(&file, MAX_ENVELOPE_BYTES, "a signed contract envelope")?;
-            match signing::verify(&bytes, &keys, chrono::Utc::now()) {
+            let verified = signing::verify(&bytes, &keys, chrono::Utc::now());
+            if json {
+                let v = match &verified {
+                    Ok(v) => serde_json::json!({
+                        "file": file,
+                        "valid": true,
+                        "key_id": v.key_id,
+                        "contract_id": v.contract.contract_id.as_str(),
+                        "revision": v.contract.revision,
+                        "error": null,
+                    }),
+                    Err(e) => serde_json::json!({
+                        "file": file,
+                        "valid": false,
+                        "key_id": null,
+                        "contract_id": null,
+                        "revision": null,
+                        "error": e.to_string(),
+                    }),
+                };
+                out::json(&v, true)?;
+                return Ok(if verified.is_ok() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                });
+            }
+            match verified {
                 Ok(v) => {
                     say!(
                         "{}: signed by `{}`: contract {} revision {}",
@@ -295,8 +359,8 @@ pub fn bill(args: BillArgs) -> anyhow::Result<ExitCode> {
     );
     for l in &st.lines {
         say!(
-            "  {:<46} {:>4} × {:>10} = {:>12}   [{} / {}]",
-            l.description,
+            "  {} {:>4} × {:>10} = {:>12}   [{} / {}]",
+            out::pad(&l.description, 46),
             l.quantity,
             format_yen(l.unit_price),
             format_yen(l.amount),
@@ -304,16 +368,23 @@ pub fn bill(args: BillArgs) -> anyhow::Result<ExitCode> {
             l.article
         );
     }
-    say!("  {:<67} {:>12}", "subtotal", format_yen(st.subtotal));
     say!(
-        "  {:<67} {:>12}",
-        format!(
-            "consumption tax {}% (第36条)",
-            st.tax_rate * rust_decimal::Decimal::from(100)
+        "  {} {:>12}",
+        out::pad("subtotal", 66),
+        format_yen(st.subtotal)
+    );
+    say!(
+        "  {} {:>12}",
+        out::pad(
+            &format!(
+                "consumption tax {}% (第36条)",
+                st.tax_rate * rust_decimal::Decimal::from(100)
+            ),
+            66
         ),
         format_yen(st.tax)
     );
-    say!("  {:<67} {:>12}", "total", format_yen(st.total));
+    say!("  {} {:>12}", out::pad("total", 66), format_yen(st.total));
     for n in &st.notes {
         say!("  note: {n}");
     }

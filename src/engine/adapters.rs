@@ -39,6 +39,36 @@ pub fn config<T: serde::de::DeserializeOwned>(
         .map_err(|e: toml::de::Error| failed(name, e))
 }
 
+/// Reads every known `[adapters.*]` section of a config file's text with
+/// its adapter's own config type, so a wrong key or value there is named
+/// with the file's line like any other config error (building the adapter
+/// later reads the already-parsed value, which has no lines any more).
+/// Sections of other names are left to [`registry`].
+pub fn check_sections(text: &str) -> Result<(), toml::de::Error> {
+    #[derive(serde::Deserialize)]
+    struct Sections {
+        #[serde(default)]
+        #[allow(dead_code)]
+        webhost: Option<hostwright_webhost::WebhostConfig>,
+        #[serde(default)]
+        #[allow(dead_code)]
+        ftp: Option<hostwright_ftp::FtpConfig>,
+        #[serde(default)]
+        #[allow(dead_code)]
+        dns: Option<hostwright_dns::DnsConfig>,
+        #[serde(default)]
+        #[allow(dead_code)]
+        securemx: Option<hostwright_securemx::SecureMxConfig>,
+    }
+    #[derive(serde::Deserialize)]
+    struct File {
+        #[serde(default)]
+        #[allow(dead_code)]
+        adapters: Option<Sections>,
+    }
+    toml::from_str::<File>(text).map(drop)
+}
+
 /// One kind of adapter a config can name.
 pub struct AdapterKind {
     /// The `[adapters.NAME]` section (and the name playbooks use).

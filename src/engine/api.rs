@@ -10,18 +10,25 @@ use axum::extract::{ConnectInfo, Path, Query, RawPathParams, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Extension, Router};
-use serde::Deserialize;
-use serde_json::json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::Engine;
 use super::auth::{self, Authenticator, Caller, Refusal, Scope};
 use super::guard::{BodyError, MAX_ENVELOPE_BYTES, read_body};
 use super::intake::{DryRun, IntakeError, IntakeResult};
 use super::problem::{Kind, Problem};
-use super::store::ops::{AuditFilter, ContractsPage, JobsPage, NewAuditEntry};
-use super::store::{JobState, MAX_LIST_JOBS, StoreError};
+use super::store::fleet::Placement;
+use super::store::ops::{
+    AuditEntry, AuditFilter, ContractsPage, JobsPage, LatestReport, NewAuditEntry,
+};
+use super::store::{
+    JobDetail, JobState, JobSummary, MAX_LIST_JOBS, PlannedStep, RecordedResource, StoreError,
+};
 
 #[derive(Clone)]
 struct AppState {
@@ -29,42 +36,57 @@ struct AppState {
     auth: Arc<Authenticator>,
 }
 
-/// Builds the router. Without any ops credential (no tokens in the store,
-/// no `api.ops_token_file`) the ops endpoints answer 401: closed, never open.
-pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>) -> Router {
-    let state = AppState { engine, auth };
-    let gate = |scope: Scope| middleware::from_fn_with_state((state.clone(), scope), ops_gate);
-    let read = Router::new()
-        .route("/v1/jobs", get(list_jobs))
-        .route("/v1/jobs/{id}", get(show_job))
-        .route("/v1/rejections", get(rejections))
-        .route("/v1/contracts", get(list_contracts))
-        .route("/v1/contracts/{id}", get(show_contract))
-        .route("/v1/audit", get(audit_log))
-        .route("/v1/hosts", get(list_hosts))
-        .route("/v1/plan", post(plan))
+/// Every route of the API with its description: the one list both the
+/// served router and the OpenAPI document (`openapi.rs`) come from, so a
+/// route cannot be served undescribed. Gates find the [`AppState`] as an
+/// extension, so this list needs no engine (`hostwright openapi`).
+fn described() -> OpenApiRouter<AppState> {
+    let gate = |scope: Scope| middleware::from_fn_with_state(scope, ops_gate);
+    let read = OpenApiRouter::new()
+        .routes(routes!(list_jobs))
+        .routes(routes!(show_job))
+        .routes(routes!(rejections))
+        .routes(routes!(list_contracts))
+        .routes(routes!(show_contract))
+        .routes(routes!(audit_log))
+        .routes(routes!(list_hosts))
+        .routes(routes!(plan))
         .route_layer(gate(Scope::Read));
-    let operate = Router::new()
-        .route("/v1/jobs/rerun-failed", post(rerun_failed))
-        .route("/v1/jobs/{id}/rerun", post(rerun))
-        .route("/v1/jobs/{id}/cancel", post(cancel))
-        .route("/v1/hosts/{name}/drain", post(drain_host))
-        .route("/v1/hosts/{name}/activate", post(activate_host))
+    let operate = OpenApiRouter::new()
+        .routes(routes!(rerun_failed))
+        .routes(routes!(rerun))
+        .routes(routes!(cancel))
+        .routes(routes!(drain_host))
+        .routes(routes!(activate_host))
         .route_layer(gate(Scope::Operate));
-    let secrets = Router::new()
-        .route("/v1/jobs/{id}/secrets", post(take_secrets))
+    let secrets = OpenApiRouter::new()
+        .routes(routes!(take_secrets))
         .route_layer(gate(Scope::Secrets));
-    let intake = Router::new()
-        .route("/v1/contracts", post(submit))
-        .route_layer(middleware::from_fn_with_state(state.clone(), intake_gate));
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
+    let intake = OpenApiRouter::new()
+        .routes(routes!(submit))
+        .route_layer(middleware::from_fn(intake_gate));
+    OpenApiRouter::new()
+        .routes(routes!(metrics))
+        .routes(routes!(healthz))
+        .routes(routes!(ready))
+        .routes(routes!(openapi_json))
         .merge(intake)
         .merge(read)
         .merge(operate)
         .merge(secrets)
+}
+
+/// The routes' part of the OpenAPI document (completed in `openapi.rs`).
+pub(crate) fn described_paths() -> utoipa::openapi::OpenApi {
+    described().into_openapi()
+}
+
+/// Builds the router. Without any ops credential (no tokens in the store,
+/// no `api.ops_token_file`) the ops endpoints answer 401: closed, never open.
+pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>) -> Router {
+    let state = AppState { engine, auth };
+    let (routes, _) = described().split_for_parts();
+    routes
         .fallback(|| async {
             Problem::new(
                 Kind::NotFound,
@@ -78,7 +100,68 @@ pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>) -> Router {
             )
         })
         .layer(middleware::map_response(as_problem))
+        .layer(middleware::from_fn(observe))
+        .layer(Extension(state.clone()))
         .with_state(state)
+}
+
+/// The request id: the caller's `X-Request-Id` when it is a plain token
+/// (letters, digits, `-_.:`, at most 64), else a new UUID; answered in the
+/// same header and written on the access log line.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Every request: counted by method, route pattern and status, answered
+/// with its request id, and one access log line (`target: access`). The
+/// query string is not logged (it can hold a cursor or a customer id).
+async fn observe(
+    Extension(st): Extension<AppState>,
+    req: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let id = request_id(req.headers());
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let path = req.uri().path().chars().take(200).collect::<String>();
+    let peer = client_addr(&req);
+    let mut resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    st.engine
+        .metrics
+        .http_request(method.as_str(), &route, status);
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    tracing::info!(
+        target: "access",
+        request_id = %id,
+        method = %method,
+        route = %route,
+        path = %path,
+        status,
+        duration_ms = started.elapsed().as_millis() as u64,
+        peer = ?peer,
+        "request"
+    );
+    resp
 }
 
 /// Any error answer that is not a problem yet (axum's own rejections: a
@@ -157,7 +240,8 @@ fn target_of(params: &RawPathParams) -> Option<String> {
 /// 401 (counted against the address); missing scope → 403. Refusals and
 /// every non-GET action are audited; the handler sees the [`Caller`].
 async fn ops_gate(
-    State((st, scope)): State<(AppState, Scope)>,
+    State(scope): State<Scope>,
+    Extension(st): Extension<AppState>,
     params: RawPathParams,
     mut req: axum::extract::Request,
     next: Next,
@@ -219,7 +303,7 @@ async fn ops_gate(
 /// The intake endpoint's gate: the contract system's credential, when one
 /// is configured (`intake.credential_file`).
 async fn intake_gate(
-    State(st): State<AppState>,
+    Extension(st): Extension<AppState>,
     req: axum::extract::Request,
     next: Next,
 ) -> Response {
@@ -309,6 +393,31 @@ fn intake_error(e: IntakeError) -> Response {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/contracts",
+    tag = "intake",
+    summary = "Submit a signed contract revision (the approval webhook)",
+    security((), ("intake_credential" = [])),
+    request_body(
+        content = Object,
+        content_type = "application/json",
+        description = "The signed envelope (docs/contract-format.md), at most 256 KiB"
+    ),
+    responses(
+        (status = 202, description = "Recorded and queued; `Location` is the job",
+            body = IntakeResult,
+            headers(("Location" = String, description = "/v1/jobs/{job_id}"))),
+        (status = 200, description = "This revision was recorded before; its job", body = IntakeResult),
+        (status = 400, description = "Not a readable envelope or contract (`malformed`)"),
+        (status = 401, description = "No or a wrong intake credential, or a signature or key not trusted (`bad-signature`)"),
+        (status = 409, description = "Older than the recorded revision (`stale-revision`)"),
+        (status = 413, description = "Larger than the envelope limit (`too-large`)"),
+        (status = 422, description = "Breaks the terms (`contract-refused`, with `findings`) or cannot be planned (`unplannable`)"),
+        (status = 429, description = "This address was refused too often (`rate-limited`, `Retry-After`)"),
+        (status = 503, description = "Concurrent revisions kept changing the state, or the store does not answer"),
+    )
+)]
 /// Intake reads the body itself, with the one envelope limit, so a body of
 /// any size is answered (413, recorded) by intake, and a client's address
 /// keys its refusal budget (without connect info every client shares one).
@@ -319,8 +428,14 @@ async fn submit(State(st): State<AppState>, req: axum::extract::Request) -> Resp
         .submit(peer, req.into_body(), chrono::Utc::now())
         .await
     {
-        Ok(r) => intake_response(r),
-        Err(e) => intake_error(e),
+        Ok(r) => {
+            st.engine.metrics.intake_outcome(r.outcome());
+            intake_response(r)
+        }
+        Err(e) => {
+            st.engine.metrics.intake_outcome("error");
+            intake_error(e)
+        }
     }
 }
 
@@ -382,12 +497,19 @@ fn intake_response(res: IntakeResult) -> Response {
     resp
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// queued, running, succeeded, failed or cancelled.
     state: Option<String>,
+    /// Only this contract's jobs.
     contract: Option<String>,
-    /// Read as text, so that any value out of range gets the same answer.
+    /// Only these jobs: ids separated by commas (at most 1000).
+    ids: Option<String>,
+    /// Page size, 1 to 1000 (50 by default). Read as text, so that any
+    /// value out of range gets the same answer.
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -413,17 +535,102 @@ fn bad_cursor() -> Response {
     .into_response()
 }
 
-/// `{"items": [...], "next_cursor": ...}`: a full page has a cursor for the
-/// next one; the last page has `null`.
-fn page<T: serde::Serialize>(
-    items: Vec<T>,
-    limit: u32,
-    next: impl FnOnce(&T) -> String,
-) -> Response {
-    let next = (items.len() == limit as usize)
+/// A page of a listing: a full page has `next_cursor` for the next one;
+/// the last page has `null`.
+#[derive(Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+fn page<T: Serialize>(items: Vec<T>, limit: u32, next: impl FnOnce(&T) -> String) -> Response {
+    let next_cursor = (items.len() == limit as usize)
         .then(|| items.last().map(|t| cursor::encode(&next(t))))
         .flatten();
-    axum::Json(json!({"items": items, "next_cursor": next})).into_response()
+    axum::Json(Page { items, next_cursor }).into_response()
+}
+
+/// What `rerun` and `rerun-failed` answer: the jobs queued again.
+#[derive(Serialize, ToSchema)]
+pub struct RerunAnswer {
+    pub rerun: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CancelAnswer {
+    pub cancelled: String,
+}
+
+/// A refused submission: what was refused and why (the received bytes
+/// stay in the store).
+#[derive(Serialize, ToSchema)]
+pub struct RejectionItem {
+    /// Increasing; the paging cursor.
+    pub id: i64,
+    pub contract_id: Option<String>,
+    pub revision: Option<u32>,
+    /// `signature`, `rules`, `stale`, ...
+    pub kind: String,
+    /// Findings or error details.
+    #[schema(value_type = Object)]
+    pub reasons: serde_json::Value,
+    pub received_sha256: Option<String>,
+    pub received_size: Option<u64>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// A contract as its latest revision says.
+#[derive(Serialize, ToSchema)]
+pub struct ContractSummary {
+    pub contract_id: String,
+    pub revision: u32,
+    pub customer_id: String,
+    pub service: String,
+    /// `active`, `suspended` or `terminated`.
+    pub state: String,
+    pub domains: Vec<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RevisionItem {
+    pub revision: u32,
+    pub received_at: DateTime<Utc>,
+    pub state: Option<String>,
+}
+
+/// One contract: every revision, its resources and where they live, its
+/// latest billable state.
+#[derive(Serialize, ToSchema)]
+pub struct ContractDetail {
+    #[serde(flatten)]
+    pub summary: ContractSummary,
+    /// Oldest first.
+    pub revisions: Vec<RevisionItem>,
+    /// The latest revision's contract document (docs/contract.schema.json).
+    #[schema(value_type = Object)]
+    pub contract: serde_json::Value,
+    pub resources: Vec<RecordedResource>,
+    /// The newest billable-state report; `null` before the first job succeeded.
+    pub billable: Option<LatestReport>,
+    /// The web host the contract's web space lives on (`[fleet]`); `null`
+    /// without a fleet or before its first job was planned.
+    pub placement: Option<Placement>,
+}
+
+/// The fleet's web hosts (`hostwright hosts list`).
+#[derive(Serialize, ToSchema)]
+pub struct HostsAnswer {
+    /// The group's name (`web`).
+    pub group: &'static str,
+    pub policy: super::fleet::Policy,
+    pub hosts: Vec<super::fleet::HostView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HostStateAnswer {
+    pub host: String,
+    pub state: super::fleet::HostState,
 }
 
 /// A cursor that holds a row id: `Ok(None)` without one, `Err` for one this
@@ -460,6 +667,19 @@ fn page_limit(limit: Option<&str>) -> Result<u32, Box<Response>> {
     }
 }
 
+/// Jobs, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    params(ListQuery),
+    security(("ops_token" = ["read"])),
+    responses(
+        (status = 200, description = "A page of jobs, newest first", body = Page<JobSummary>),
+        (status = 400, description = "A bad `state`, `ids`, `limit` or `cursor`"),
+        (status = 503, description = "The store does not answer"),
+    )
+)]
 async fn list_jobs(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Response {
     let state = match q.state.as_deref().map(|s| (s, JobState::parse(s))) {
         Some((s, None)) => {
@@ -487,11 +707,29 @@ async fn list_jobs(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Re
         Ok(l) => l,
         Err(refused) => return *refused,
     };
+    let ids: Vec<String> = q
+        .ids
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .map(str::to_string)
+        .collect();
+    if ids.len() > MAX_LIST_JOBS as usize || ids.iter().any(|i| i.contains(['%', '_'])) {
+        return Problem::new(
+            Kind::InvalidRequest,
+            format!("ids: at most {MAX_LIST_JOBS} job ids separated by commas"),
+        )
+        .with("parameter", "ids")
+        .into_response();
+    }
     let filter = JobsPage {
         state,
         contract_id: q.contract,
         after,
         limit,
+        ids,
     };
     match st.engine.store.jobs_page(&filter).await {
         Ok(jobs) => page(jobs, limit, |j| {
@@ -501,6 +739,19 @@ async fn list_jobs(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Re
     }
 }
 
+/// One job: its steps, every attempt, the ops log and its result.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id")),
+    security(("ops_token" = ["read"])),
+    responses(
+        (status = 200, description = "The job", body = JobDetail),
+        (status = 404, description = "No such job (`job-not-found`)"),
+        (status = 503, description = "The store does not answer"),
+    )
+)]
 async fn show_job(State(st): State<AppState>, Path(id): Path<String>) -> Response {
     match st.engine.store.job(&id).await {
         Ok(Some(j)) => axum::Json(j).into_response(),
@@ -509,6 +760,20 @@ async fn show_job(State(st): State<AppState>, Path(id): Path<String>) -> Respons
     }
 }
 
+/// Puts a failed job back in the queue; finished steps stay finished.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/rerun",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id")),
+    security(("ops_token" = ["operate"])),
+    responses(
+        (status = 200, description = "The job is queued again", body = RerunAnswer),
+        (status = 404, description = "No such job (`job-not-found`)"),
+        (status = 409, description = "The job is not failed (`invalid-transition`)"),
+        (status = 503, description = "The store does not answer"),
+    )
+)]
 async fn rerun(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -517,12 +782,23 @@ async fn rerun(
     match st.engine.store.rerun(&id, &caller.actor).await {
         Ok(()) => {
             st.engine.wake_workers();
-            axum::Json(json!({"rerun": [id]})).into_response()
+            axum::Json(RerunAnswer { rerun: vec![id] }).into_response()
         }
         Err(e) => store_error(e),
     }
 }
 
+/// Reruns every failed job.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/rerun-failed",
+    tag = "jobs",
+    security(("ops_token" = ["operate"])),
+    responses(
+        (status = 200, description = "The jobs queued again", body = RerunAnswer),
+        (status = 503, description = "The store does not answer"),
+    )
+)]
 async fn rerun_failed(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -530,23 +806,49 @@ async fn rerun_failed(
     match st.engine.store.rerun_failed(&caller.actor).await {
         Ok(ids) => {
             st.engine.wake_workers();
-            axum::Json(json!({"rerun": ids})).into_response()
+            axum::Json(RerunAnswer { rerun: ids }).into_response()
         }
         Err(e) => store_error(e),
     }
 }
 
+/// Cancels a queued or failed job (a running one at its next step).
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/cancel",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id")),
+    security(("ops_token" = ["operate"])),
+    responses(
+        (status = 200, description = "Cancelled", body = CancelAnswer),
+        (status = 404, description = "No such job (`job-not-found`)"),
+        (status = 409, description = "The job has succeeded or is cancelled (`invalid-transition`)"),
+        (status = 503, description = "The store does not answer"),
+    )
+)]
 async fn cancel(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Response {
     match st.engine.store.cancel(&id, &caller.actor).await {
-        Ok(()) => axum::Json(json!({"cancelled": id})).into_response(),
+        Ok(()) => axum::Json(CancelAnswer { cancelled: id }).into_response(),
         Err(e) => store_error(e),
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/secrets",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id")),
+    security(("ops_token" = ["secrets"])),
+    responses(
+        (status = 200, description = "`kind/key/name` to secret; empty once taken", body = std::collections::BTreeMap<String, String>),
+        (status = 404, description = "No such job (`job-not-found`)"),
+        (status = 503, description = "The store does not answer"),
+    )
+)]
 /// Read-once: the credentials a job created (FTP passwords, mailbox initial
 /// passwords), for the contract system. A second call returns nothing; an
 /// unknown job is a 404. The hand-out is in the job's ops log.
@@ -566,13 +868,27 @@ async fn take_secrets(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
-    /// Read as text, so that any value out of range gets the same answer.
+    /// Page size, 1 to 1000 (50 by default).
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/rejections",
+    tag = "intake",
+    params(PageQuery),
+    security(("ops_token" = ["read"])),
+    responses(
+        (status = 200, description = "A page of refused submissions, newest first", body = Page<RejectionItem>),
+        (status = 400, description = "A bad `limit` or `cursor`"),
+        (status = 503, description = "The store does not answer"),
+    )
+)]
 /// Refused submissions, newest first (what was refused and why; the
 /// received bytes stay in the store).
 async fn rejections(State(st): State<AppState>, Query(q): Query<PageQuery>) -> Response {
@@ -587,32 +903,35 @@ async fn rejections(State(st): State<AppState>, Query(q): Query<PageQuery>) -> R
         Ok(r) => {
             let items: Vec<_> = r
                 .into_iter()
-                .map(|(id, r)| {
-                    json!({
-                        "id": id,
-                        "contract_id": r.contract_id,
-                        "revision": r.revision,
-                        "kind": r.kind,
-                        "reasons": r.reasons,
-                        "received_sha256": r.received_sha256,
-                        "received_size": r.received_size,
-                        "received_at": r.received_at,
-                    })
+                .map(|(id, r)| RejectionItem {
+                    id,
+                    contract_id: r.contract_id,
+                    revision: r.revision,
+                    kind: r.kind,
+                    reasons: r.reasons,
+                    received_sha256: r.received_sha256,
+                    received_size: r.received_size,
+                    received_at: r.received_at,
                 })
                 .collect();
-            page(items, limit, |v| v["id"].to_string())
+            page(items, limit, |v| v.id.to_string())
         }
         Err(e) => store_error(e),
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ContractsQuery {
+    /// Only this customer's contracts.
     customer: Option<String>,
+    /// Only contracts with a recorded resource for this domain.
     domain: Option<String>,
+    /// active, suspended or terminated (as the latest revision says).
     state: Option<String>,
-    /// Read as text, so that any value out of range gets the same answer.
+    /// Page size, 1 to 1000 (50 by default).
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -626,19 +945,31 @@ fn contract_state(c: &crate::contract::Contract) -> &'static str {
     }
 }
 
-fn contract_summary(rev: &super::store::StoredRevision) -> Option<serde_json::Value> {
+fn contract_summary(rev: &super::store::StoredRevision) -> Option<ContractSummary> {
     let c = crate::contract::Contract::from_json(&rev.payload).ok()?;
-    Some(json!({
-        "contract_id": rev.contract_id,
-        "revision": rev.revision,
-        "customer_id": c.customer.id,
-        "service": c.service.code(),
-        "state": contract_state(&c),
-        "domains": c.domains.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
-        "received_at": rev.received_at,
-    }))
+    Some(ContractSummary {
+        contract_id: rev.contract_id.clone(),
+        revision: rev.revision,
+        customer_id: c.customer.id.clone(),
+        service: c.service.code().to_string(),
+        state: contract_state(&c).to_string(),
+        domains: c.domains.iter().map(|d| d.name.to_string()).collect(),
+        received_at: rev.received_at,
+    })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/contracts",
+    tag = "contracts",
+    params(ContractsQuery),
+    security(("ops_token" = ["read"])),
+    responses(
+        (status = 200, description = "A page of contracts by id", body = Page<ContractSummary>),
+        (status = 400, description = "A bad `state`, `limit` or `cursor`"),
+        (status = 503, description = "The store does not answer"),
+    )
+)]
 /// Contracts (their latest revision), by id; filters: customer, a domain
 /// their recorded resources carry, state.
 async fn list_contracts(State(st): State<AppState>, Query(q): Query<ContractsQuery>) -> Response {
@@ -685,7 +1016,7 @@ async fn list_contracts(State(st): State<AppState>, Query(q): Query<ContractsQue
             let Some(v) = contract_summary(rev) else {
                 continue;
             };
-            if q.state.as_deref().is_none_or(|s| v["state"] == s) {
+            if q.state.as_deref().is_none_or(|s| v.state == s) {
                 items.push(v);
                 if items.len() == limit as usize {
                     break;
@@ -696,11 +1027,21 @@ async fn list_contracts(State(st): State<AppState>, Query(q): Query<ContractsQue
             break;
         }
     }
-    page(items, limit, |v| {
-        v["contract_id"].as_str().unwrap_or_default().to_string()
-    })
+    page(items, limit, |v| v.contract_id.clone())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/contracts/{id}",
+    tag = "contracts",
+    params(("id" = String, Path, description = "The contract's id")),
+    security(("ops_token" = ["read"])),
+    responses(
+        (status = 200, description = "The contract", body = ContractDetail),
+        (status = 404, description = "No such contract (`contract-not-found`)"),
+        (status = 503, description = "The store does not answer"),
+    )
+)]
 /// One contract: every revision, the resources recorded for it and where
 /// they live (adapter, spec, facts), and its latest billable state.
 async fn show_contract(State(st): State<AppState>, Path(id): Path<String>) -> Response {
@@ -718,55 +1059,61 @@ async fn show_contract(State(st): State<AppState>, Path(id): Path<String>) -> Re
         (Ok(r), Ok(b)) => (r, b),
         (Err(e), _) | (_, Err(e)) => return store_error(e),
     };
-    let latest = revisions.last().expect("not empty");
-    let mut v = contract_summary(latest).unwrap_or_else(|| json!({"contract_id": id}));
-    v["revisions"] = revisions
-        .iter()
-        .map(|r| {
-            let c = crate::contract::Contract::from_json(&r.payload).ok();
-            json!({
-                "revision": r.revision,
-                "received_at": r.received_at,
-                "state": c.as_ref().map(contract_state),
-            })
-        })
-        .collect();
-    v["contract"] = serde_json::from_slice(&latest.payload).unwrap_or(serde_json::Value::Null);
-    v["resources"] = serde_json::to_value(
-        resources
-            .iter()
-            .map(|r| {
-                json!({
-                    "kind": r.kind,
-                    "key": r.key,
-                    "adapter": r.adapter,
-                    "spec": r.spec,
-                    "facts": r.facts,
-                })
-            })
-            .collect::<Vec<_>>(),
-    )
-    .expect("serializes");
-    v["billable"] = serde_json::to_value(report).expect("serializes");
-    v["placement"] = match store.placement(&id).await {
-        Ok(p) => serde_json::to_value(p).expect("serializes"),
+    let placement = match store.placement(&id).await {
+        Ok(p) => p,
         Err(e) => return store_error(e),
     };
-    axum::Json(v).into_response()
+    let latest = revisions.last().expect("not empty");
+    let Some(summary) = contract_summary(latest) else {
+        // Stored payloads were verified and judged at intake.
+        return store_error(StoreError::Corrupt(format!(
+            "contract {id} revision {}: the stored contract does not parse",
+            latest.revision
+        )));
+    };
+    let detail = ContractDetail {
+        summary,
+        revisions: revisions
+            .iter()
+            .map(|r| RevisionItem {
+                revision: r.revision,
+                received_at: r.received_at,
+                state: crate::contract::Contract::from_json(&r.payload)
+                    .ok()
+                    .map(|c| contract_state(&c).to_string()),
+            })
+            .collect(),
+        contract: serde_json::from_slice(&latest.payload).unwrap_or(serde_json::Value::Null),
+        resources,
+        billable: report,
+        placement,
+    };
+    axum::Json(detail).into_response()
 }
 
 /// The fleet's web hosts: state, health, what is placed on each and what
-/// it can hold (`hostwright hosts list`).
+/// it can hold.
+#[utoipa::path(
+    get,
+    path = "/v1/hosts",
+    tag = "hosts",
+    security(("ops_token" = ["read"])),
+    responses(
+        (status = 200, description = "Every web host of the fleet", body = HostsAnswer),
+        (status = 404, description = "This engine has no [fleet] (`host-not-found`)"),
+        (status = 503, description = "The store does not answer"),
+    )
+)]
 async fn list_hosts(State(st): State<AppState>) -> Response {
     let Some(fleet) = &st.engine.fleet else {
         return no_fleet();
     };
     match fleet.views(&*st.engine.store).await {
-        Ok(hosts) => axum::Json(json!({
-            "group": super::fleet::WEB_GROUP,
-            "policy": fleet.config.policy,
-            "hosts": hosts,
-        }))
+        Ok(hosts) => axum::Json(HostsAnswer {
+            group: super::fleet::WEB_GROUP,
+            policy: fleet.config.policy,
+            hosts,
+        })
         .into_response(),
         Err(e) => store_error(e),
     }
@@ -780,6 +1127,19 @@ fn no_fleet() -> Response {
     .into_response()
 }
 
+/// Takes no new contracts on the host; its contracts stay.
+#[utoipa::path(
+    post,
+    path = "/v1/hosts/{name}/drain",
+    tag = "hosts",
+    params(("name" = String, Path, description = "The web host's name")),
+    security(("ops_token" = ["operate"])),
+    responses(
+        (status = 200, description = "The host's new state", body = HostStateAnswer),
+        (status = 404, description = "No such host, or no [fleet] (`host-not-found`)"),
+        (status = 503, description = "The store does not answer"),
+    )
+)]
 async fn drain_host(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -788,6 +1148,19 @@ async fn drain_host(
     set_host_state(st, caller, name, super::fleet::HostState::Draining).await
 }
 
+/// Takes new contracts on the host again.
+#[utoipa::path(
+    post,
+    path = "/v1/hosts/{name}/activate",
+    tag = "hosts",
+    params(("name" = String, Path, description = "The web host's name")),
+    security(("ops_token" = ["operate"])),
+    responses(
+        (status = 200, description = "The host's new state", body = HostStateAnswer),
+        (status = 404, description = "No such host, or no [fleet] (`host-not-found`)"),
+        (status = 503, description = "The store does not answer"),
+    )
+)]
 async fn activate_host(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -820,12 +1193,31 @@ async fn set_host_state(
     {
         Ok(()) => {
             tracing::info!(host = %name, state = state.as_str(), actor = %caller.actor, "web host state set");
-            axum::Json(json!({"host": name, "state": state})).into_response()
+            axum::Json(HostStateAnswer { host: name, state }).into_response()
         }
         Err(e) => store_error(e),
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/plan",
+    tag = "contracts",
+    security(("ops_token" = ["read"])),
+    request_body(
+        content = Object,
+        content_type = "application/json",
+        description = "A signed envelope, as for POST /v1/contracts"
+    ),
+    responses(
+        (status = 200, description = "The steps its job would run now", body = Vec<PlannedStep>),
+        (status = 400, description = "Not a readable envelope or contract (`malformed`)"),
+        (status = 409, description = "Older than the recorded revision (`stale-revision`)"),
+        (status = 413, description = "Larger than the envelope limit (`too-large`)"),
+        (status = 422, description = "Breaks the terms (`contract-refused`) or cannot be planned (`unplannable`)"),
+        (status = 503, description = "The store does not answer"),
+    )
+)]
 /// Plans a signed contract against the recorded state without applying it,
 /// judged exactly as intake would judge it: what intake would refuse is
 /// answered as intake would answer it.
@@ -854,15 +1246,31 @@ async fn plan(State(st): State<AppState>, req: axum::extract::Request) -> Respon
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// Only this actor's entries (`token:NAME`, `intake`, `anonymous`).
     actor: Option<String>,
+    /// Only entries about this job, contract or token.
     target: Option<String>,
-    /// Read as text, so that any value out of range gets the same answer.
+    /// Page size, 1 to 1000 (50 by default).
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    tag = "ops",
+    params(AuditQuery),
+    security(("ops_token" = ["read"])),
+    responses(
+        (status = 200, description = "A page of the audit log, newest first", body = Page<AuditEntry>),
+        (status = 400, description = "A bad `limit` or `cursor`"),
+        (status = 503, description = "The store does not answer"),
+    )
+)]
 /// The audit log, newest first, a page at a time: `next_cursor` fetches the
 /// next (older) page.
 async fn audit_log(State(st): State<AppState>, Query(q): Query<AuditQuery>) -> Response {
@@ -885,6 +1293,18 @@ async fn audit_log(State(st): State<AppState>, Query(q): Query<AuditQuery>) -> R
     }
 }
 
+/// Prometheus metrics (OpenMetrics text). Unauthenticated: keep it off the
+/// public network (docs/api.md).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses(
+        (status = 200, description = "The metrics",
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        (status = 503, description = "The store does not answer"),
+    )
+)]
 async fn metrics(State(st): State<AppState>) -> Response {
     match st.engine.store.stats().await {
         Ok(stats) => (
@@ -899,6 +1319,16 @@ async fn metrics(State(st): State<AppState>) -> Response {
     }
 }
 
+/// Ready when the store answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "`ready`", content_type = "text/plain; charset=utf-8", body = String),
+        (status = 503, description = "The store does not answer"),
+    )
+)]
 async fn ready(State(st): State<AppState>) -> Response {
     match st.engine.store.stats().await {
         Ok(_) => "ready".into_response(),
@@ -906,4 +1336,30 @@ async fn ready(State(st): State<AppState>) -> Response {
             Problem::new(Kind::Unavailable, format!("store unavailable: {e}")).into_response()
         }
     }
+}
+
+/// Alive (answers while the process runs).
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses((status = 200, description = "`ok`", content_type = "text/plain; charset=utf-8", body = String))
+)]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// This API's OpenAPI 3.1 document, generated from the routes (also
+/// `hostwright openapi`, and docs/openapi.json). No credential needed: it
+/// describes the API and holds nothing secret.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "health",
+    responses((status = 200, description = "The OpenAPI document", body = Object))
+)]
+async fn openapi_json() -> Response {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let doc = DOC.get_or_init(super::openapi::document);
+    ([(header::CONTENT_TYPE, "application/json")], doc.as_str()).into_response()
 }

@@ -54,6 +54,15 @@ pub struct Config {
     pub close: CloseConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// Webhooks per event (`[notify.job_failed]`, `[notify.job_recovered]`,
+    /// `[notify.contract_refused]`); none when absent.
+    #[serde(default)]
+    pub notify: BTreeMap<super::notify::Event, super::notify::EndpointConfig>,
+    /// The file and its text, kept so an `[adapters.*]` error found when
+    /// the adapters are built can name the line
+    /// ([`Config::adapter_error_at_line`]).
+    #[serde(skip)]
+    pub source: Option<(PathBuf, String)>,
 }
 
 /// `[close]`: when `serve` closes months for billing by itself.
@@ -353,8 +362,9 @@ impl Config {
         })?;
         let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: toml_one_line(&e),
         })?;
+        cfg.source = Some((path.to_path_buf(), text));
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve(base);
         cfg.validate().map_err(|message| ConfigError::Invalid {
@@ -362,6 +372,19 @@ impl Config {
             message,
         })?;
         Ok(cfg)
+    }
+
+    /// The `[adapters.*]` sections read again from the file's text with
+    /// each adapter's own type: the error with the file and its line, when
+    /// there is one (the parsed sections have no lines any more).
+    pub fn adapter_error_at_line(&self) -> Option<ConfigError> {
+        let (path, text) = self.source.as_ref()?;
+        super::adapters::check_sections(text)
+            .err()
+            .map(|e| ConfigError::Parse {
+                path: path.clone(),
+                message: toml_one_line(&e),
+            })
     }
 
     fn resolve(&mut self, base: &Path) {
@@ -388,6 +411,12 @@ impl Config {
         if let Some(b) = self.billing.as_mut() {
             abs(&mut b.secret_file);
             if let Some(ca) = b.ca_file.as_mut() {
+                abs(ca);
+            }
+        }
+        for hook in self.notify.values_mut() {
+            abs(&mut hook.secret_file);
+            if let Some(ca) = hook.ca_file.as_mut() {
                 abs(ca);
             }
         }
@@ -443,6 +472,10 @@ impl Config {
         if let Some(b) = &self.billing {
             hostwright_tls::check_url(&b.endpoint).map_err(|e| format!("billing.endpoint: {e}"))?;
         }
+        for (event, hook) in &self.notify {
+            hostwright_tls::check_url(&hook.url)
+                .map_err(|e| format!("notify.{}.url: {e}", event.as_str()))?;
+        }
         if self.api.auth_failures_per_minute == 0 || self.api.auth_failure_burst == 0 {
             return Err(
                 "api.auth_failures_per_minute and api.auth_failure_burst must be at least 1".into(),
@@ -458,6 +491,23 @@ impl Config {
             return Err("workers.retry.max_attempts must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+/// A TOML error on one line: where (`line N, column M`) and what, without
+/// the excerpt drawn under it (the CLI prints one line per error).
+pub fn toml_one_line(e: &toml::de::Error) -> String {
+    let text = e.to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default().to_string();
+    let what = lines
+        .filter(|l| !l.contains('|'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if what.is_empty() {
+        first
+    } else {
+        format!("{first}: {what}")
     }
 }
 

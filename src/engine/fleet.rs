@@ -62,7 +62,7 @@ fn default_health_timeout() -> u64 {
 }
 
 /// How a new contract's host is chosen among those with room.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
     /// The host with the least committed disk (then fewest accounts, then
@@ -75,7 +75,7 @@ pub enum Policy {
 }
 
 /// Whether a host takes new contracts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HostState {
     /// Takes new contracts.
@@ -274,7 +274,7 @@ pub enum PlacementError {
 
 /// A host as placement sees it: its config, its state (the store's
 /// override first), its health and what is placed on it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HostView {
     pub name: String,
     pub state: HostState,
@@ -286,7 +286,9 @@ pub struct HostView {
     pub capacity_accounts: u32,
     pub disk_committed_mb: u64,
     pub capacity_disk_mb: u64,
+    #[schema(value_type = String)]
     pub ipv4: Ipv4Addr,
+    #[schema(value_type = Option<String>)]
     pub ipv6: Option<Ipv6Addr>,
 }
 

@@ -32,7 +32,7 @@ pub enum Judgement {
 }
 
 /// The answer to one submitted contract, mapped to HTTP by the API.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum IntakeResult {
     /// 202: recorded and queued.
@@ -58,6 +58,8 @@ pub enum IntakeResult {
     Rejected {
         contract_id: String,
         revision: u32,
+        /// Each finding names its rule and the terms' article.
+        #[schema(value_type = Vec<Object>)]
         findings: Vec<Finding>,
     },
     /// 401: signature, key or envelope refused.
@@ -74,6 +76,23 @@ pub enum IntakeResult {
         retry_after_seconds: u64,
         error: String,
     },
+}
+
+impl IntakeResult {
+    /// The answer's `outcome` member (its kind), for metrics and logs.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            IntakeResult::Accepted { .. } => "accepted",
+            IntakeResult::Existing { .. } => "existing",
+            IntakeResult::Stale { .. } => "stale",
+            IntakeResult::Rejected { .. } => "rejected",
+            IntakeResult::Unauthorized { .. } => "unauthorized",
+            IntakeResult::Malformed { .. } => "malformed",
+            IntakeResult::TooLarge { .. } => "too_large",
+            IntakeResult::Busy { .. } => "busy",
+            IntakeResult::RateLimited { .. } => "rate_limited",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -419,15 +438,32 @@ impl Engine {
                 revision,
                 findings,
             } => {
+                let findings = serde_json::to_value(findings).expect("findings serialize");
                 self.reject(
                     Some(contract_id),
                     Some(*revision),
                     "rules",
-                    serde_json::to_value(findings).expect("findings serialize"),
+                    findings.clone(),
                     body,
                     now,
                 )
                 .await?;
+                // The same body refused again is the same refusal: one key.
+                let digest = {
+                    use sha2::Digest;
+                    hex::encode(sha2::Sha256::digest(body))
+                };
+                self.notify(self.notifier.event(
+                    super::notify::Event::ContractRefused,
+                    &format!("{contract_id}:{revision}:{}", &digest[..16]),
+                    serde_json::json!({
+                        "contract_id": contract_id,
+                        "revision": revision,
+                        "findings": findings,
+                        "received_sha256": digest,
+                    }),
+                ))
+                .await;
             }
             _ => {}
         }

@@ -1,6 +1,8 @@
-//! Prometheus metrics (`/metrics`): jobs by state (read from the store at
-//! scrape time, so every worker process reports the same truth), step duration
-//! histogram, retries, outbox backlog.
+//! Prometheus metrics (`/metrics`): jobs by state and the age of the oldest
+//! queued and failed job (read from the store at scrape time, so every
+//! worker process reports the same truth), build info, intake outcomes, job
+//! and step duration histograms, retries, outbox and notification backlogs,
+//! HTTP requests by route and status.
 
 use std::sync::Mutex;
 
@@ -36,6 +38,35 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    /// The route's pattern (`/v1/jobs/{id}`), never the raw path, so a
+    /// scan of made-up paths cannot grow the label set: `unmatched` then.
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+    pub profile: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyLabels {
+    pub event: String,
+    /// `delivered`, `retry` (transient failure), `refused` (the receiver
+    /// said no or its certificate was refused; retried slowly), `dropped`
+    /// (no endpoint configured any more), `lost` (could not be queued).
+    pub outcome: String,
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
     pub step_seconds: Family<StepLabels, Histogram>,
@@ -52,6 +83,18 @@ pub struct Metrics {
     pub auth_refusals: Family<ReasonLabels, Counter>,
     /// Submissions answered 429: their address was refused too often.
     pub intake_rate_limited: Counter,
+    /// Notifications by event and outcome.
+    pub notifications: Family<NotifyLabels, Counter>,
+    pub notify_backlog: Gauge,
+    /// Intake answers by outcome (`accepted`, `existing`, `rejected`,
+    /// `stale`, `unauthorized`, `malformed`, `too_large`, `busy`,
+    /// `rate_limited`).
+    pub intake_outcomes: Family<OutcomeLabels, Counter>,
+    /// A job run's time from claim to end, by how it ended.
+    pub job_seconds: Family<OutcomeLabels, Histogram>,
+    pub oldest_queued_age: Gauge,
+    pub oldest_failed_age: Gauge,
+    pub http_requests: Family<HttpLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -109,6 +152,64 @@ impl Metrics {
             "Contract submissions answered 429, unread and unrecorded, because their address was refused too often",
             intake_rate_limited.clone(),
         );
+        let notifications = Family::<NotifyLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Webhook notifications by event and outcome (delivered, retry, refused, dropped, lost)",
+            notifications.clone(),
+        );
+        let notify_backlog = Gauge::default();
+        registry.register(
+            "notify_backlog",
+            "Notifications not yet delivered",
+            notify_backlog.clone(),
+        );
+        let build = prometheus_client::metrics::info::Info::new(BuildLabels {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            profile: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            }
+            .to_string(),
+        });
+        registry.register(
+            "build",
+            "The running hostwright's version and build profile",
+            build,
+        );
+        let intake_outcomes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "intake_outcomes",
+            "Contract submissions by intake's answer",
+            intake_outcomes.clone(),
+        );
+        let job_seconds = Family::<OutcomeLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.05, 2.0, 14))
+        });
+        registry.register(
+            "job_duration_seconds",
+            "A job run's time from claim to end, by outcome (succeeded, failed)",
+            job_seconds.clone(),
+        );
+        let oldest_queued_age = Gauge::default();
+        registry.register(
+            "oldest_queued_job_age_seconds",
+            "Age of the oldest queued job (0: none queued)",
+            oldest_queued_age.clone(),
+        );
+        let oldest_failed_age = Gauge::default();
+        registry.register(
+            "oldest_failed_job_age_seconds",
+            "How long the job failed longest ago has been failed (0: none failed)",
+            oldest_failed_age.clone(),
+        );
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "API requests by method, route pattern and status",
+            http_requests.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             step_seconds,
@@ -119,7 +220,49 @@ impl Metrics {
             intake_rejudged,
             auth_refusals,
             intake_rate_limited,
+            notifications,
+            notify_backlog,
+            intake_outcomes,
+            job_seconds,
+            oldest_queued_age,
+            oldest_failed_age,
+            http_requests,
         }
+    }
+
+    pub fn intake_outcome(&self, outcome: &str) {
+        self.intake_outcomes
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn job_ended(&self, state: &str, took: std::time::Duration) {
+        self.job_seconds
+            .get_or_create(&OutcomeLabels {
+                outcome: state.to_string(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn http_request(&self, method: &str, route: &str, status: u16) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                method: method.to_string(),
+                route: route.to_string(),
+                status,
+            })
+            .inc();
+    }
+
+    pub fn notification(&self, event: &str, outcome: &str) {
+        self.notifications
+            .get_or_create(&NotifyLabels {
+                event: event.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     pub fn auth_refused(&self, reason: &str) {
@@ -145,6 +288,11 @@ impl Metrics {
                 .set(n as i64);
         }
         self.outbox_backlog.set(stats.outbox_backlog as i64);
+        self.notify_backlog.set(stats.notify_backlog as i64);
+        let now = chrono::Utc::now().timestamp_millis();
+        let age = |at: Option<i64>| at.map_or(0, |t| (now - t).max(0) / 1000);
+        self.oldest_queued_age.set(age(stats.oldest_queued_at));
+        self.oldest_failed_age.set(age(stats.oldest_failed_at));
         let mut out = String::new();
         let registry = self.registry.lock().expect("metrics registry poisoned");
         encode(&mut out, &registry).expect("writing to a String cannot fail");

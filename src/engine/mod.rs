@@ -18,6 +18,8 @@ pub mod fleet;
 pub mod guard;
 pub mod intake;
 pub mod metrics;
+pub mod notify;
+pub mod openapi;
 pub mod outbox;
 pub mod plan;
 pub mod playbook;
@@ -60,6 +62,11 @@ pub struct Engine {
     pub wake: Notify,
     /// Wakes the outbox reporter when a job ended with a report.
     pub report_wake: Notify,
+    /// The events that have a webhook (`[notify.<event>]`): only these are
+    /// queued.
+    pub notifier: notify::Notifier,
+    /// Wakes the notifier when an event was queued.
+    pub notify_wake: Notify,
 }
 
 /// Why a job could not be planned.
@@ -80,6 +87,21 @@ impl Engine {
 
     pub fn wake_reporter(&self) {
         self.report_wake.notify_one();
+    }
+
+    /// Queues a notification outside any other write (a refused contract:
+    /// the refusal is recorded just before). Never fails the caller: a
+    /// notification that cannot be queued is logged and counted.
+    pub(crate) async fn notify(&self, n: Option<store::NewNotification>) {
+        let Some(n) = n else { return };
+        let event = n.event.clone();
+        match self.store.enqueue_notification(n).await {
+            Ok(()) => self.notify_wake.notify_one(),
+            Err(e) => {
+                self.metrics.notification(&event, "lost");
+                tracing::warn!(event = %event, error = %e, "queueing a notification failed");
+            }
+        }
     }
 
     /// Plans a contract revision against what is recorded for it now,

@@ -2,7 +2,8 @@
 //! outbox (written in the same transaction as the job's end) and the reporter
 //! that delivers it, retrying until billing acknowledges. Each report carries
 //! an idempotency key, so a report delivered twice (acknowledgement lost) is
-//! recorded once by billing.
+//! recorded once by billing. Notifications (`notify.rs`) go out the same
+//! way from their own table ([`run_notifier`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,6 +175,66 @@ pub async fn run_reporter(
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 _ = engine.report_wake.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+}
+
+/// Delivers due notifications (webhooks, `notify.rs`) until `shutdown`:
+/// the same outbox discipline as billing reports — at least once, the same
+/// idempotency key on every delivery, spaced by [`backoff`].
+pub async fn run_notifier(
+    engine: Arc<Engine>,
+    hooks: Arc<super::notify::Webhooks>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let due = match engine.store.notifications_due(64).await {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "reading the notifications failed");
+                Vec::new()
+            }
+        };
+        for item in &due {
+            match hooks.deliver(item).await {
+                Ok(sent) => {
+                    engine
+                        .metrics
+                        .notification(&item.event, if sent { "delivered" } else { "dropped" });
+                    if sent {
+                        info!(event = %item.event, key = %item.idempotency_key, "notification delivered");
+                    } else {
+                        warn!(event = %item.event, key = %item.idempotency_key, "no endpoint is configured for this event any more; notification dropped");
+                    }
+                    if let Err(e) = engine.store.notification_delivered(item.id).await {
+                        warn!(error = %e, "recording a delivery failed; it will be sent again (same key)");
+                    }
+                }
+                Err(e) => {
+                    engine
+                        .metrics
+                        .notification(&item.event, if e.transient { "retry" } else { "refused" });
+                    let after = backoff(item.attempts, e.transient);
+                    warn!(event = %item.event, key = %item.idempotency_key, error = %e, retry_in_s = after.as_secs(), "notification delivery failed");
+                    if let Err(e) = engine
+                        .store
+                        .notification_retry_later(item.id, &e.to_string(), after)
+                        .await
+                    {
+                        warn!(error = %e, "recording a delivery failure failed");
+                    }
+                }
+            }
+        }
+        if due.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = engine.notify_wake.notified() => {}
                 _ = shutdown.changed() => {}
             }
         }

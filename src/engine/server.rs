@@ -34,6 +34,8 @@ pub enum StartError {
     Store(#[from] super::store::StoreError),
     #[error(transparent)]
     Adapter(#[from] super::adapters::AdapterConfigError),
+    #[error(transparent)]
+    Config(#[from] super::config::ConfigError),
     #[error("playbook {0}")]
     Playbook(#[from] super::playbook::PlaybookError),
     #[error("catalog: {0}")]
@@ -109,10 +111,13 @@ pub fn private_dir(dir: &Path) -> Result<(), StartError> {
 
 /// The adapters named in `[adapters.*]` (see [`super::adapters::registry`]).
 pub async fn build_registry(cfg: &Config) -> Result<(Registry, Option<Script>), StartError> {
-    Ok(super::adapters::registry(
-        &cfg.adapters,
-        cfg.fleet.as_ref(),
-    )?)
+    super::adapters::registry(&cfg.adapters, cfg.fleet.as_ref()).map_err(|e| {
+        match cfg.adapter_error_at_line() {
+            // The same refusal, with the file and line.
+            Some(at_line) => StartError::Config(at_line),
+            None => StartError::Adapter(e),
+        }
+    })
 }
 
 /// The catalog the config names, or the built-in one.
@@ -150,6 +155,8 @@ pub async fn build(cfg: &Config) -> Result<Arc<Engine>, StartError> {
         refusals: super::guard::RefusalLimiter::new(cfg.intake.refusal_budget()),
         wake: Notify::new(),
         report_wake: Notify::new(),
+        notifier: super::notify::Notifier::new(cfg.notify.keys().copied()),
+        notify_wake: Notify::new(),
     });
     adopt_legacy_claims(&engine).await?;
     if let Some(fleet) = &engine.fleet {
@@ -263,6 +270,12 @@ pub fn authenticator(cfg: &Config) -> Result<Arc<Authenticator>, StartError> {
 
 /// Runs API, workers and reporter until a termination signal.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    // Webhook secrets and CA files are read before anything starts.
+    let hooks = if cfg.notify.is_empty() {
+        None
+    } else {
+        Some(Arc::new(super::notify::Webhooks::new(&cfg.notify)?))
+    };
     let engine = build(&cfg).await?;
     let auth = authenticator(&cfg)?;
     let sink: Option<Arc<dyn outbox::ReportSink>> = match &cfg.billing {
@@ -295,6 +308,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let reporter =
         sink.map(|s| tokio::spawn(outbox::run_reporter(engine.clone(), s, shutdown_rx.clone())));
+    let notifier = hooks.map(|h| {
+        let events: Vec<&str> = h.events().map(|e| e.as_str()).collect();
+        info!(events = ?events, "webhook notifications on");
+        tokio::spawn(outbox::run_notifier(engine.clone(), h, shutdown_rx.clone()))
+    });
     let closer = if cfg.close.enabled {
         Some(tokio::spawn(run_close_schedule(
             engine.clone(),
@@ -356,6 +374,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     if let Some(r) = reporter {
         let _ = r.await;
+    }
+    if let Some(n) = notifier {
+        let _ = n.await;
     }
     if let Some(c) = closer {
         let _ = c.await;

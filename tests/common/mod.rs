@@ -128,7 +128,17 @@ pub fn secrets_key_for(url: &str) -> PathBuf {
 
 /// An engine over `store_url` whose adapters are scripted stand-ins.
 pub async fn engine(store_url: &str, script: &Script, settings: WorkerSettings) -> Arc<Engine> {
-    engine_with_fleet(store_url, script, settings, None).await
+    engine_full(store_url, script, settings, Default::default(), None).await
+}
+
+/// [`engine`] that queues the `notifier`'s events.
+pub async fn engine_notifying(
+    store_url: &str,
+    script: &Script,
+    settings: WorkerSettings,
+    notifier: hostwright::engine::notify::Notifier,
+) -> Arc<Engine> {
+    engine_full(store_url, script, settings, notifier, None).await
 }
 
 /// As [`engine`], with a fleet of web hosts whose adapters are scripted
@@ -137,6 +147,18 @@ pub async fn engine_with_fleet(
     store_url: &str,
     script: &Script,
     settings: WorkerSettings,
+    fleet: Option<hostwright::engine::fleet::FleetConfig>,
+) -> Arc<Engine> {
+    engine_full(store_url, script, settings, Default::default(), fleet).await
+}
+
+/// An engine over `store_url` with scripted stand-ins, a notifier and,
+/// when given, a fleet.
+pub async fn engine_full(
+    store_url: &str,
+    script: &Script,
+    settings: WorkerSettings,
+    notifier: hostwright::engine::notify::Notifier,
     fleet: Option<hostwright::engine::fleet::FleetConfig>,
 ) -> Arc<Engine> {
     let store: Arc<dyn Store> = server::open_store(store_url, 8, &secrets_key_for(store_url))
@@ -167,6 +189,8 @@ pub async fn engine_with_fleet(
         refusals: Default::default(),
         wake: Notify::new(),
         report_wake: Notify::new(),
+        notifier,
+        notify_wake: Notify::new(),
     })
 }
 

@@ -343,3 +343,29 @@ fn signing_key_files() {
     // Two generated keys differ.
     assert_ne!(generate_key().to_bytes(), generate_key().to_bytes());
 }
+
+#[test]
+fn a_bad_signing_key_file_is_named_as_a_signing_key() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.key");
+    std::fs::write(&bad, "not a key").unwrap();
+    let e = read_signing_key(&bad).unwrap_err().to_string();
+    assert!(e.starts_with("signing key: "), "{e}");
+    assert!(!e.contains("trusted"), "{e}");
+    let short = dir.path().join("short.key");
+    std::fs::write(
+        &short,
+        base64::engine::general_purpose::STANDARD.encode([1u8; 8]),
+    )
+    .unwrap();
+    let e = read_signing_key(&short).unwrap_err().to_string();
+    assert!(
+        e.starts_with("signing key: ") && e.contains("32-byte"),
+        "{e}"
+    );
+    let e = read_signing_key(&dir.path().join("missing.key"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("signing key: "), "{e}");
+}

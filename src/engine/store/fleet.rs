@@ -12,7 +12,7 @@ use super::Result;
 use crate::engine::fleet::HostState;
 
 /// A contract's web host and the disk it commits there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Placement {
     pub contract_id: String,
     pub host: String,

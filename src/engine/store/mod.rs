@@ -76,7 +76,7 @@ pub use ops::OpsStore;
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// State of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Queued,
@@ -129,7 +129,7 @@ impl std::fmt::Display for JobState {
 }
 
 /// State of one step of a job's plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepState {
     Pending,
@@ -159,7 +159,7 @@ impl StepState {
 }
 
 /// What a step does to its resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Create,
@@ -183,12 +183,14 @@ impl Action {
 
 /// One step of a plan, as stored with the job. `resource.spec` is the desired
 /// spec for create/update/suspend/resume and the last recorded spec for delete.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PlannedStep {
     /// Stable id within the job, e.g. `create:vhost:example.jp`.
     pub id: String,
     pub adapter: String,
     pub action: Action,
+    /// The resource (`kind`, `key`, `spec`) as its adapter's typed spec.
+    #[schema(value_type = Object)]
     pub resource: hostwright_adapter::Resource,
     /// Ids of the steps of this plan that must succeed before this one starts
     /// (the playbook's `after`, reversed for deletions; every deletion before
@@ -384,7 +386,7 @@ pub struct ClaimedJob {
 }
 
 /// A step of a stored plan with its progress.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepRecord {
     pub index: u32,
     pub step: PlannedStep,
@@ -396,7 +398,7 @@ pub struct StepRecord {
 }
 
 /// How one attempt of a step ended (the journal).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
     Succeeded,
@@ -428,7 +430,7 @@ impl AttemptOutcome {
 }
 
 /// One journaled attempt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     pub step_index: u32,
     pub attempt: u32,
@@ -442,7 +444,7 @@ pub struct AttemptRecord {
 
 /// The recorded state of a contract's resource, as the last successful step
 /// left it. The planner diffs desired resources against these.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecordedResource {
     pub kind: String,
     pub key: String,
@@ -470,11 +472,38 @@ pub enum JobEnd {
         /// claims and its remaining resources'): its claims of this or an
         /// older revision outside these are released.
         keep: Claims,
+        /// Notifications (a job that succeeded after failing), queued in
+        /// the same transaction.
+        notify: Vec<NewNotification>,
     },
     Failed {
         step_index: Option<u32>,
         error: String,
+        /// Notifications announcing the failure (`notify`), queued in the
+        /// same transaction.
+        notify: Vec<NewNotification>,
     },
+}
+
+/// A webhook event to queue (`notify.rs` builds it; the table is the
+/// notifier's outbox, migration 0008).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewNotification {
+    /// Unique: an event is queued once, and sent with this key every time.
+    pub idempotency_key: String,
+    /// The event's name (`job_failed`, ...): picks the endpoint.
+    pub event: String,
+    pub body: Vec<u8>,
+}
+
+/// A notification waiting for delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotificationItem {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub event: String,
+    pub body: Vec<u8>,
+    pub attempts: u32,
 }
 
 /// A report waiting in the outbox.
@@ -530,7 +559,7 @@ pub struct JobFilter {
 /// `limit`, naming this number; the stores never return more).
 pub const MAX_LIST_JOBS: u32 = 1_000;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobSummary {
     pub job_id: String,
     pub contract_id: String,
@@ -543,14 +572,14 @@ pub struct JobSummary {
     pub steps_done: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OpsEvent {
     pub action: String,
     pub actor: String,
     pub at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobDetail {
     pub summary: JobSummary,
     pub lease_owner: Option<String>,
@@ -565,6 +594,25 @@ pub struct JobDetail {
 pub struct StoreStats {
     pub jobs_by_state: BTreeMap<String, u64>,
     pub outbox_backlog: u64,
+    /// Notifications not yet delivered.
+    pub notify_backlog: u64,
+    /// When the oldest queued job was created (unix ms).
+    pub oldest_queued_at: Option<i64>,
+    /// When the job failed longest ago last changed (unix ms).
+    pub oldest_failed_at: Option<i64>,
+}
+
+impl StoreStats {
+    /// Fills the ages from [`queries::OLDEST_WAITING`]'s rows.
+    pub(crate) fn set_oldest(&mut self, rows: impl IntoIterator<Item = (String, i64, i64)>) {
+        for (state, created, updated) in rows {
+            match state.as_str() {
+                "queued" => self.oldest_queued_at = Some(created),
+                "failed" => self.oldest_failed_at = Some(updated),
+                _ => {}
+            }
+        }
+    }
 }
 
 /// What a successful attempt leaves to record, all in one transaction.
@@ -729,6 +777,15 @@ pub trait Store: OpsStore + fleet::FleetStore + Send + Sync + 'static {
     async fn outbox_due(&self, limit: u32) -> Result<Vec<OutboxItem>>;
     async fn outbox_delivered(&self, id: i64) -> Result<()>;
     async fn outbox_retry_later(&self, id: i64, error: &str, after: Duration) -> Result<()>;
+
+    // --- notifications --------------------------------------------------------
+
+    /// Queues a notification; a key queued before is left as it is.
+    async fn enqueue_notification(&self, n: NewNotification) -> Result<()>;
+    /// Notifications due for delivery, oldest first.
+    async fn notifications_due(&self, limit: u32) -> Result<Vec<NotificationItem>>;
+    async fn notification_delivered(&self, id: i64) -> Result<()>;
+    async fn notification_retry_later(&self, id: i64, error: &str, after: Duration) -> Result<()>;
 
     // --- the monthly close --------------------------------------------------
 

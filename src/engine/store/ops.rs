@@ -35,7 +35,7 @@ pub struct TokenRecord {
 }
 
 /// One line of the audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Increasing; the paging cursor.
     pub id: i64,
@@ -85,6 +85,9 @@ pub struct JobsPage {
     pub contract_id: Option<String>,
     pub after: Option<(i64, String)>,
     pub limit: u32,
+    /// Only these jobs (none: any). `jobs rerun --wait` polls its jobs
+    /// with one request.
+    pub ids: Vec<String>,
 }
 
 /// A page of the latest revisions of contracts, by contract id.
@@ -98,7 +101,7 @@ pub struct ContractsPage {
 }
 
 /// The newest billable-state report of a contract.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LatestReport {
     pub report: serde_json::Value,
     pub created_at: DateTime<Utc>,

@@ -550,6 +550,11 @@ pub const DELETE_SECRETS: &str = "DELETE FROM secrets WHERE job_id = $1";
 
 pub const JOBS_BY_STATE: &str = "SELECT state, COUNT(*) FROM jobs GROUP BY state";
 
+/// The oldest queued job's creation and the longest-failed job's failure
+/// (its last update), for the age metrics.
+pub const OLDEST_WAITING: &str = "SELECT state, MIN(created_at), MIN(updated_at) FROM jobs \
+     WHERE state IN ('queued', 'failed') GROUP BY state";
+
 pub const OUTBOX_BACKLOG: &str = "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL";
 
 // --- outbox ----------------------------------------------------------------------
@@ -563,6 +568,25 @@ pub const OUTBOX_DELIVERED: &str = "UPDATE outbox SET delivered_at = {now}, atte
 /// `$1` error, `$2` delay ms, `$3` id.
 pub const OUTBOX_RETRY_LATER: &str = "UPDATE outbox SET attempts = attempts + 1, last_error = $1, \
      next_attempt_at = {now} + $2 WHERE id = $3";
+
+// --- notifications (webhooks) ------------------------------------------------------
+
+/// `$1` idempotency key, `$2` event, `$3` body: queued once per key.
+pub const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (idempotency_key, event, body, created_at, next_attempt_at) \
+     VALUES ($1, $2, $3, {now}, {now}) ON CONFLICT (idempotency_key) DO NOTHING";
+
+pub const NOTIFICATIONS_DUE: &str = "SELECT id, idempotency_key, event, body, attempts FROM notifications \
+     WHERE delivered_at IS NULL AND next_attempt_at <= {now} ORDER BY id LIMIT $1";
+
+pub const NOTIFICATION_DELIVERED: &str = "UPDATE notifications SET delivered_at = {now}, \
+     attempts = attempts + 1, last_error = NULL WHERE id = $1";
+
+/// `$1` error, `$2` delay ms, `$3` id.
+pub const NOTIFICATION_RETRY_LATER: &str = "UPDATE notifications SET attempts = attempts + 1, \
+     last_error = $1, next_attempt_at = {now} + $2 WHERE id = $3";
+
+pub const NOTIFICATIONS_BACKLOG: &str =
+    "SELECT COUNT(*) FROM notifications WHERE delivered_at IS NULL";
 
 // --- the monthly close -------------------------------------------------------------
 
@@ -650,6 +674,7 @@ pub fn jobs_page() -> String {
     format!(
         "{SUMMARY_SELECT} WHERE ($1 = '' OR j.state = $1) AND ($2 = '' OR j.contract_id = $2) \
          AND ($3 = 0 OR j.created_at < $4 OR (j.created_at = $4 AND j.id < $5)) \
+         AND ($7 = '' OR (',' || $7 || ',') LIKE ('%,' || j.id || ',%')) \
          ORDER BY j.created_at DESC, j.id DESC LIMIT $6"
     )
 }
@@ -750,6 +775,10 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         include_str!("../../../migrations/sqlite/0006_rejection_digest.sql"),
     ),
     (
+        8,
+        include_str!("../../../migrations/sqlite/0008_notifications.sql"),
+    ),
+    (
         10,
         include_str!("../../../migrations/sqlite/0010_fleet.sql"),
     ),
@@ -778,6 +807,10 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
         6,
         include_str!("../../../migrations/postgres/0006_rejection_digest.sql"),
+    ),
+    (
+        8,
+        include_str!("../../../migrations/postgres/0008_notifications.sql"),
     ),
     (
         10,

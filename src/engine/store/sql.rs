@@ -1059,11 +1059,12 @@ impl Store for SqlStore {
     }
 
     async fn finish_job(&self, job_id: &str, worker: &str, end: JobEnd) -> Result<()> {
-        let (step_index, error) = match end {
+        let (step_index, error, notify) = match end {
             JobEnd::Succeeded {
                 result,
                 outbox,
                 keep,
+                notify,
             } => {
                 let keep_names: Vec<String> = keep
                     .names
@@ -1071,7 +1072,7 @@ impl Store for SqlStore {
                     .map(|c| format!("{} {}", c.space.as_str(), c.name))
                     .collect();
                 let keep_domains: Vec<&str> = keep.domains.iter().map(String::as_str).collect();
-                let matched: i64 = sqlx::query(pg(q::PG_JOB_SUCCEEDED))
+                let query = sqlx::query(pg(q::PG_JOB_SUCCEEDED))
                     .bind(json_text(&result))
                     .bind(job_id)
                     .bind(worker)
@@ -1079,20 +1080,33 @@ impl Store for SqlStore {
                     .bind(&outbox.contract_id)
                     .bind(&outbox.body)
                     .bind(keep_names)
-                    .bind(keep_domains)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(db)?
-                    .get(0);
-                if matched != 1 {
-                    let mut conn = self.pool.acquire().await.map_err(db)?;
-                    return Err(lease_error(&mut conn, job_id).await);
+                    .bind(keep_domains);
+                if notify.is_empty() {
+                    // The common case stays one statement.
+                    let matched: i64 = query.fetch_one(&self.pool).await.map_err(db)?.get(0);
+                    if matched != 1 {
+                        let mut conn = self.pool.acquire().await.map_err(db)?;
+                        return Err(lease_error(&mut conn, job_id).await);
+                    }
+                    return Ok(());
                 }
+                let mut tx = self.begin().await?;
+                let matched: i64 = query.fetch_one(&mut *tx).await.map_err(db)?.get(0);
+                if matched != 1 {
+                    return Err(lease_error(&mut tx, job_id).await);
+                }
+                insert_notifications(&mut tx, &notify).await?;
+                tx.commit().await.map_err(db)?;
                 return Ok(());
             }
-            JobEnd::Failed { step_index, error } => (step_index, error),
+            JobEnd::Failed {
+                step_index,
+                error,
+                notify,
+            } => (step_index, error, notify),
         };
         let mut tx = self.begin().await?;
+        insert_notifications(&mut tx, &notify).await?;
         let res = sqlx::query(pg(q::JOB_FAILED))
             .bind(error)
             .bind(step_index.map(i64::from))
@@ -1316,13 +1330,32 @@ impl Store for SqlStore {
             .await
             .map_err(db)?
             .get(0);
-        Ok(StoreStats {
+        let notify: i64 = sqlx::query(q::NOTIFICATIONS_BACKLOG)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?
+            .get(0);
+        let oldest = sqlx::query(q::OLDEST_WAITING)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut stats = StoreStats {
             jobs_by_state: rows
                 .iter()
                 .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1) as u64))
                 .collect(),
             outbox_backlog: backlog as u64,
-        })
+            notify_backlog: notify as u64,
+            ..StoreStats::default()
+        };
+        stats.set_oldest(oldest.iter().map(|r| {
+            (
+                r.get::<String, _>(0),
+                r.get::<i64, _>(1),
+                r.get::<i64, _>(2),
+            )
+        }));
+        Ok(stats)
     }
 
     async fn outbox_due(&self, limit: u32) -> Result<Vec<OutboxItem>> {
@@ -1354,6 +1387,55 @@ impl Store for SqlStore {
 
     async fn outbox_retry_later(&self, id: i64, error: &str, after: Duration) -> Result<()> {
         sqlx::query(pg(q::OUTBOX_RETRY_LATER))
+            .bind(error)
+            .bind(after.as_millis() as i64)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn enqueue_notification(&self, n: NewNotification) -> Result<()> {
+        sqlx::query(pg(q::INSERT_NOTIFICATION))
+            .bind(&n.idempotency_key)
+            .bind(&n.event)
+            .bind(&n.body)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn notifications_due(&self, limit: u32) -> Result<Vec<NotificationItem>> {
+        let rows = sqlx::query(pg(q::NOTIFICATIONS_DUE))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| NotificationItem {
+                id: r.get(0),
+                idempotency_key: r.get(1),
+                event: r.get(2),
+                body: r.get(3),
+                attempts: r.get::<i64, _>(4) as u32,
+            })
+            .collect())
+    }
+
+    async fn notification_delivered(&self, id: i64) -> Result<()> {
+        sqlx::query(pg(q::NOTIFICATION_DELIVERED))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn notification_retry_later(&self, id: i64, error: &str, after: Duration) -> Result<()> {
+        sqlx::query(pg(q::NOTIFICATION_RETRY_LATER))
             .bind(error)
             .bind(after.as_millis() as i64)
             .bind(id)
@@ -1446,3 +1528,20 @@ fn closed_statement(r: &PgRow) -> Result<ClosedStatement> {
 
 mod fleet;
 mod ops;
+
+/// Queues notifications in the transaction of what they announce.
+async fn insert_notifications(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    notify: &[NewNotification],
+) -> Result<()> {
+    for n in notify {
+        sqlx::query(pg(q::INSERT_NOTIFICATION))
+            .bind(&n.idempotency_key)
+            .bind(&n.event)
+            .bind(&n.body)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
+}

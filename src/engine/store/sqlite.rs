@@ -1217,15 +1217,27 @@ impl Store for SqliteStore {
 
     async fn finish_job(&self, job_id: &str, worker: &str, end: JobEnd) -> Result<()> {
         let (job_id, worker) = (job_id.to_string(), worker.to_string());
-        let end = match end {
+        let (end, notify) = match end {
             JobEnd::Succeeded {
                 result,
                 outbox,
                 keep,
-            } => Ok((json_text(&result), outbox, keep)),
-            JobEnd::Failed { step_index, error } => Err((step_index, error)),
+                notify,
+            } => (Ok((json_text(&result), outbox, keep)), notify),
+            JobEnd::Failed {
+                step_index,
+                error,
+                notify,
+            } => (Err((step_index, error)), notify),
         };
         self.write(move |conn| {
+            for n in &notify {
+                exec(
+                    conn,
+                    q::INSERT_NOTIFICATION,
+                    params![n.idempotency_key, n.event, n.body],
+                )?;
+            }
             match &end {
                 Ok((result, outbox, keep)) => {
                     let revision: i64 = stmt(conn, q::JOB_SUCCEEDED)?
@@ -1411,10 +1423,20 @@ impl Store for SqliteStore {
             let backlog: i64 = stmt(conn, q::OUTBOX_BACKLOG)?
                 .query_row([], |r| r.get(0))
                 .map_err(db)?;
-            Ok(StoreStats {
+            let notify: i64 = stmt(conn, q::NOTIFICATIONS_BACKLOG)?
+                .query_row([], |r| r.get(0))
+                .map_err(db)?;
+            let oldest = rows(conn, q::OLDEST_WAITING, [], |r| {
+                Ok((get::<String>(r, 0)?, get::<i64>(r, 1)?, get::<i64>(r, 2)?))
+            })?;
+            let mut stats = StoreStats {
                 jobs_by_state,
                 outbox_backlog: backlog as u64,
-            })
+                notify_backlog: notify as u64,
+                ..StoreStats::default()
+            };
+            stats.set_oldest(oldest);
+            Ok(stats)
         })
         .await
     }
@@ -1444,6 +1466,47 @@ impl Store for SqliteStore {
         let ms = after.as_millis() as i64;
         self.write(move |conn| exec(conn, q::OUTBOX_RETRY_LATER, params![error, ms, id]).map(drop))
             .await
+    }
+
+    async fn enqueue_notification(&self, n: NewNotification) -> Result<()> {
+        self.write(move |conn| {
+            exec(
+                conn,
+                q::INSERT_NOTIFICATION,
+                params![n.idempotency_key, n.event, n.body],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn notifications_due(&self, limit: u32) -> Result<Vec<NotificationItem>> {
+        self.read(move |conn| {
+            rows(conn, q::NOTIFICATIONS_DUE, [i64::from(limit)], |r| {
+                Ok(NotificationItem {
+                    id: get(r, 0)?,
+                    idempotency_key: get(r, 1)?,
+                    event: get(r, 2)?,
+                    body: get(r, 3)?,
+                    attempts: get::<i64>(r, 4)? as u32,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn notification_delivered(&self, id: i64) -> Result<()> {
+        self.write(move |conn| exec(conn, q::NOTIFICATION_DELIVERED, [id]).map(drop))
+            .await
+    }
+
+    async fn notification_retry_later(&self, id: i64, error: &str, after: Duration) -> Result<()> {
+        let error = error.to_string();
+        let ms = after.as_millis() as i64;
+        self.write(move |conn| {
+            exec(conn, q::NOTIFICATION_RETRY_LATER, params![error, ms, id]).map(drop)
+        })
+        .await
     }
 
     async fn contract_ids(&self) -> Result<Vec<String>> {

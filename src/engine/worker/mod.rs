@@ -46,9 +46,10 @@ use tokio::sync::watch;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::Engine;
+use super::notify::Event;
 use super::store::{
-    AttemptOutcome, ClaimedJob, JobEnd, RecordedResource, ResourceChange, StepRecord, StepState,
-    StoreError,
+    AttemptOutcome, ClaimedJob, JobEnd, JobState, NewNotification, RecordedResource,
+    ResourceChange, StepRecord, StepState, StoreError,
 };
 use crate::contract::Contract;
 use schedule::{Sched, Slot, dependencies, owned_names, roots};
@@ -147,6 +148,7 @@ async fn run_job(
             }
         }
     };
+    let started = std::time::Instant::now();
     let work = async {
         let res = drive(engine, worker, job, shutdown, hard_stop, &lost_rx).await;
         let _ = done_tx.send(true);
@@ -154,7 +156,9 @@ async fn run_job(
     };
     let (res, ()) = tokio::join!(work, heartbeat);
     match res {
-        Ok(()) => {}
+        // This run's time, from claim to end (a resumed job's earlier runs
+        // are their own).
+        Ok(state) => engine.metrics.job_ended(state.as_str(), started.elapsed()),
         Err(Interrupted::Released) => info!("job released at shutdown"),
         Err(Interrupted::LeaseLost) => warn!("lease lost or job cancelled; leaving the job"),
         Err(Interrupted::Store(e)) => {
@@ -170,7 +174,7 @@ async fn drive(
     shutdown: &watch::Receiver<bool>,
     hard_stop: &watch::Receiver<bool>,
     lost: &watch::Receiver<bool>,
-) -> Result<(), Interrupted> {
+) -> Result<JobState, Interrupted> {
     let store = &engine.store;
     // The job's contract, parsed once for its plan and its report.
     let contract = match Contract::from_json(&job.payload) {
@@ -181,13 +185,15 @@ async fn drive(
                 .finish_job(
                     &job.job_id,
                     worker,
-                    JobEnd::Failed {
-                        step_index: None,
-                        error: format!("the recorded contract does not parse: {e}"),
-                    },
+                    failed(
+                        engine,
+                        &job,
+                        None,
+                        format!("the recorded contract does not parse: {e}"),
+                    ),
                 )
                 .await?;
-            return Ok(());
+            return Ok(JobState::Failed);
         }
     };
     // The contract's resources as this run's steps leave them, when this run
@@ -213,13 +219,10 @@ async fn drive(
                             .finish_job(
                                 &job.job_id,
                                 worker,
-                                JobEnd::Failed {
-                                    step_index: None,
-                                    error: format!("planning refused: {e}"),
-                                },
+                                failed(engine, &job, None, format!("planning refused: {e}")),
                             )
                             .await?;
-                        return Ok(());
+                        return Ok(JobState::Failed);
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -250,13 +253,10 @@ async fn drive(
                     .finish_job(
                         &job.job_id,
                         worker,
-                        JobEnd::Failed {
-                            step_index: None,
-                            error: format!("planning failed: {e}"),
-                        },
+                        failed(engine, &job, None, format!("planning failed: {e}")),
                     )
                     .await?;
-                return Ok(());
+                return Ok(JobState::Failed);
             }
         },
     };
@@ -268,13 +268,10 @@ async fn drive(
                 .finish_job(
                     &job.job_id,
                     worker,
-                    JobEnd::Failed {
-                        step_index: None,
-                        error: e.to_string(),
-                    },
+                    failed(engine, &job, None, e.to_string()),
                 )
                 .await?;
-            return Ok(());
+            return Ok(JobState::Failed);
         }
     };
 
@@ -377,14 +374,11 @@ async fn drive(
             .finish_job(
                 &job.job_id,
                 worker,
-                JobEnd::Failed {
-                    step_index: Some(rec.index),
-                    error,
-                },
+                failed(engine, &job, Some(rec.index), error),
             )
             .await?;
         warn!(step = %rec.step.id, "job failed");
-        return Ok(());
+        return Ok(JobState::Failed);
     }
     if *lost.borrow() {
         return Err(Interrupted::LeaseLost);
@@ -402,16 +396,81 @@ async fn drive(
             result,
             outbox,
             keep,
+            notify: recovered(engine, &job).await.into_iter().collect(),
         },
-        Err(e) => JobEnd::Failed {
-            step_index: None,
-            error: format!("computing the billable state failed: {e}"),
-        },
+        Err(e) => failed(
+            engine,
+            &job,
+            None,
+            format!("computing the billable state failed: {e}"),
+        ),
+    };
+    let state = match &end {
+        JobEnd::Succeeded { .. } => JobState::Succeeded,
+        JobEnd::Failed { .. } => JobState::Failed,
     };
     store.finish_job(&job.job_id, worker, end).await?;
     engine.wake_reporter();
+    engine.notify_wake.notify_one();
     info!("job finished");
-    Ok(())
+    Ok(state)
+}
+
+/// A failed end, with its `job_failed` notification when one is wanted.
+/// Each failure of a job is its own occurrence (a rerun job can fail
+/// again), so its key carries a fresh id; a retried write of this same end
+/// keeps it.
+fn failed(engine: &Engine, job: &ClaimedJob, step_index: Option<u32>, error: String) -> JobEnd {
+    let notify = engine.notifier.event(
+        Event::JobFailed,
+        &format!("{}:{}", job.job_id, uuid::Uuid::new_v4()),
+        serde_json::json!({
+            "job_id": job.job_id,
+            "contract_id": job.contract_id,
+            "revision": job.revision,
+            "step_index": step_index,
+            "error": error,
+        }),
+    );
+    JobEnd::Failed {
+        step_index,
+        error,
+        notify: notify.into_iter().collect(),
+    }
+}
+
+/// The `job_recovered` notification when the job failed before (ops reran
+/// it) and one is wanted; the job's ops log is read only then.
+async fn recovered(engine: &Engine, job: &ClaimedJob) -> Option<NewNotification> {
+    if !engine.notifier.wants(Event::JobRecovered) {
+        return None;
+    }
+    let detail = match engine.store.job(&job.job_id).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return None,
+        Err(e) => {
+            warn!(error = %e, "reading the job's ops log failed; no job_recovered notification");
+            return None;
+        }
+    };
+    let reruns: Vec<&str> = detail
+        .ops
+        .iter()
+        .filter(|o| o.action == "rerun")
+        .map(|o| o.actor.as_str())
+        .collect();
+    let rerun_by = reruns.last()?;
+    engine.notifier.event(
+        Event::JobRecovered,
+        &job.job_id,
+        serde_json::json!({
+            "job_id": job.job_id,
+            "contract_id": job.contract_id,
+            "revision": job.revision,
+            "reruns": reruns.len(),
+            "rerun_by": rerun_by,
+        }),
+    )
 }
 
 type StepFuture<'a> =

@@ -41,6 +41,7 @@ impl OpsStore for SqlStore {
             .bind(at)
             .bind(id)
             .bind(i64::from(p.limit))
+            .bind(p.ids.join(","))
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;

@@ -36,11 +36,12 @@ impl OpsStore for SqliteStore {
             None => (0, 0, String::new()),
         };
         let limit = i64::from(p.limit);
+        let ids = p.ids.join(",");
         self.read(move |conn| {
             rows(
                 conn,
                 &q::jobs_page(),
-                params![state, contract, has, at, id, limit],
+                params![state, contract, has, at, id, limit, ids],
                 summary,
             )
         })

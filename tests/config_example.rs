@@ -1,0 +1,125 @@
+//! examples/hostwright.toml loads with the real config loader, each of its
+//! adapter sections parses with that adapter's own config type, and
+//! docs/config.md names every key it has.
+
+mod common;
+
+use hostwright::engine::config::Config;
+
+fn keys(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+    if let toml::Value::Table(t) = v {
+        for (k, v) in t {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(_) => keys(&path, v, out),
+                _ => out.push(path),
+            }
+        }
+    }
+}
+
+#[test]
+fn the_example_config_loads_and_every_key_is_documented() {
+    let path = common::repo().join("examples/hostwright.toml");
+    let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.notify.len(), 3);
+    assert!(cfg.api.tls.is_some() && cfg.billing.is_some() && cfg.close.enabled);
+
+    let section = |name: &str| {
+        cfg.adapters
+            .get(name)
+            .unwrap_or_else(|| panic!("{name}"))
+            .clone()
+    };
+    section("webhost")
+        .try_into::<hostwright_webhost::WebhostConfig>()
+        .unwrap();
+    section("ftp")
+        .try_into::<hostwright_ftp::FtpConfig>()
+        .unwrap();
+    section("dns")
+        .try_into::<hostwright_dns::DnsConfig>()
+        .unwrap();
+    section("securemx")
+        .try_into::<hostwright_securemx::SecureMxConfig>()
+        .unwrap();
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let value: toml::Value = toml::from_str(&text).unwrap();
+    let mut all = Vec::new();
+    keys("", &value, &mut all);
+    assert!(all.len() > 90, "{}", all.len());
+    let doc = std::fs::read_to_string(common::repo().join("docs/config.md")).unwrap();
+    let missing: Vec<&String> = all
+        .iter()
+        .filter(|k| {
+            let leaf = k.rsplit('.').next().unwrap();
+            !doc.contains(&format!("`{leaf}`"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/config.md does not name {missing:?}"
+    );
+    // Every section of the example has its heading.
+    for k in &all {
+        if let Some((table, _)) = k.rsplit_once('.') {
+            let table = table
+                .replace("notify.job_failed", "notify.<event>")
+                .replace("notify.job_recovered", "notify.<event>")
+                .replace("notify.contract_refused", "notify.<event>");
+            assert!(
+                doc.contains(&format!("[{table}]")),
+                "docs/config.md has no [{table}]"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_unknown_key_is_refused_naming_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(common::repo().join("examples/hostwright.toml"))
+        .unwrap()
+        .replace(
+            "[close]\nenabled = true",
+            "[close]\nenabled = true\nenabeld = true",
+        );
+    let path = dir.path().join("hostwright.toml");
+    std::fs::write(&path, text).unwrap();
+    let e = Config::load(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("hostwright.toml") && e.contains("enabeld"),
+        "{e}"
+    );
+    assert!(e.contains("line"), "{e}");
+    assert!(!e.contains('\n'), "one line: {e}");
+}
+
+#[test]
+fn a_wrong_key_in_an_adapter_section_names_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(common::repo().join("examples/hostwright.toml"))
+        .unwrap()
+        .replacen("pool_size = 8", "pool_sise = 8", 1);
+    let line = text.lines().position(|l| l == "pool_sise = 8").unwrap() + 1;
+    let path = dir.path().join("hostwright.toml");
+    std::fs::write(&path, text).unwrap();
+    // The loader takes the sections as they are; building the adapters
+    // refuses the key, naming the file and the line.
+    let cfg = Config::load(&path).unwrap();
+    let e = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(hostwright::engine::server::build_registry(&cfg))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("hostwright.toml"), "{e}");
+    assert!(e.contains(&format!("line {line}")), "{e}");
+    assert!(e.contains("pool_sise"), "{e}");
+    assert!(!e.contains('\n'), "one line: {e}");
+}
