@@ -11,9 +11,10 @@
 //!   whatever is queued, runs it all in one `BEGIN IMMEDIATE … COMMIT`, each
 //!   operation inside its own `SAVEPOINT` (so one operation's refusal, e.g.
 //!   `LeaseLost`, undoes only that operation), and answers each operation only
-//!   **after the commit**: nothing is acknowledged before it is durable in
-//!   the sense the store always had (WAL, `synchronous=NORMAL`: a committed
-//!   transaction survives a process crash). One hop per operation, one commit
+//!   **after the commit**: nothing is acknowledged before it is on disk
+//!   (WAL, `synchronous=FULL`: the WAL is synced at every commit, so a
+//!   committed transaction survives a power loss or a kernel crash, not only
+//!   a crash of the process). One hop per operation, one commit (one fsync)
 //!   per batch, statements prepared once and cached.
 //! - **Reads** run on a few reader connections (WAL: they never wait for the
 //!   writer) on tokio's blocking threads.
@@ -113,10 +114,15 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+    // synchronous=FULL: every 202 says the revision is stored, and the
+    // contract system does not resend what was acknowledged, so a commit is
+    // answered only once the WAL is synced (NORMAL would lose the last
+    // commits on a power loss or kernel crash). The writer's group commit
+    // keeps it to one fsync per batch (docs/performance.md, part 3).
     // secure_delete: a deleted row's bytes (a secret taken, a job's secrets
     // wiped at cancel) are overwritten, not left in free pages.
     conn.execute_batch(
-        "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
     )?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(64);
