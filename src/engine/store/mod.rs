@@ -23,6 +23,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod migrate;
 pub mod ops;
 pub mod queries;
 pub mod sealed;
@@ -48,6 +49,26 @@ pub enum StoreError {
     Database(String),
     #[error("migration failed: {0}")]
     Migration(String),
+    /// The store records a migration this build does not ship: it was
+    /// written by a newer hostwright (refused before anything is written).
+    #[error(
+        "the store has schema migration {version}, which this build does not know \
+         (it knows up to {known}): it was written by a newer hostwright; run that \
+         version (or newer) on it, or restore a backup taken before the upgrade"
+    )]
+    SchemaNewer { version: i64, known: i64 },
+    /// An applied migration's recorded checksum differs from this build's
+    /// text of it: the schema is not the one this code was written for.
+    #[error(
+        "schema migration {version} applied to this store differs from this build's \
+         (checksum {recorded}, this build {ours}): the store was written by another build; \
+         refusing to start on it"
+    )]
+    MigrationChanged {
+        version: i64,
+        recorded: String,
+        ours: String,
+    },
     #[error("job {0} not found")]
     JobNotFound(String),
     #[error("job {job} is {state}, so it cannot be {action}")]

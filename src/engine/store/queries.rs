@@ -726,13 +726,31 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     ),
 ];
 
+/// The record of applied migrations: version, when, and the SHA-256 of the
+/// text that ran (`migrate.rs`; NULL in stores older than checksums until
+/// their first open by a build that records them).
 pub const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS hw_schema_migrations \
-     (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+     (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL, checksum TEXT)";
 
-pub const APPLIED_MIGRATIONS: &str = "SELECT version FROM hw_schema_migrations";
+/// Adds the checksum column to the table of stores older than it (SQLite
+/// has no `ADD COLUMN IF NOT EXISTS`: run only when [`HAS_CHECKSUM_SQLITE`]
+/// finds none).
+pub const ADD_CHECKSUM_COLUMN: &str = "ALTER TABLE hw_schema_migrations ADD COLUMN checksum TEXT";
+pub const ADD_CHECKSUM_COLUMN_POSTGRES: &str =
+    "ALTER TABLE hw_schema_migrations ADD COLUMN IF NOT EXISTS checksum TEXT";
+pub const HAS_CHECKSUM_SQLITE: &str =
+    "SELECT COUNT(*) FROM pragma_table_info('hw_schema_migrations') WHERE name = 'checksum'";
 
+pub const APPLIED_MIGRATIONS: &str =
+    "SELECT version, checksum FROM hw_schema_migrations ORDER BY version";
+
+/// `$1` version, `$2` checksum.
 pub const RECORD_MIGRATION: &str =
-    "INSERT INTO hw_schema_migrations (version, applied_at) VALUES ($1, {now})";
+    "INSERT INTO hw_schema_migrations (version, applied_at, checksum) VALUES ($1, {now}, $2)";
+
+/// `$1` version, `$2` checksum: for a version applied before checksums.
+pub const BACKFILL_CHECKSUM: &str =
+    "UPDATE hw_schema_migrations SET checksum = $2 WHERE version = $1 AND checksum IS NULL";
 
 #[cfg(test)]
 mod tests {

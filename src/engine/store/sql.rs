@@ -548,13 +548,29 @@ impl SqlStore {
                 .execute(&mut *conn)
                 .await
                 .map_err(mig)?;
-            let applied: Vec<i64> = sqlx::query(q::APPLIED_MIGRATIONS)
+            sqlx::query(q::ADD_CHECKSUM_COLUMN_POSTGRES)
+                .execute(&mut *conn)
+                .await
+                .map_err(mig)?;
+            let recorded: Vec<(i64, Option<String>)> = sqlx::query(q::APPLIED_MIGRATIONS)
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(mig)?
                 .iter()
-                .map(|r| r.get::<i64, _>(0))
+                .map(|r| (r.get::<i64, _>(0), r.get::<Option<String>, _>(1)))
                 .collect();
+            // A newer or changed schema is refused before anything is applied.
+            for (version, sum) in
+                super::migrate::check_applied(q::MIGRATIONS_POSTGRES, &recorded)?
+            {
+                sqlx::query(pg(q::BACKFILL_CHECKSUM))
+                    .bind(version)
+                    .bind(sum)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(mig)?;
+            }
+            let applied: Vec<i64> = recorded.iter().map(|(v, _)| *v).collect();
             for (version, sql) in q::MIGRATIONS_POSTGRES {
                 if applied.contains(version) {
                     continue;
@@ -564,6 +580,7 @@ impl SqlStore {
                     sqlx::raw_sql(*sql).execute(&mut *tx).await?;
                     sqlx::query(pg(q::RECORD_MIGRATION))
                         .bind(*version)
+                        .bind(super::migrate::checksum(sql))
                         .execute(&mut *tx)
                         .await?;
                     Ok::<_, sqlx::Error>(())

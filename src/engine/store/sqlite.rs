@@ -129,11 +129,38 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Applies the migrations `conn`'s database lacks, each in its own
-/// `BEGIN IMMEDIATE` transaction (safe against a second process migrating).
+/// Checks the migrations `conn`'s database recorded against this build's
+/// (a newer or a changed schema is refused, naming the version: nothing is
+/// applied then), records the checksums a store older than them lacks, and
+/// applies the migrations it lacks, each in its own `BEGIN IMMEDIATE`
+/// transaction (safe against a second process migrating).
 fn migrate(conn: &Connection) -> Result<()> {
     let mig = |e: rusqlite::Error| StoreError::Migration(e.to_string());
-    conn.execute_batch(q::MIGRATIONS_TABLE).map_err(mig)?;
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(mig)?;
+    let checked = (|| {
+        conn.execute_batch(q::MIGRATIONS_TABLE).map_err(mig)?;
+        let has: i64 = conn
+            .query_row(q::HAS_CHECKSUM_SQLITE, [], |r| r.get(0))
+            .map_err(mig)?;
+        if has == 0 {
+            conn.execute_batch(q::ADD_CHECKSUM_COLUMN).map_err(mig)?;
+        }
+        let applied = rows(conn, q::APPLIED_MIGRATIONS, [], |r| {
+            Ok((get::<i64>(r, 0)?, get::<Option<String>>(r, 1)?))
+        })?;
+        for (version, sum) in super::migrate::check_applied(q::MIGRATIONS_SQLITE, &applied)? {
+            conn.execute(&D.render(q::BACKFILL_CHECKSUM), params![version, sum])
+                .map_err(mig)?;
+        }
+        Ok(())
+    })();
+    match checked {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(mig)?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
     for (version, sql) in q::MIGRATIONS_SQLITE {
         conn.execute_batch("BEGIN IMMEDIATE").map_err(mig)?;
         let step = (|| {
@@ -146,7 +173,10 @@ fn migrate(conn: &Connection) -> Result<()> {
                 .optional()?;
             if applied.is_none() {
                 conn.execute_batch(sql)?;
-                conn.execute(&D.render(q::RECORD_MIGRATION), [version])?;
+                conn.execute(
+                    &D.render(q::RECORD_MIGRATION),
+                    params![version, super::migrate::checksum(sql)],
+                )?;
             }
             conn.execute_batch("COMMIT")
         })();

@@ -198,11 +198,19 @@ async fn a_schema_0001_store_migrates_and_keeps_its_queue() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jobs.db");
     {
-        // A store as the previous release left it: only migration 1.
+        // A store as an early release left it: only migration 1, recorded
+        // in the table as it was before checksums.
         let conn = open_conn(&path).unwrap();
-        conn.execute_batch(q::MIGRATIONS_TABLE).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE hw_schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .unwrap();
         conn.execute_batch(q::MIGRATIONS_SQLITE[0].1).unwrap();
-        conn.execute(&D.render(q::RECORD_MIGRATION), [1]).unwrap();
+        conn.execute(
+            "INSERT INTO hw_schema_migrations (version, applied_at) VALUES (1, 0)",
+            [],
+        )
+        .unwrap();
         conn.execute(
             &D.render(q::INSERT_REVISION),
             params![
@@ -225,7 +233,9 @@ async fn a_schema_0001_store_migrates_and_keeps_its_queue() {
         .unwrap();
     let (versions, indexes) = store
         .read(|conn| {
-            let v = rows(conn, q::APPLIED_MIGRATIONS, [], |r| get::<i64>(r, 0))?;
+            let v = rows(conn, q::APPLIED_MIGRATIONS, [], |r| {
+                Ok((get::<i64>(r, 0)?, get::<Option<String>>(r, 1)?))
+            })?;
             let i = rows(
                 conn,
                 "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs' ORDER BY name",
@@ -237,7 +247,11 @@ async fn a_schema_0001_store_migrates_and_keeps_its_queue() {
         .await
         .unwrap();
     // Every version there is, whichever were added after 0002.
-    let all: Vec<i64> = q::MIGRATIONS_SQLITE.iter().map(|(v, _)| *v).collect();
+    // ...each with the checksum of its text (1 recorded at the upgrade).
+    let all: Vec<(i64, Option<String>)> = q::MIGRATIONS_SQLITE
+        .iter()
+        .map(|(v, sql)| (*v, Some(super::super::migrate::checksum(sql))))
+        .collect();
     assert_eq!(versions, all);
     assert!(indexes.contains(&"jobs_claim".to_string()), "{indexes:?}");
     assert!(!indexes.contains(&"jobs_state".to_string()), "{indexes:?}");
