@@ -5,4 +5,5 @@ pub mod billing;
 pub mod engine;
 pub mod ops;
 pub mod out;
+pub mod store;
 pub mod terms;

@@ -92,7 +92,13 @@ mod tests {
     fn a_newer_schema_is_refused_naming_its_version() {
         let e = check_applied(KNOWN, &[(1, None), (2, None), (3, None), (9, None)]).unwrap_err();
         assert!(
-            matches!(e, StoreError::SchemaNewer { version: 9, known: 2 }),
+            matches!(
+                e,
+                StoreError::SchemaNewer {
+                    version: 9,
+                    known: 2
+                }
+            ),
             "{e:?}"
         );
         assert!(e.to_string().contains("migration 9"), "{e}");

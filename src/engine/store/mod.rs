@@ -23,6 +23,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod admin;
 pub mod migrate;
 pub mod ops;
 pub mod queries;

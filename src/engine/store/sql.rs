@@ -560,8 +560,7 @@ impl SqlStore {
                 .map(|r| (r.get::<i64, _>(0), r.get::<Option<String>, _>(1)))
                 .collect();
             // A newer or changed schema is refused before anything is applied.
-            for (version, sum) in
-                super::migrate::check_applied(q::MIGRATIONS_POSTGRES, &recorded)?
+            for (version, sum) in super::migrate::check_applied(q::MIGRATIONS_POSTGRES, &recorded)?
             {
                 sqlx::query(pg(q::BACKFILL_CHECKSUM))
                     .bind(version)

@@ -422,6 +422,9 @@ impl Readers {
 
 /// The SQLite job store.
 pub struct SqliteStore {
+    /// A shared `flock` on the database file for the store's life: `store
+    /// restore` and `store copy` refuse a store any hostwright has open.
+    _in_use: std::fs::File,
     keys: SecretKeys,
     writer: mpsc::Sender<Box<dyn WriteOp>>,
     readers: Arc<Readers>,
@@ -439,15 +442,16 @@ impl SqliteStore {
         let path = path.to_path_buf();
         let p = path.clone();
         let k = keys.clone();
-        let conn = tokio::task::spawn_blocking(move || {
+        let (conn, in_use) = tokio::task::spawn_blocking(move || {
             private_files(&p)?;
+            let in_use = super::admin::hold_shared(&p)?;
             let conn = open_conn(&p).map_err(db)?;
             migrate(&conn)?;
             // SQLite makes the WAL and its index with the database's mode;
             // files an older version made world-readable are narrowed too.
             private_files(&p)?;
             seal_at_rest(&conn, &k)?;
-            Ok::<_, StoreError>(conn)
+            Ok::<_, StoreError>((conn, in_use))
         })
         .await
         .map_err(|e| StoreError::Database(format!("opening the store: {e}")))??;
@@ -459,6 +463,7 @@ impl SqliteStore {
             .spawn(move || writer_loop(conn, rx, &counter))
             .map_err(|e| StoreError::Database(format!("starting the writer thread: {e}")))?;
         Ok(SqliteStore {
+            _in_use: in_use,
             keys,
             writer: tx,
             readers: Arc::new(Readers {
