@@ -1,7 +1,7 @@
 //! Issue #17: the store as an operator's database. Versioned migrations
 //! with checksums (an older store upgrades and keeps its data; a newer or a
 //! changed one is refused, naming the version); backup and restore in the
-//! middle of a run; on both back ends.
+//! middle of a run; the copy to PostgreSQL; retention; on both back ends.
 
 mod common;
 
@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::*;
 use hostwright::engine::Engine;
 use hostwright::engine::outbox::{ReportSink, SinkError, run_reporter};
+use hostwright::engine::retention::{Policy, Pruned, prune};
 use hostwright::engine::scripted::{Behavior, Script};
 use hostwright::engine::server::{self, StartError};
 use hostwright::engine::store::admin::{self, AdminError};
@@ -93,6 +94,7 @@ async fn a_store_of_the_previous_schema_upgrades_and_keeps_its_data() {
         raw(
             &url,
             "DELETE FROM hw_schema_migrations WHERE version > 6; \
+             DROP INDEX outbox_contract; \
              ALTER TABLE hw_schema_migrations DROP COLUMN checksum;",
         )
         .await;
@@ -603,4 +605,161 @@ fn store_backup_and_restore_from_the_command_line() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("sqlite:PATH"));
+}
+
+// --- retention ----------------------------------------------------------------------
+
+/// One number from the store at `url` (a `SELECT COUNT(*) ...`).
+async fn count(url: &str, sql: &str) -> i64 {
+    if let Some(path) = admin::sqlite_path(url) {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    } else {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+            .await
+            .unwrap();
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    }
+}
+
+async fn attempts_of(engine: &Engine, job: &str) -> usize {
+    engine.store.job(job).await.unwrap().unwrap().attempts.len()
+}
+
+#[tokio::test]
+async fn prune_deletes_old_history_and_never_the_state_or_what_is_undelivered() {
+    const DAY_MS: i64 = 86_400_000;
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_store_url(backend, dir.path()).await;
+        let script = Script::new();
+        let engine = engine(&url, &script, fast_settings()).await;
+        let k = keys();
+        let workers = start_workers(&engine, "w", 2);
+        let mut jobs = std::collections::BTreeMap::new();
+        for (name, id, rev) in [
+            ("r1a", "C-R1", 1),
+            ("r1b", "C-R1", 2),
+            ("r2", "C-R2", 1),
+            ("r3", "C-R3", 1),
+        ] {
+            let j = accepted(&engine, &sign(&k, &www_contract(id, rev))).await;
+            assert_eq!(wait_final(&engine, &j, 20).await, JobState::Succeeded);
+            jobs.insert(name, j);
+        }
+        script.push(rule("dns_zone", Behavior::Permanent, Some(1)));
+        let failed = accepted(&engine, &sign(&k, &www_contract("C-R4", 1))).await;
+        assert_eq!(wait_final(&engine, &failed, 20).await, JobState::Failed);
+        let billing = Arc::new(Billing::default());
+        drain_outbox(&engine, &billing).await;
+        // Ended after the delivery: its report is still waiting.
+        let undelivered = accepted(&engine, &sign(&k, &www_contract("C-R5", 1))).await;
+        assert_eq!(
+            wait_final(&engine, &undelivered, 20).await,
+            JobState::Succeeded
+        );
+        workers.stop(Duration::from_secs(2)).await;
+        // A refusal, recorded.
+        engine
+            .intake(b"not an envelope", chrono::Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(count(&url, "SELECT COUNT(*) FROM rejections").await, 1);
+        // Everything is old but C-R3's job.
+        raw(
+            &url,
+            &format!(
+                "UPDATE jobs SET updated_at = updated_at - {} WHERE contract_id <> 'C-R3'; \
+                 UPDATE outbox SET delivered_at = delivered_at - {} WHERE delivered_at IS NOT NULL; \
+                 UPDATE rejections SET received_at = received_at - {};",
+                100 * DAY_MS,
+                500 * DAY_MS,
+                200 * DAY_MS
+            ),
+        )
+        .await;
+        let resources_before = count(&url, "SELECT COUNT(*) FROM resources").await;
+        let audit_before = count(&url, "SELECT COUNT(*) FROM audit_log").await;
+        let steps_before = count(&url, "SELECT COUNT(*) FROM steps").await;
+        let policy = Policy {
+            succeeded_attempts: Some(Duration::from_secs(90 * 86_400)),
+            delivered_reports: Some(Duration::from_secs(400 * 86_400)),
+            rejections: Duration::from_secs(90 * 86_400),
+        };
+        let now = chrono::Utc::now();
+
+        // The attempts go in batches walked by job id: one job a batch here.
+        let before = now - chrono::Duration::days(90);
+        let (mut cursor, mut calls, mut deleted) = (String::new(), 0, 0);
+        loop {
+            calls += 1;
+            let (n, next) = engine
+                .store
+                .prune_attempts(before, &cursor, 1)
+                .await
+                .unwrap();
+            deleted += n;
+            match next {
+                Some(id) => cursor = id,
+                None => break,
+            }
+        }
+        assert_eq!(calls, 5, "{backend:?}: 4 old succeeded jobs, then the end");
+        assert!(deleted >= 16, "{backend:?}: 4 steps each: {deleted}");
+        for name in ["r1a", "r1b", "r2"] {
+            assert_eq!(
+                attempts_of(&engine, &jobs[name]).await,
+                0,
+                "{backend:?} {name}"
+            );
+        }
+        assert_eq!(attempts_of(&engine, &undelivered).await, 0);
+        // Recent, or not succeeded: kept.
+        assert!(attempts_of(&engine, &jobs["r3"]).await >= 4, "{backend:?}");
+        assert!(attempts_of(&engine, &failed).await >= 1, "{backend:?}");
+
+        let pruned = prune(engine.store.as_ref(), &policy, now).await.unwrap();
+        assert_eq!(
+            pruned,
+            Pruned {
+                attempts: 0,
+                // C-R1's first report; its second is C-R1's newest.
+                delivered_reports: 1,
+                rejections: 1,
+            },
+            "{backend:?}"
+        );
+        let left = outbox_rows(&url).await;
+        assert_eq!(left.len(), 4, "{backend:?}: {left:?}");
+        assert_eq!(left.iter().filter(|r| !r.2).count(), 1, "undelivered kept");
+        // The state, the plans and the audit trail are all there.
+        assert_eq!(
+            count(&url, "SELECT COUNT(*) FROM resources").await,
+            resources_before
+        );
+        assert_eq!(
+            count(&url, "SELECT COUNT(*) FROM audit_log").await,
+            audit_before
+        );
+        assert_eq!(
+            count(&url, "SELECT COUNT(*) FROM steps").await,
+            steps_before
+        );
+        assert_eq!(count(&url, "SELECT COUNT(*) FROM rejections").await, 0);
+        let d = engine.store.job(&jobs["r1a"]).await.unwrap().unwrap();
+        assert_eq!(d.summary.state, JobState::Succeeded);
+        assert!(d.steps.iter().all(|s| s.state == StepState::Succeeded));
+        // Nothing more to do; and the engine goes on.
+        assert_eq!(
+            prune(engine.store.as_ref(), &policy, now).await.unwrap(),
+            Pruned::default()
+        );
+        let workers = start_workers(&engine, "w2", 2);
+        let next = accepted(&engine, &sign(&k, &www_contract("C-R2", 2))).await;
+        assert_eq!(wait_final(&engine, &next, 20).await, JobState::Succeeded);
+        workers.stop(Duration::from_secs(2)).await;
+    }
 }

@@ -1,4 +1,4 @@
-//! `hostwright store backup | restore | copy`: the store as an operator's
+//! `hostwright store backup | restore | prune | copy`: the store as an operator's
 //! database (docs/schema.md, "Operating the store"). They work on the store
 //! files or databases directly, not through the API: backup on a running
 //! store, restore and copy only on a stopped one (refused otherwise).
@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 
 use hostwright::engine::config::Config;
+use hostwright::engine::retention;
 use hostwright::engine::store::admin::{self, Snapshot};
 
 use super::ops::ConfigArgs;
@@ -32,6 +33,12 @@ pub enum StoreCmd {
         /// Replace a store that has content.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// Delete the history `[store.retention]` no longer keeps (serve does
+    /// this on its own every `interval_minutes`); works on a running store.
+    Prune {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
@@ -97,6 +104,27 @@ pub async fn run(cmd: StoreCmd) -> anyhow::Result<ExitCode> {
                     .await?
                     .context("store restore")?;
             print_snapshot("restored", &snap, cfg.json)?;
+        }
+        StoreCmd::Prune { cfg } => {
+            let config = Config::load(&cfg.config)?;
+            let store = hostwright::engine::server::open_configured_store(&config).await?;
+            let policy = retention::Policy::new(
+                &config.store.retention,
+                config.intake.rejection_retention(),
+            );
+            let pruned = retention::prune(store.as_ref(), &policy, chrono::Utc::now())
+                .await
+                .context("store prune")?;
+            if cfg.json {
+                out::json(&pruned, false)?;
+            } else {
+                say!(
+                    "deleted {} attempts of succeeded jobs, {} delivered reports, {} refusals",
+                    pruned.attempts,
+                    pruned.delivered_reports,
+                    pruned.rejections
+                );
+            }
         }
         StoreCmd::Copy { from, to, json } => {
             let Some(path) = admin::sqlite_path(&from) else {

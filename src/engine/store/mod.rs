@@ -661,6 +661,19 @@ pub trait Store: OpsStore + Send + Sync + 'static {
     /// first; returns how many (fewer than `batch`: none older are left).
     /// Batches keep each write short (SQLite has one writer).
     async fn prune_rejections(&self, before: DateTime<Utc>, batch: u32) -> Result<u64>;
+    /// Deletes the attempts of at most `batch` succeeded jobs that ended
+    /// before `before`, taking jobs in id order after `after` (`""` to
+    /// start). Returns the attempts deleted and the cursor of the next batch
+    /// (`None` when this one was the last).
+    async fn prune_attempts(
+        &self,
+        before: DateTime<Utc>,
+        after: &str,
+        batch: u32,
+    ) -> Result<(u64, Option<String>)>;
+    /// Deletes at most `batch` reports billing acknowledged before `before`,
+    /// never a contract's newest; returns how many.
+    async fn prune_delivered_reports(&self, before: DateTime<Utc>, batch: u32) -> Result<u64>;
 
     // --- workers ----------------------------------------------------------
 

@@ -484,6 +484,33 @@ pub const SET_META: &str = "INSERT INTO hw_meta (key, value) VALUES ($1, $2) \
 pub const PRUNE_REJECTIONS: &str = "DELETE FROM rejections WHERE id IN (SELECT id FROM rejections \
      WHERE received_at < $1 ORDER BY received_at LIMIT $2)";
 
+// --- retention (engine/retention.rs) -----------------------------------------------
+
+/// The succeeded jobs that ended before `$1`, with ids after `$3`, at most
+/// `$2`, in id order: one batch of a prune of attempts, walked by the
+/// primary key so that a whole prune reads each job once.
+const PRUNABLE_JOBS: &str = "SELECT id FROM jobs WHERE id > $3 AND state = 'succeeded' \
+     AND updated_at < $1 ORDER BY id LIMIT $2";
+
+/// The batch's last job id and size (the cursor of the next batch).
+pub fn prune_attempts_batch() -> String {
+    format!("SELECT MAX(p.id), COUNT(*) FROM ({PRUNABLE_JOBS}) p")
+}
+
+/// Deletes the attempts of the batch's jobs (same parameters).
+pub fn prune_attempts() -> String {
+    format!("DELETE FROM attempts WHERE job_id IN ({PRUNABLE_JOBS})")
+}
+
+/// Reports delivered before `$1`, at most `$2`, oldest first; never the
+/// newest report of a contract (what the contracts API shows as its
+/// billable state), never one not yet delivered. Uses `outbox_contract`
+/// (migration 0007).
+pub const PRUNE_DELIVERED_REPORTS: &str = "DELETE FROM outbox WHERE id IN (SELECT o.id FROM outbox o \
+     WHERE o.delivered_at IS NOT NULL AND o.delivered_at < $1 \
+     AND o.id < (SELECT MAX(n.id) FROM outbox n WHERE n.contract_id = o.contract_id) \
+     ORDER BY o.delivered_at LIMIT $2)";
+
 // --- ops -----------------------------------------------------------------------
 
 pub const SUMMARY_SELECT: &str = "SELECT j.id, j.contract_id, j.revision, j.state, j.created_at, j.updated_at, j.error, \
@@ -698,6 +725,10 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         6,
         include_str!("../../../migrations/sqlite/0006_rejection_digest.sql"),
     ),
+    (
+        7,
+        include_str!("../../../migrations/sqlite/0007_retention.sql"),
+    ),
 ];
 pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
@@ -723,6 +754,10 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
         6,
         include_str!("../../../migrations/postgres/0006_rejection_digest.sql"),
+    ),
+    (
+        7,
+        include_str!("../../../migrations/postgres/0007_retention.sql"),
     ),
 ];
 

@@ -789,6 +789,43 @@ impl Store for SqlStore {
         Ok(done.rows_affected())
     }
 
+    async fn prune_attempts(
+        &self,
+        before: DateTime<Utc>,
+        after: &str,
+        batch: u32,
+    ) -> Result<(u64, Option<String>)> {
+        let (cutoff, batch) = (before.timestamp_millis(), i64::from(batch));
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(pg(&q::prune_attempts_batch()))
+            .bind(cutoff)
+            .bind(batch)
+            .bind(after)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        let (last, n): (Option<String>, i64) = (r.get(0), r.get(1));
+        let done = sqlx::query(pg(&q::prune_attempts()))
+            .bind(cutoff)
+            .bind(batch)
+            .bind(after)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok((done.rows_affected(), last.filter(|_| n == batch)))
+    }
+
+    async fn prune_delivered_reports(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
+        let done = sqlx::query(pg(q::PRUNE_DELIVERED_REPORTS))
+            .bind(before.timestamp_millis())
+            .bind(i64::from(batch))
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
     async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<ClaimedJob>> {
         let Some(r) = sqlx::query(pg(&q::pg_claim()))
             .bind(worker)

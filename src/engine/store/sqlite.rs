@@ -1057,6 +1057,42 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn prune_attempts(
+        &self,
+        before: DateTime<Utc>,
+        after: &str,
+        batch: u32,
+    ) -> Result<(u64, Option<String>)> {
+        let (cutoff, after, batch) = (
+            before.timestamp_millis(),
+            after.to_string(),
+            i64::from(batch),
+        );
+        self.write(move |conn| {
+            let (last, n): (Option<String>, i64) = stmt(conn, &q::prune_attempts_batch())?
+                .query_row(params![cutoff, batch, after], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(db)?;
+            let deleted = exec(conn, &q::prune_attempts(), params![cutoff, batch, after])?;
+            Ok((deleted as u64, last.filter(|_| n == batch)))
+        })
+        .await
+    }
+
+    async fn prune_delivered_reports(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
+        let cutoff = before.timestamp_millis();
+        self.write(move |conn| {
+            exec(
+                conn,
+                q::PRUNE_DELIVERED_REPORTS,
+                params![cutoff, i64::from(batch)],
+            )
+            .map(|n| n as u64)
+        })
+        .await
+    }
+
     async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<ClaimedJob>> {
         let worker = worker.to_string();
         let lease_ms = lease.as_millis() as i64;
