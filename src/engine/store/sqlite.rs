@@ -283,6 +283,10 @@ trait WriteOp: Send {
     /// Whether the WAL must be checkpointed and truncated before the answer
     /// (the op wiped secrets: their old pages must not linger in the WAL).
     fn wipes(&self) -> bool;
+    /// Whether the op's answer is an acknowledgement to someone outside
+    /// the engine (intake's 202, an ops action), so its commit must be
+    /// synced before the answer (`synchronous=FULL`); see [`Durability`].
+    fn durable(&self) -> bool;
     /// Answers the caller once the transaction ended (`committed` is the
     /// commit's outcome).
     fn answer(self: Box<Self>, committed: std::result::Result<(), String>);
@@ -293,6 +297,28 @@ struct Op<T, F> {
     result: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
     wipes: bool,
+    durable: bool,
+}
+
+/// How a write is committed.
+///
+/// - `Acknowledged`: the answer promises something to the outside (intake's
+///   202 says the revision is stored; an ops action was done; a secret was
+///   handed out). Its transaction runs under `synchronous=FULL`: the WAL is
+///   synced before the answer, so a power loss or kernel crash cannot undo it.
+/// - `Progress`: a worker's or the reporter's own bookkeeping (claims,
+///   leases, the journal, step results, job ends, delivery marks). Committed
+///   under `synchronous=NORMAL`: a process crash loses nothing, a power loss
+///   can lose the last of these commits, never a part of one, and never one
+///   older than the last acknowledged commit (the WAL is synced in order).
+///   What is lost is redone: the job's lease expires, its unfinished steps
+///   run again (`ensure` is idempotent) and its report keeps its idempotency
+///   key, so billing records it once. The same as a crash just before the
+///   commit, which these writes always had to survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    Acknowledged,
+    Progress,
 }
 
 impl<T, F> WriteOp for Op<T, F>
@@ -314,6 +340,10 @@ where
 
     fn wipes(&self) -> bool {
         self.wipes
+    }
+
+    fn durable(&self) -> bool {
+        self.durable
     }
 
     fn answer(self: Box<Self>, committed: std::result::Result<(), String>) {
@@ -347,6 +377,8 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) 
 
 /// Runs until every sender is gone (the store was dropped).
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>, transactions: &AtomicU64) {
+    // open_conn set FULL.
+    let mut synced = true;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -355,7 +387,24 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>, transacti
                 Err(_) => break,
             }
         }
-        let committed = run_batch(&conn, &mut batch);
+        // One acknowledged op makes the whole batch's commit synced.
+        let want = batch.iter().any(|op| op.durable());
+        let committed = if want != synced {
+            let pragma = if want {
+                "PRAGMA synchronous=FULL"
+            } else {
+                "PRAGMA synchronous=NORMAL"
+            };
+            match conn.execute_batch(pragma) {
+                Ok(()) => {
+                    synced = want;
+                    run_batch(&conn, &mut batch)
+                }
+                Err(e) => Err(format!("setting the commit's durability: {e}")),
+            }
+        } else {
+            run_batch(&conn, &mut batch)
+        };
         transactions.fetch_add(1, Ordering::Relaxed);
         if committed.is_ok() && batch.iter().any(|op| op.wipes()) {
             // The deleted rows' pages were zeroed in the database file
@@ -481,7 +530,22 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        self.submit(f, false)?.await.map_err(|_| stopped())?
+        self.submit(f, false, Durability::Acknowledged)?
+            .await
+            .map_err(|_| stopped())?
+    }
+
+    /// As [`SqliteStore::write`], for the engine's own bookkeeping
+    /// ([`Durability::Progress`]): committed in the same group commits, but
+    /// a batch of only these is not synced before its answer.
+    async fn write_progress<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.submit(f, false, Durability::Progress)?
+            .await
+            .map_err(|_| stopped())?
     }
 
     /// As [`SqliteStore::write`], for an op that deletes secrets: answered
@@ -491,12 +555,19 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        self.submit(f, true)?.await.map_err(|_| stopped())?
+        self.submit(f, true, Durability::Acknowledged)?
+            .await
+            .map_err(|_| stopped())?
     }
 
     /// Queues `f` for the writer thread; the receiver answers after the
     /// commit of the transaction that carried it.
-    fn submit<T, F>(&self, f: F, wipes: bool) -> Result<oneshot::Receiver<Result<T>>>
+    fn submit<T, F>(
+        &self,
+        f: F,
+        wipes: bool,
+        durability: Durability,
+    ) -> Result<oneshot::Receiver<Result<T>>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -508,6 +579,7 @@ impl SqliteStore {
                 result: None,
                 reply,
                 wipes,
+                durable: durability == Durability::Acknowledged,
             }))
             .map_err(|_| stopped())?;
         Ok(answer)
@@ -1051,7 +1123,7 @@ impl Store for SqliteStore {
 
     async fn prune_rejections(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
         let cutoff = before.timestamp_millis();
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             exec(conn, q::PRUNE_REJECTIONS, params![cutoff, i64::from(batch)]).map(|n| n as u64)
         })
         .await
@@ -1068,7 +1140,7 @@ impl Store for SqliteStore {
             after.to_string(),
             i64::from(batch),
         );
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             let (last, n): (Option<String>, i64) = stmt(conn, &q::prune_attempts_batch())?
                 .query_row(params![cutoff, batch, after], |r| {
                     Ok((r.get(0)?, r.get(1)?))
@@ -1082,7 +1154,7 @@ impl Store for SqliteStore {
 
     async fn prune_delivered_reports(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
         let cutoff = before.timestamp_millis();
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             exec(
                 conn,
                 q::PRUNE_DELIVERED_REPORTS,
@@ -1096,14 +1168,14 @@ impl Store for SqliteStore {
     async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<ClaimedJob>> {
         let worker = worker.to_string();
         let lease_ms = lease.as_millis() as i64;
-        self.write(move |conn| claim_in(conn, &worker, lease_ms))
+        self.write_progress(move |conn| claim_in(conn, &worker, lease_ms))
             .await
     }
 
     async fn heartbeat(&self, job_id: &str, worker: &str, lease: Duration) -> Result<()> {
         let (job_id, worker) = (job_id.to_string(), worker.to_string());
         let lease_ms = lease.as_millis() as i64;
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             if exec(conn, q::HEARTBEAT, params![job_id, worker, lease_ms])? == 1 {
                 Ok(())
             } else {
@@ -1131,7 +1203,7 @@ impl Store for SqliteStore {
             values.push(Value::Text(json_text(s)));
         }
         let n = steps.len();
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             if exec(conn, q::MARK_PLANNED, params![job_id, worker])? != 1 {
                 let held = stmt(conn, q::LEASE_HELD)?
                     .query_row(params![job_id, worker], |_| Ok(()))
@@ -1176,7 +1248,7 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let (job_id, worker) = (job_id.to_string(), worker.to_string());
         let owned = owned.to_vec();
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             let contract_id = touch_leased(conn, &job_id, &worker)?;
             owned_in(conn, &contract_id, &owned)?;
             exec(
@@ -1204,7 +1276,7 @@ impl Store for SqliteStore {
         let outcome = json_text(&outcome);
         let (job_id, worker) = (job_id.to_string(), worker.to_string());
         let ms = duration.as_millis() as i64;
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             touch_leased(conn, &job_id, &worker)?;
             exec(
                 conn,
@@ -1254,7 +1326,7 @@ impl Store for SqliteStore {
                 (name.clone(), key_id, sealed)
             })
             .collect();
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             let contract_id = touch_leased(conn, &job_id, &worker)?;
             exec(
                 conn,
@@ -1302,7 +1374,7 @@ impl Store for SqliteStore {
             } => Ok((json_text(&result), outbox, keep)),
             JobEnd::Failed { step_index, error } => Err((step_index, error)),
         };
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             match &end {
                 Ok((result, outbox, keep)) => {
                     let revision: i64 = stmt(conn, q::JOB_SUCCEEDED)?
@@ -1340,7 +1412,7 @@ impl Store for SqliteStore {
 
     async fn release_job(&self, job_id: &str, worker: &str) -> Result<()> {
         let (job_id, worker) = (job_id.to_string(), worker.to_string());
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             if exec(conn, q::RELEASE, params![job_id, worker])? != 1 {
                 return Err(StoreError::LeaseLost(job_id));
             }
@@ -1512,15 +1584,17 @@ impl Store for SqliteStore {
     }
 
     async fn outbox_delivered(&self, id: i64) -> Result<()> {
-        self.write(move |conn| exec(conn, q::OUTBOX_DELIVERED, [id]).map(drop))
+        self.write_progress(move |conn| exec(conn, q::OUTBOX_DELIVERED, [id]).map(drop))
             .await
     }
 
     async fn outbox_retry_later(&self, id: i64, error: &str, after: Duration) -> Result<()> {
         let error = error.to_string();
         let ms = after.as_millis() as i64;
-        self.write(move |conn| exec(conn, q::OUTBOX_RETRY_LATER, params![error, ms, id]).map(drop))
-            .await
+        self.write_progress(move |conn| {
+            exec(conn, q::OUTBOX_RETRY_LATER, params![error, ms, id]).map(drop)
+        })
+        .await
     }
 
     async fn contract_ids(&self) -> Result<Vec<String>> {

@@ -75,6 +75,7 @@ fn hold_writer(
                 Ok(())
             },
             false,
+            Durability::Acknowledged,
         )
         .unwrap();
     (release, running, answer)
@@ -90,7 +91,11 @@ async fn ops_queued_while_the_writer_is_busy_share_one_commit() {
         .map(|i| {
             let kind = format!("k{i:03}");
             store
-                .submit(move |conn| insert_rejection(conn, &kind), false)
+                .submit(
+                    move |conn| insert_rejection(conn, &kind),
+                    false,
+                    Durability::Acknowledged,
+                )
                 .unwrap()
         })
         .collect();
@@ -129,7 +134,11 @@ async fn a_refused_op_undoes_only_itself() {
     let (release, running, held) = hold_writer(&store);
     running.recv().unwrap();
     let a = store
-        .submit(|conn| insert_rejection(conn, "a"), false)
+        .submit(
+            |conn| insert_rejection(conn, "a"),
+            false,
+            Durability::Acknowledged,
+        )
         .unwrap();
     let b = store
         .submit(
@@ -138,6 +147,7 @@ async fn a_refused_op_undoes_only_itself() {
                 Err::<(), _>(StoreError::LeaseLost("J-1".into()))
             },
             false,
+            Durability::Acknowledged,
         )
         .unwrap();
     let panics = store
@@ -147,10 +157,15 @@ async fn a_refused_op_undoes_only_itself() {
                 panic!("an op that panics")
             },
             false,
+            Durability::Acknowledged,
         )
         .unwrap();
     let c = store
-        .submit(|conn| insert_rejection(conn, "c"), false)
+        .submit(
+            |conn| insert_rejection(conn, "c"),
+            false,
+            Durability::Acknowledged,
+        )
         .unwrap();
     release.send(()).unwrap();
     held.await.unwrap().unwrap();
@@ -174,7 +189,11 @@ async fn an_op_is_answered_only_after_its_transaction_committed() {
     // Both land in the next transaction: `written`, then an op that holds
     // the transaction open after `written` ran.
     let mut written = store
-        .submit(|conn| insert_rejection(conn, "w"), false)
+        .submit(
+            |conn| insert_rejection(conn, "w"),
+            false,
+            Durability::Acknowledged,
+        )
         .unwrap();
     let (release, running, held) = hold_writer(&store);
     release_first.send(()).unwrap();
@@ -286,4 +305,54 @@ async fn the_claim_look_ups_use_the_claim_index() {
         assert!(plan.contains("jobs_claim"), "{plan}");
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
+}
+
+/// What `PRAGMA synchronous` a write op's transaction runs under.
+fn sync_level(store: &SqliteStore, durability: Durability) -> oneshot::Receiver<Result<i64>> {
+    store
+        .submit(
+            |conn| {
+                conn.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))
+                    .map_err(db)
+            },
+            false,
+            durability,
+        )
+        .unwrap()
+}
+
+#[tokio::test]
+async fn acknowledged_writes_are_synced_and_a_batch_of_progress_only_is_not() {
+    let (_dir, store) = store().await;
+    // FULL = 2, NORMAL = 1.
+    assert_eq!(
+        sync_level(&store, Durability::Acknowledged)
+            .await
+            .unwrap()
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        sync_level(&store, Durability::Progress)
+            .await
+            .unwrap()
+            .unwrap(),
+        1
+    );
+    // One acknowledged op in a batch makes its commit synced.
+    let (release, running, held) = hold_writer(&store);
+    running.recv().unwrap();
+    let progress = sync_level(&store, Durability::Progress);
+    let acked = sync_level(&store, Durability::Acknowledged);
+    release.send(()).unwrap();
+    held.await.unwrap().unwrap();
+    assert_eq!(progress.await.unwrap().unwrap(), 2);
+    assert_eq!(acked.await.unwrap().unwrap(), 2);
+    assert_eq!(
+        sync_level(&store, Durability::Acknowledged)
+            .await
+            .unwrap()
+            .unwrap(),
+        2
+    );
 }
