@@ -15,7 +15,8 @@
 //!   (WAL, `synchronous=FULL`: the WAL is synced at every commit, so a
 //!   committed transaction survives a power loss or a kernel crash, not only
 //!   a crash of the process). One hop per operation, one commit (one fsync)
-//!   per batch, statements prepared once and cached.
+//!   per batch, statements prepared once and cached. A batch of only the
+//!   engine's own bookkeeping is not synced ([`Durability`]).
 //! - **Reads** run on a few reader connections (WAL: they never wait for the
 //!   writer) on tokio's blocking threads.
 //!
