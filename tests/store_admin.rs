@@ -94,7 +94,7 @@ async fn a_store_of_the_previous_schema_upgrades_and_keeps_its_data() {
         raw(
             &url,
             "DELETE FROM hw_schema_migrations WHERE version > 6; \
-             DROP INDEX outbox_contract; \
+             DROP INDEX outbox_contract; DROP INDEX jobs_created; \
              ALTER TABLE hw_schema_migrations DROP COLUMN checksum;",
         )
         .await;
