@@ -763,3 +763,60 @@ async fn prune_deletes_old_history_and_never_the_state_or_what_is_undelivered() 
         workers.stop(Duration::from_secs(2)).await;
     }
 }
+
+#[tokio::test]
+async fn serve_prunes_on_its_schedule_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data/jobs.db");
+    let url = format!("sqlite:{}", db.display());
+    let (old, recent) = {
+        let script = Script::new();
+        let engine = engine(&url, &script, fast_settings()).await;
+        let old = accepted(&engine, &sign(&keys(), &www_contract("C-SCH1", 1))).await;
+        let recent = accepted(&engine, &sign(&keys(), &www_contract("C-SCH2", 1))).await;
+        let workers = start_workers(&engine, "w", 2);
+        for j in [&old, &recent] {
+            assert_eq!(wait_final(&engine, j, 20).await, JobState::Succeeded);
+        }
+        workers.stop(Duration::from_secs(2)).await;
+        (old, recent)
+    };
+    raw(
+        &url,
+        &format!("UPDATE jobs SET updated_at = updated_at - 8640000000 WHERE id = '{old}'"),
+    )
+    .await;
+    let attempts_of = |job: &str| -> i64 {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row(
+                "SELECT COUNT(*) FROM attempts WHERE job_id = ?1",
+                [job],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert!(attempts_of(&old) >= 4);
+    // The key the library engine used, where serve looks for it.
+    std::fs::copy(secrets_key_for(&url), dir.path().join("data/secrets.key")).unwrap();
+    let cfg = write_scripted_config(
+        dir.path(),
+        &url,
+        free_port(),
+        "t0ken-store-admin-0123456789abcdef",
+        "\n[adapters.scripted]\n",
+    );
+    let _serve = Serve::start(&cfg);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while attempts_of(&old) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not prune the 100-day-old job's attempts"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        attempts_of(&recent) >= 4,
+        "a recent job's attempts are kept"
+    );
+}
