@@ -62,6 +62,9 @@ enum Command {
     /// effective at once on a running system).
     #[command(subcommand)]
     Tokens(cli::ops::TokensCmd),
+    /// The store as a database: backup, restore, copy to PostgreSQL.
+    #[command(subcommand)]
+    Store(cli::store::StoreCmd),
     /// The audit log: every ops action and every refused attempt.
     Audit(cli::ops::AuditArgs),
     /// Contract-signing keys.
@@ -163,6 +166,7 @@ fn run_async(command: Command) -> ExitCode {
             Command::Hosts(cmd) => cli::hosts::hosts(cmd).await,
             Command::Tokens(cmd) => cli::ops::tokens(cmd).await,
             Command::Audit(args) => cli::ops::audit(args).await,
+            Command::Store(cmd) => cli::store::run(cmd).await,
             Command::Keys(_)
             | Command::Contract(_)
             | Command::Bill(_)

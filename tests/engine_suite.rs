@@ -299,6 +299,7 @@ async fn refusals_past_their_retention_are_pruned_in_batches() {
 /// A store as a release before migration 0006 left it (migrations 1 and 2),
 /// holding one refusal with 64 KiB of its body.
 async fn store_before_0006(backend: Backend, dir: &std::path::Path, body: &[u8]) -> String {
+    use hostwright::engine::store::migrate::checksum;
     use hostwright::engine::store::queries::{
         Dialect, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, MIGRATIONS_TABLE, RECORD_MIGRATION,
     };
@@ -311,8 +312,11 @@ async fn store_before_0006(backend: Backend, dir: &std::path::Path, body: &[u8])
             conn.execute_batch(MIGRATIONS_TABLE).unwrap();
             for (v, sql) in MIGRATIONS_SQLITE.iter().filter(|(v, _)| *v <= 2) {
                 conn.execute_batch(sql).unwrap();
-                conn.execute(&Dialect::Sqlite.render(RECORD_MIGRATION), [v])
-                    .unwrap();
+                conn.execute(
+                    &Dialect::Sqlite.render(RECORD_MIGRATION),
+                    rusqlite::params![v, checksum(sql)],
+                )
+                .unwrap();
             }
             conn.execute(&Dialect::Sqlite.render(OLD_INSERT), [body])
                 .unwrap();
@@ -333,6 +337,7 @@ async fn store_before_0006(backend: Backend, dir: &std::path::Path, body: &[u8])
                     Dialect::Postgres.render(RECORD_MIGRATION).into_owned(),
                 ))
                 .bind(*v)
+                .bind(checksum(sql))
                 .execute(&mut conn)
                 .await
                 .unwrap();

@@ -59,6 +59,10 @@ struct Args {
     /// Part 3: jobs queued for the peak-RSS run.
     #[arg(long)]
     queued: Option<usize>,
+    /// Part 3: run only the run over a store with this many historical
+    /// attempts (and `store prune` of them) instead of part 3's usual runs.
+    #[arg(long, default_value_t = 0)]
+    history: usize,
     /// Part 4: mailboxes.
     #[arg(long)]
     mailboxes: Option<usize>,
@@ -154,6 +158,7 @@ async fn main() -> Result<()> {
                 let opts = engine::Opts {
                     jobs: args.engine_jobs.unwrap_or(if q { 200 } else { 2000 }),
                     queued: args.queued.unwrap_or(if q { 1000 } else { 10_000 }),
+                    history: args.history,
                     in_flight: args.in_flight,
                 };
                 let r = engine::run(&ctx, &opts, &mut figs).await;

@@ -6,4 +6,5 @@ pub mod engine;
 pub mod hosts;
 pub mod ops;
 pub mod out;
+pub mod store;
 pub mod terms;

@@ -108,6 +108,37 @@ pub struct StoreConfig {
     /// store's backups.
     #[serde(default)]
     pub secrets_key_file: Option<PathBuf>,
+    /// `[store.retention]`: how long history is kept (`engine::retention`).
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// `[store.retention]`: what `hostwright store prune`, and `serve` every
+/// `interval_minutes`, delete. Never pruned: jobs and their steps, revisions,
+/// resources and ownership, secrets, the ops and audit logs, undelivered
+/// reports, and each contract's newest report. Refusals follow `[intake]
+/// rejection_retention_days`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Days the attempts (the journal) of a succeeded job are kept after it
+    /// ended; 0 keeps them forever.
+    pub succeeded_attempts_days: u32,
+    /// Days a report billing acknowledged is kept after its delivery (a
+    /// contract's newest report is always kept); 0 keeps them forever.
+    pub delivered_reports_days: u32,
+    /// How often `serve` prunes (at start, then every this many minutes).
+    pub interval_minutes: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            succeeded_attempts_days: 90,
+            delivered_reports_days: 400,
+            interval_minutes: 60,
+        }
+    }
 }
 
 impl StoreConfig {
@@ -128,6 +159,7 @@ impl Default for StoreConfig {
             url: "sqlite:jobs.db".into(),
             max_connections: default_pg_conns(),
             secrets_key_file: None,
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -569,6 +601,40 @@ private_key_file = "web.key"
         );
         // A path on the BIND host is not ours to resolve.
         assert_eq!(s("dns", "zone_file_dir"), "zones");
+        // No [store.retention]: the defaults.
+        let r = cfg.store.retention;
+        assert_eq!(
+            (
+                r.succeeded_attempts_days,
+                r.delivered_reports_days,
+                r.interval_minutes
+            ),
+            (90, 400, 60)
+        );
+    }
+
+    #[test]
+    fn store_retention_is_read_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hostwright.toml");
+        let write = |retention: &str| {
+            std::fs::write(
+                &path,
+                format!(
+                    "[store]\nurl = \"sqlite:jobs.db\"\n[store.retention]\n{retention}\n\
+                     [intake]\ntrusted_keys = \"k.toml\"\n[provisioning]\nweb_ipv4 = \"192.0.2.10\"\n"
+                ),
+            )
+            .unwrap();
+        };
+        write("succeeded_attempts_days = 7\ndelivered_reports_days = 0");
+        let r = Config::load(&path).unwrap().store.retention;
+        assert_eq!(r.succeeded_attempts_days, 7);
+        assert_eq!(r.delivered_reports_days, 0);
+        assert_eq!(r.interval_minutes, 60);
+        write("attempts_days = 7");
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(e.contains("attempts_days"), "{e}");
     }
 
     #[test]

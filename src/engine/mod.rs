@@ -25,6 +25,7 @@ pub mod plan;
 pub mod playbook;
 pub mod problem;
 pub mod registry;
+pub mod retention;
 pub mod scripted;
 pub mod server;
 pub mod store;

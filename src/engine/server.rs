@@ -334,6 +334,12 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         cfg.intake.rejection_retention(),
         shutdown_rx.clone(),
     ));
+    let retention = tokio::spawn(super::retention::run_schedule(
+        engine.clone(),
+        super::retention::Policy::new(&cfg.store.retention, cfg.intake.rejection_retention()),
+        std::time::Duration::from_secs(cfg.store.retention.interval_minutes.max(1) * 60),
+        shutdown_rx.clone(),
+    ));
 
     let tls = match cfg.api.tls.clone() {
         Some(files) => Some(
@@ -382,6 +388,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         let _ = c.await;
     }
     let _ = housekeeping.await;
+    let _ = retention.await;
     if let Some(h) = health {
         let _ = h.await;
     }

@@ -13,6 +13,9 @@ up)
     su postgres -s /bin/sh -c "$BIN/initdb -D '$DIR/data' -A trust -U postgres --no-sync -E UTF8" >/dev/null
   fi
   if ! su postgres -s /bin/sh -c "$BIN/pg_ctl -D '$DIR/data' status" >/dev/null 2>&1; then
+    # fsync=off is for this throw-away TEST server only: it makes commits
+    # vanish on a power loss. A production store needs fsync=on and
+    # synchronous_commit=on (the defaults; docs/schema.md, "Durability").
     su postgres -s /bin/sh -c "$BIN/pg_ctl -D '$DIR/data' -l '$DIR/log' -w -o '-p $PORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200' start" >/dev/null
   fi
   for db in hostwright_test; do

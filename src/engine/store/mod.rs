@@ -23,7 +23,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod admin;
 pub mod fleet;
+pub mod migrate;
 pub mod ops;
 pub mod queries;
 pub mod sealed;
@@ -49,6 +51,26 @@ pub enum StoreError {
     Database(String),
     #[error("migration failed: {0}")]
     Migration(String),
+    /// The store records a migration this build does not ship: it was
+    /// written by a newer hostwright (refused before anything is written).
+    #[error(
+        "the store has schema migration {version}, which this build does not know \
+         (it knows up to {known}): it was written by a newer hostwright; run that \
+         version (or newer) on it, or restore a backup taken before the upgrade"
+    )]
+    SchemaNewer { version: i64, known: i64 },
+    /// An applied migration's recorded checksum differs from this build's
+    /// text of it: the schema is not the one this code was written for.
+    #[error(
+        "schema migration {version} applied to this store differs from this build's \
+         (checksum {recorded}, this build {ours}): the store was written by another build; \
+         refusing to start on it"
+    )]
+    MigrationChanged {
+        version: i64,
+        recorded: String,
+        ours: String,
+    },
     #[error("job {0} not found")]
     JobNotFound(String),
     #[error("job {job} is {state}, so it cannot be {action}")]
@@ -688,6 +710,19 @@ pub trait Store: OpsStore + fleet::FleetStore + Send + Sync + 'static {
     /// first; returns how many (fewer than `batch`: none older are left).
     /// Batches keep each write short (SQLite has one writer).
     async fn prune_rejections(&self, before: DateTime<Utc>, batch: u32) -> Result<u64>;
+    /// Deletes the attempts of at most `batch` succeeded jobs that ended
+    /// before `before`, taking jobs in id order after `after` (`""` to
+    /// start). Returns the attempts deleted and the cursor of the next batch
+    /// (`None` when this one was the last).
+    async fn prune_attempts(
+        &self,
+        before: DateTime<Utc>,
+        after: &str,
+        batch: u32,
+    ) -> Result<(u64, Option<String>)>;
+    /// Deletes at most `batch` reports billing acknowledged before `before`,
+    /// never a contract's newest; returns how many.
+    async fn prune_delivered_reports(&self, before: DateTime<Utc>, batch: u32) -> Result<u64>;
 
     // --- workers ----------------------------------------------------------
 

@@ -484,6 +484,36 @@ pub const SET_META: &str = "INSERT INTO hw_meta (key, value) VALUES ($1, $2) \
 pub const PRUNE_REJECTIONS: &str = "DELETE FROM rejections WHERE id IN (SELECT id FROM rejections \
      WHERE received_at < $1 ORDER BY received_at LIMIT $2)";
 
+// --- retention (engine/retention.rs) -----------------------------------------------
+
+/// The succeeded jobs that ended before `$1`, with ids after `$3`, at most
+/// `$2`, in id order: one batch of a prune of attempts, walked by the
+/// primary key so that a whole prune reads each job once. `state || ''`
+/// keeps SQLite off `jobs_claim (state, …)`, which would read every
+/// succeeded job and sort them for each batch (40 ms a batch with 250,000
+/// jobs, against 0.3 ms by the key: docs/performance.md).
+const PRUNABLE_JOBS: &str = "SELECT id FROM jobs WHERE id > $3 AND state || '' = 'succeeded' \
+     AND updated_at < $1 ORDER BY id LIMIT $2";
+
+/// The batch's last job id and size (the cursor of the next batch).
+pub fn prune_attempts_batch() -> String {
+    format!("SELECT MAX(p.id), COUNT(*) FROM ({PRUNABLE_JOBS}) p")
+}
+
+/// Deletes the attempts of the batch's jobs (same parameters).
+pub fn prune_attempts() -> String {
+    format!("DELETE FROM attempts WHERE job_id IN ({PRUNABLE_JOBS})")
+}
+
+/// Reports delivered before `$1`, at most `$2`, oldest first; never the
+/// newest report of a contract (what the contracts API shows as its
+/// billable state), never one not yet delivered. Uses `outbox_contract`
+/// (migration 0007).
+pub const PRUNE_DELIVERED_REPORTS: &str = "DELETE FROM outbox WHERE id IN (SELECT o.id FROM outbox o \
+     WHERE o.delivered_at IS NOT NULL AND o.delivered_at < $1 \
+     AND o.id < (SELECT MAX(n.id) FROM outbox n WHERE n.contract_id = o.contract_id) \
+     ORDER BY o.delivered_at LIMIT $2)";
+
 // --- ops -----------------------------------------------------------------------
 
 pub const SUMMARY_SELECT: &str = "SELECT j.id, j.contract_id, j.revision, j.state, j.created_at, j.updated_at, j.error, \
@@ -775,6 +805,10 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         include_str!("../../../migrations/sqlite/0006_rejection_digest.sql"),
     ),
     (
+        7,
+        include_str!("../../../migrations/sqlite/0007_retention.sql"),
+    ),
+    (
         8,
         include_str!("../../../migrations/sqlite/0008_notifications.sql"),
     ),
@@ -809,6 +843,10 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
         include_str!("../../../migrations/postgres/0006_rejection_digest.sql"),
     ),
     (
+        7,
+        include_str!("../../../migrations/postgres/0007_retention.sql"),
+    ),
+    (
         8,
         include_str!("../../../migrations/postgres/0008_notifications.sql"),
     ),
@@ -818,13 +856,31 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     ),
 ];
 
+/// The record of applied migrations: version, when, and the SHA-256 of the
+/// text that ran (`migrate.rs`; NULL in stores older than checksums until
+/// their first open by a build that records them).
 pub const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS hw_schema_migrations \
-     (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+     (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL, checksum TEXT)";
 
-pub const APPLIED_MIGRATIONS: &str = "SELECT version FROM hw_schema_migrations";
+/// Adds the checksum column to the table of stores older than it (SQLite
+/// has no `ADD COLUMN IF NOT EXISTS`: run only when [`HAS_CHECKSUM_SQLITE`]
+/// finds none).
+pub const ADD_CHECKSUM_COLUMN: &str = "ALTER TABLE hw_schema_migrations ADD COLUMN checksum TEXT";
+pub const ADD_CHECKSUM_COLUMN_POSTGRES: &str =
+    "ALTER TABLE hw_schema_migrations ADD COLUMN IF NOT EXISTS checksum TEXT";
+pub const HAS_CHECKSUM_SQLITE: &str =
+    "SELECT COUNT(*) FROM pragma_table_info('hw_schema_migrations') WHERE name = 'checksum'";
 
+pub const APPLIED_MIGRATIONS: &str =
+    "SELECT version, checksum FROM hw_schema_migrations ORDER BY version";
+
+/// `$1` version, `$2` checksum.
 pub const RECORD_MIGRATION: &str =
-    "INSERT INTO hw_schema_migrations (version, applied_at) VALUES ($1, {now})";
+    "INSERT INTO hw_schema_migrations (version, applied_at, checksum) VALUES ($1, {now}, $2)";
+
+/// `$1` version, `$2` checksum: for a version applied before checksums.
+pub const BACKFILL_CHECKSUM: &str =
+    "UPDATE hw_schema_migrations SET checksum = $2 WHERE version = $1 AND checksum IS NULL";
 
 #[cfg(test)]
 mod tests {

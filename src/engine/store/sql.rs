@@ -548,13 +548,28 @@ impl SqlStore {
                 .execute(&mut *conn)
                 .await
                 .map_err(mig)?;
-            let applied: Vec<i64> = sqlx::query(q::APPLIED_MIGRATIONS)
+            sqlx::query(q::ADD_CHECKSUM_COLUMN_POSTGRES)
+                .execute(&mut *conn)
+                .await
+                .map_err(mig)?;
+            let recorded: Vec<(i64, Option<String>)> = sqlx::query(q::APPLIED_MIGRATIONS)
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(mig)?
                 .iter()
-                .map(|r| r.get::<i64, _>(0))
+                .map(|r| (r.get::<i64, _>(0), r.get::<Option<String>, _>(1)))
                 .collect();
+            // A newer or changed schema is refused before anything is applied.
+            for (version, sum) in super::migrate::check_applied(q::MIGRATIONS_POSTGRES, &recorded)?
+            {
+                sqlx::query(pg(q::BACKFILL_CHECKSUM))
+                    .bind(version)
+                    .bind(sum)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(mig)?;
+            }
+            let applied: Vec<i64> = recorded.iter().map(|(v, _)| *v).collect();
             for (version, sql) in q::MIGRATIONS_POSTGRES {
                 if applied.contains(version) {
                     continue;
@@ -564,6 +579,7 @@ impl SqlStore {
                     sqlx::raw_sql(*sql).execute(&mut *tx).await?;
                     sqlx::query(pg(q::RECORD_MIGRATION))
                         .bind(*version)
+                        .bind(super::migrate::checksum(sql))
                         .execute(&mut *tx)
                         .await?;
                     Ok::<_, sqlx::Error>(())
@@ -765,6 +781,43 @@ impl Store for SqlStore {
 
     async fn prune_rejections(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
         let done = sqlx::query(pg(q::PRUNE_REJECTIONS))
+            .bind(before.timestamp_millis())
+            .bind(i64::from(batch))
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn prune_attempts(
+        &self,
+        before: DateTime<Utc>,
+        after: &str,
+        batch: u32,
+    ) -> Result<(u64, Option<String>)> {
+        let (cutoff, batch) = (before.timestamp_millis(), i64::from(batch));
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(pg(&q::prune_attempts_batch()))
+            .bind(cutoff)
+            .bind(batch)
+            .bind(after)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        let (last, n): (Option<String>, i64) = (r.get(0), r.get(1));
+        let done = sqlx::query(pg(&q::prune_attempts()))
+            .bind(cutoff)
+            .bind(batch)
+            .bind(after)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok((done.rows_affected(), last.filter(|_| n == batch)))
+    }
+
+    async fn prune_delivered_reports(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
+        let done = sqlx::query(pg(q::PRUNE_DELIVERED_REPORTS))
             .bind(before.timestamp_millis())
             .bind(i64::from(batch))
             .execute(&self.pool)

@@ -11,10 +11,12 @@
 //!   whatever is queued, runs it all in one `BEGIN IMMEDIATE … COMMIT`, each
 //!   operation inside its own `SAVEPOINT` (so one operation's refusal, e.g.
 //!   `LeaseLost`, undoes only that operation), and answers each operation only
-//!   **after the commit**: nothing is acknowledged before it is durable in
-//!   the sense the store always had (WAL, `synchronous=NORMAL`: a committed
-//!   transaction survives a process crash). One hop per operation, one commit
-//!   per batch, statements prepared once and cached.
+//!   **after the commit**: nothing is acknowledged before it is on disk
+//!   (WAL, `synchronous=FULL`: the WAL is synced at every commit, so a
+//!   committed transaction survives a power loss or a kernel crash, not only
+//!   a crash of the process). One hop per operation, one commit (one fsync)
+//!   per batch, statements prepared once and cached. A batch of only the
+//!   engine's own bookkeeping is not synced ([`Durability`]).
 //! - **Reads** run on a few reader connections (WAL: they never wait for the
 //!   writer) on tokio's blocking threads.
 //!
@@ -113,21 +115,53 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+    // synchronous=FULL: every 202 says the revision is stored, and the
+    // contract system does not resend what was acknowledged, so a commit is
+    // answered only once the WAL is synced (NORMAL would lose the last
+    // commits on a power loss or kernel crash). The writer's group commit
+    // keeps it to one fsync per batch (docs/performance.md, part 3).
     // secure_delete: a deleted row's bytes (a secret taken, a job's secrets
     // wiped at cancel) are overwritten, not left in free pages.
     conn.execute_batch(
-        "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
     )?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
-/// Applies the migrations `conn`'s database lacks, each in its own
-/// `BEGIN IMMEDIATE` transaction (safe against a second process migrating).
+/// Checks the migrations `conn`'s database recorded against this build's
+/// (a newer or a changed schema is refused, naming the version: nothing is
+/// applied then), records the checksums a store older than them lacks, and
+/// applies the migrations it lacks, each in its own `BEGIN IMMEDIATE`
+/// transaction (safe against a second process migrating).
 fn migrate(conn: &Connection) -> Result<()> {
     let mig = |e: rusqlite::Error| StoreError::Migration(e.to_string());
-    conn.execute_batch(q::MIGRATIONS_TABLE).map_err(mig)?;
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(mig)?;
+    let checked = (|| {
+        conn.execute_batch(q::MIGRATIONS_TABLE).map_err(mig)?;
+        let has: i64 = conn
+            .query_row(q::HAS_CHECKSUM_SQLITE, [], |r| r.get(0))
+            .map_err(mig)?;
+        if has == 0 {
+            conn.execute_batch(q::ADD_CHECKSUM_COLUMN).map_err(mig)?;
+        }
+        let applied = rows(conn, q::APPLIED_MIGRATIONS, [], |r| {
+            Ok((get::<i64>(r, 0)?, get::<Option<String>>(r, 1)?))
+        })?;
+        for (version, sum) in super::migrate::check_applied(q::MIGRATIONS_SQLITE, &applied)? {
+            conn.execute(&D.render(q::BACKFILL_CHECKSUM), params![version, sum])
+                .map_err(mig)?;
+        }
+        Ok(())
+    })();
+    match checked {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(mig)?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
     for (version, sql) in q::MIGRATIONS_SQLITE {
         conn.execute_batch("BEGIN IMMEDIATE").map_err(mig)?;
         let step = (|| {
@@ -140,7 +174,10 @@ fn migrate(conn: &Connection) -> Result<()> {
                 .optional()?;
             if applied.is_none() {
                 conn.execute_batch(sql)?;
-                conn.execute(&D.render(q::RECORD_MIGRATION), [version])?;
+                conn.execute(
+                    &D.render(q::RECORD_MIGRATION),
+                    params![version, super::migrate::checksum(sql)],
+                )?;
             }
             conn.execute_batch("COMMIT")
         })();
@@ -247,6 +284,10 @@ trait WriteOp: Send {
     /// Whether the WAL must be checkpointed and truncated before the answer
     /// (the op wiped secrets: their old pages must not linger in the WAL).
     fn wipes(&self) -> bool;
+    /// Whether the op's answer is an acknowledgement to someone outside
+    /// the engine (intake's 202, an ops action), so its commit must be
+    /// synced before the answer (`synchronous=FULL`); see [`Durability`].
+    fn durable(&self) -> bool;
     /// Answers the caller once the transaction ended (`committed` is the
     /// commit's outcome).
     fn answer(self: Box<Self>, committed: std::result::Result<(), String>);
@@ -257,6 +298,28 @@ struct Op<T, F> {
     result: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
     wipes: bool,
+    durable: bool,
+}
+
+/// How a write is committed.
+///
+/// - `Acknowledged`: the answer promises something to the outside (intake's
+///   202 says the revision is stored; an ops action was done; a secret was
+///   handed out). Its transaction runs under `synchronous=FULL`: the WAL is
+///   synced before the answer, so a power loss or kernel crash cannot undo it.
+/// - `Progress`: a worker's or the reporter's own bookkeeping (claims,
+///   leases, the journal, step results, job ends, delivery marks). Committed
+///   under `synchronous=NORMAL`: a process crash loses nothing, a power loss
+///   can lose the last of these commits, never a part of one, and never one
+///   older than the last acknowledged commit (the WAL is synced in order).
+///   What is lost is redone: the job's lease expires, its unfinished steps
+///   run again (`ensure` is idempotent) and its report keeps its idempotency
+///   key, so billing records it once. The same as a crash just before the
+///   commit, which these writes always had to survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    Acknowledged,
+    Progress,
 }
 
 impl<T, F> WriteOp for Op<T, F>
@@ -278,6 +341,10 @@ where
 
     fn wipes(&self) -> bool {
         self.wipes
+    }
+
+    fn durable(&self) -> bool {
+        self.durable
     }
 
     fn answer(self: Box<Self>, committed: std::result::Result<(), String>) {
@@ -311,6 +378,8 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) 
 
 /// Runs until every sender is gone (the store was dropped).
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>, transactions: &AtomicU64) {
+    // open_conn set FULL.
+    let mut synced = true;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -319,7 +388,24 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>, transacti
                 Err(_) => break,
             }
         }
-        let committed = run_batch(&conn, &mut batch);
+        // One acknowledged op makes the whole batch's commit synced.
+        let want = batch.iter().any(|op| op.durable());
+        let committed = if want != synced {
+            let pragma = if want {
+                "PRAGMA synchronous=FULL"
+            } else {
+                "PRAGMA synchronous=NORMAL"
+            };
+            match conn.execute_batch(pragma) {
+                Ok(()) => {
+                    synced = want;
+                    run_batch(&conn, &mut batch)
+                }
+                Err(e) => Err(format!("setting the commit's durability: {e}")),
+            }
+        } else {
+            run_batch(&conn, &mut batch)
+        };
         transactions.fetch_add(1, Ordering::Relaxed);
         if committed.is_ok() && batch.iter().any(|op| op.wipes()) {
             // The deleted rows' pages were zeroed in the database file
@@ -386,6 +472,9 @@ impl Readers {
 
 /// The SQLite job store.
 pub struct SqliteStore {
+    /// A shared `flock` on the database file for the store's life: `store
+    /// restore` and `store copy` refuse a store any hostwright has open.
+    _in_use: std::fs::File,
     keys: SecretKeys,
     writer: mpsc::Sender<Box<dyn WriteOp>>,
     readers: Arc<Readers>,
@@ -403,15 +492,16 @@ impl SqliteStore {
         let path = path.to_path_buf();
         let p = path.clone();
         let k = keys.clone();
-        let conn = tokio::task::spawn_blocking(move || {
+        let (conn, in_use) = tokio::task::spawn_blocking(move || {
             private_files(&p)?;
+            let in_use = super::admin::hold_shared(&p)?;
             let conn = open_conn(&p).map_err(db)?;
             migrate(&conn)?;
             // SQLite makes the WAL and its index with the database's mode;
             // files an older version made world-readable are narrowed too.
             private_files(&p)?;
             seal_at_rest(&conn, &k)?;
-            Ok::<_, StoreError>(conn)
+            Ok::<_, StoreError>((conn, in_use))
         })
         .await
         .map_err(|e| StoreError::Database(format!("opening the store: {e}")))??;
@@ -423,6 +513,7 @@ impl SqliteStore {
             .spawn(move || writer_loop(conn, rx, &counter))
             .map_err(|e| StoreError::Database(format!("starting the writer thread: {e}")))?;
         Ok(SqliteStore {
+            _in_use: in_use,
             keys,
             writer: tx,
             readers: Arc::new(Readers {
@@ -440,7 +531,22 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        self.submit(f, false)?.await.map_err(|_| stopped())?
+        self.submit(f, false, Durability::Acknowledged)?
+            .await
+            .map_err(|_| stopped())?
+    }
+
+    /// As [`SqliteStore::write`], for the engine's own bookkeeping
+    /// ([`Durability::Progress`]): committed in the same group commits, but
+    /// a batch of only these is not synced before its answer.
+    async fn write_progress<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.submit(f, false, Durability::Progress)?
+            .await
+            .map_err(|_| stopped())?
     }
 
     /// As [`SqliteStore::write`], for an op that deletes secrets: answered
@@ -450,12 +556,19 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        self.submit(f, true)?.await.map_err(|_| stopped())?
+        self.submit(f, true, Durability::Acknowledged)?
+            .await
+            .map_err(|_| stopped())?
     }
 
     /// Queues `f` for the writer thread; the receiver answers after the
     /// commit of the transaction that carried it.
-    fn submit<T, F>(&self, f: F, wipes: bool) -> Result<oneshot::Receiver<Result<T>>>
+    fn submit<T, F>(
+        &self,
+        f: F,
+        wipes: bool,
+        durability: Durability,
+    ) -> Result<oneshot::Receiver<Result<T>>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -467,6 +580,7 @@ impl SqliteStore {
                 result: None,
                 reply,
                 wipes,
+                durable: durability == Durability::Acknowledged,
             }))
             .map_err(|_| stopped())?;
         Ok(answer)
@@ -1010,8 +1124,44 @@ impl Store for SqliteStore {
 
     async fn prune_rejections(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
         let cutoff = before.timestamp_millis();
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             exec(conn, q::PRUNE_REJECTIONS, params![cutoff, i64::from(batch)]).map(|n| n as u64)
+        })
+        .await
+    }
+
+    async fn prune_attempts(
+        &self,
+        before: DateTime<Utc>,
+        after: &str,
+        batch: u32,
+    ) -> Result<(u64, Option<String>)> {
+        let (cutoff, after, batch) = (
+            before.timestamp_millis(),
+            after.to_string(),
+            i64::from(batch),
+        );
+        self.write_progress(move |conn| {
+            let (last, n): (Option<String>, i64) = stmt(conn, &q::prune_attempts_batch())?
+                .query_row(params![cutoff, batch, after], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(db)?;
+            let deleted = exec(conn, &q::prune_attempts(), params![cutoff, batch, after])?;
+            Ok((deleted as u64, last.filter(|_| n == batch)))
+        })
+        .await
+    }
+
+    async fn prune_delivered_reports(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
+        let cutoff = before.timestamp_millis();
+        self.write_progress(move |conn| {
+            exec(
+                conn,
+                q::PRUNE_DELIVERED_REPORTS,
+                params![cutoff, i64::from(batch)],
+            )
+            .map(|n| n as u64)
         })
         .await
     }
@@ -1019,14 +1169,14 @@ impl Store for SqliteStore {
     async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<ClaimedJob>> {
         let worker = worker.to_string();
         let lease_ms = lease.as_millis() as i64;
-        self.write(move |conn| claim_in(conn, &worker, lease_ms))
+        self.write_progress(move |conn| claim_in(conn, &worker, lease_ms))
             .await
     }
 
     async fn heartbeat(&self, job_id: &str, worker: &str, lease: Duration) -> Result<()> {
         let (job_id, worker) = (job_id.to_string(), worker.to_string());
         let lease_ms = lease.as_millis() as i64;
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             if exec(conn, q::HEARTBEAT, params![job_id, worker, lease_ms])? == 1 {
                 Ok(())
             } else {
@@ -1054,7 +1204,7 @@ impl Store for SqliteStore {
             values.push(Value::Text(json_text(s)));
         }
         let n = steps.len();
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             if exec(conn, q::MARK_PLANNED, params![job_id, worker])? != 1 {
                 let held = stmt(conn, q::LEASE_HELD)?
                     .query_row(params![job_id, worker], |_| Ok(()))
@@ -1099,7 +1249,7 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let (job_id, worker) = (job_id.to_string(), worker.to_string());
         let owned = owned.to_vec();
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             let contract_id = touch_leased(conn, &job_id, &worker)?;
             owned_in(conn, &contract_id, &owned)?;
             exec(
@@ -1127,7 +1277,7 @@ impl Store for SqliteStore {
         let outcome = json_text(&outcome);
         let (job_id, worker) = (job_id.to_string(), worker.to_string());
         let ms = duration.as_millis() as i64;
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             touch_leased(conn, &job_id, &worker)?;
             exec(
                 conn,
@@ -1177,7 +1327,7 @@ impl Store for SqliteStore {
                 (name.clone(), key_id, sealed)
             })
             .collect();
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             let contract_id = touch_leased(conn, &job_id, &worker)?;
             exec(
                 conn,
@@ -1230,7 +1380,7 @@ impl Store for SqliteStore {
                 notify,
             } => (Err((step_index, error)), notify),
         };
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             for n in &notify {
                 exec(
                     conn,
@@ -1275,7 +1425,7 @@ impl Store for SqliteStore {
 
     async fn release_job(&self, job_id: &str, worker: &str) -> Result<()> {
         let (job_id, worker) = (job_id.to_string(), worker.to_string());
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             if exec(conn, q::RELEASE, params![job_id, worker])? != 1 {
                 return Err(StoreError::LeaseLost(job_id));
             }
@@ -1457,15 +1607,17 @@ impl Store for SqliteStore {
     }
 
     async fn outbox_delivered(&self, id: i64) -> Result<()> {
-        self.write(move |conn| exec(conn, q::OUTBOX_DELIVERED, [id]).map(drop))
+        self.write_progress(move |conn| exec(conn, q::OUTBOX_DELIVERED, [id]).map(drop))
             .await
     }
 
     async fn outbox_retry_later(&self, id: i64, error: &str, after: Duration) -> Result<()> {
         let error = error.to_string();
         let ms = after.as_millis() as i64;
-        self.write(move |conn| exec(conn, q::OUTBOX_RETRY_LATER, params![error, ms, id]).map(drop))
-            .await
+        self.write_progress(move |conn| {
+            exec(conn, q::OUTBOX_RETRY_LATER, params![error, ms, id]).map(drop)
+        })
+        .await
     }
 
     async fn enqueue_notification(&self, n: NewNotification) -> Result<()> {

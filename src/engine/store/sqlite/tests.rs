@@ -75,6 +75,7 @@ fn hold_writer(
                 Ok(())
             },
             false,
+            Durability::Acknowledged,
         )
         .unwrap();
     (release, running, answer)
@@ -90,7 +91,11 @@ async fn ops_queued_while_the_writer_is_busy_share_one_commit() {
         .map(|i| {
             let kind = format!("k{i:03}");
             store
-                .submit(move |conn| insert_rejection(conn, &kind), false)
+                .submit(
+                    move |conn| insert_rejection(conn, &kind),
+                    false,
+                    Durability::Acknowledged,
+                )
                 .unwrap()
         })
         .collect();
@@ -129,7 +134,11 @@ async fn a_refused_op_undoes_only_itself() {
     let (release, running, held) = hold_writer(&store);
     running.recv().unwrap();
     let a = store
-        .submit(|conn| insert_rejection(conn, "a"), false)
+        .submit(
+            |conn| insert_rejection(conn, "a"),
+            false,
+            Durability::Acknowledged,
+        )
         .unwrap();
     let b = store
         .submit(
@@ -138,6 +147,7 @@ async fn a_refused_op_undoes_only_itself() {
                 Err::<(), _>(StoreError::LeaseLost("J-1".into()))
             },
             false,
+            Durability::Acknowledged,
         )
         .unwrap();
     let panics = store
@@ -147,10 +157,15 @@ async fn a_refused_op_undoes_only_itself() {
                 panic!("an op that panics")
             },
             false,
+            Durability::Acknowledged,
         )
         .unwrap();
     let c = store
-        .submit(|conn| insert_rejection(conn, "c"), false)
+        .submit(
+            |conn| insert_rejection(conn, "c"),
+            false,
+            Durability::Acknowledged,
+        )
         .unwrap();
     release.send(()).unwrap();
     held.await.unwrap().unwrap();
@@ -174,7 +189,11 @@ async fn an_op_is_answered_only_after_its_transaction_committed() {
     // Both land in the next transaction: `written`, then an op that holds
     // the transaction open after `written` ran.
     let mut written = store
-        .submit(|conn| insert_rejection(conn, "w"), false)
+        .submit(
+            |conn| insert_rejection(conn, "w"),
+            false,
+            Durability::Acknowledged,
+        )
         .unwrap();
     let (release, running, held) = hold_writer(&store);
     release_first.send(()).unwrap();
@@ -198,11 +217,19 @@ async fn a_schema_0001_store_migrates_and_keeps_its_queue() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jobs.db");
     {
-        // A store as the previous release left it: only migration 1.
+        // A store as an early release left it: only migration 1, recorded
+        // in the table as it was before checksums.
         let conn = open_conn(&path).unwrap();
-        conn.execute_batch(q::MIGRATIONS_TABLE).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE hw_schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .unwrap();
         conn.execute_batch(q::MIGRATIONS_SQLITE[0].1).unwrap();
-        conn.execute(&D.render(q::RECORD_MIGRATION), [1]).unwrap();
+        conn.execute(
+            "INSERT INTO hw_schema_migrations (version, applied_at) VALUES (1, 0)",
+            [],
+        )
+        .unwrap();
         conn.execute(
             &D.render(q::INSERT_REVISION),
             params![
@@ -225,7 +252,9 @@ async fn a_schema_0001_store_migrates_and_keeps_its_queue() {
         .unwrap();
     let (versions, indexes) = store
         .read(|conn| {
-            let v = rows(conn, q::APPLIED_MIGRATIONS, [], |r| get::<i64>(r, 0))?;
+            let v = rows(conn, q::APPLIED_MIGRATIONS, [], |r| {
+                Ok((get::<i64>(r, 0)?, get::<Option<String>>(r, 1)?))
+            })?;
             let i = rows(
                 conn,
                 "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs' ORDER BY name",
@@ -237,7 +266,11 @@ async fn a_schema_0001_store_migrates_and_keeps_its_queue() {
         .await
         .unwrap();
     // Every version there is, whichever were added after 0002.
-    let all: Vec<i64> = q::MIGRATIONS_SQLITE.iter().map(|(v, _)| *v).collect();
+    // ...each with the checksum of its text (1 recorded at the upgrade).
+    let all: Vec<(i64, Option<String>)> = q::MIGRATIONS_SQLITE
+        .iter()
+        .map(|(v, sql)| (*v, Some(super::super::migrate::checksum(sql))))
+        .collect();
     assert_eq!(versions, all);
     assert!(indexes.contains(&"jobs_claim".to_string()), "{indexes:?}");
     assert!(!indexes.contains(&"jobs_state".to_string()), "{indexes:?}");
@@ -272,4 +305,54 @@ async fn the_claim_look_ups_use_the_claim_index() {
         assert!(plan.contains("jobs_claim"), "{plan}");
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
+}
+
+/// What `PRAGMA synchronous` a write op's transaction runs under.
+fn sync_level(store: &SqliteStore, durability: Durability) -> oneshot::Receiver<Result<i64>> {
+    store
+        .submit(
+            |conn| {
+                conn.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))
+                    .map_err(db)
+            },
+            false,
+            durability,
+        )
+        .unwrap()
+}
+
+#[tokio::test]
+async fn acknowledged_writes_are_synced_and_a_batch_of_progress_only_is_not() {
+    let (_dir, store) = store().await;
+    // FULL = 2, NORMAL = 1.
+    assert_eq!(
+        sync_level(&store, Durability::Acknowledged)
+            .await
+            .unwrap()
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        sync_level(&store, Durability::Progress)
+            .await
+            .unwrap()
+            .unwrap(),
+        1
+    );
+    // One acknowledged op in a batch makes its commit synced.
+    let (release, running, held) = hold_writer(&store);
+    running.recv().unwrap();
+    let progress = sync_level(&store, Durability::Progress);
+    let acked = sync_level(&store, Durability::Acknowledged);
+    release.send(()).unwrap();
+    held.await.unwrap().unwrap();
+    assert_eq!(progress.await.unwrap().unwrap(), 2);
+    assert_eq!(acked.await.unwrap().unwrap(), 2);
+    assert_eq!(
+        sync_level(&store, Durability::Acknowledged)
+            .await
+            .unwrap()
+            .unwrap(),
+        2
+    );
 }
