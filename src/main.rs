@@ -52,6 +52,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare the real backends with every contract's latest revision:
+    /// missing and changed resources, and orphans (hostwright's marker, no
+    /// owning contract). Runs the scan itself from the config, as `plan`
+    /// does. Exit 0: no drift; 2: drift found; 1: an error.
+    Drift {
+        /// Only these contracts (no orphan search then); every one when absent.
+        contracts: Vec<String>,
+        #[arg(
+            long,
+            short,
+            env = "HOSTWRIGHT_CONFIG",
+            default_value = "hostwright.toml"
+        )]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Watch, rerun and cancel jobs.
     #[command(subcommand)]
     Jobs(cli::engine::JobsCmd),
@@ -149,6 +166,11 @@ fn run_async(command: Command) -> ExitCode {
             Command::Serve { config } => cli::engine::serve(config).await,
             Command::Submit { files, api } => cli::engine::submit(files, api).await,
             Command::Plan { file, config, json } => cli::engine::plan(file, config, json).await,
+            Command::Drift {
+                contracts,
+                config,
+                json,
+            } => cli::drift::drift(contracts, config, json).await,
             Command::Jobs(cmd) => cli::engine::jobs(cmd).await,
             Command::Billing(cmd) => cli::billing::run(cmd).await,
             Command::Tokens(cmd) => cli::ops::tokens(cmd).await,

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod claims;
 pub mod close;
 pub mod config;
+pub mod drift;
 pub mod guard;
 pub mod intake;
 pub mod metrics;
