@@ -68,6 +68,16 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Queue a repair job for each missing or changed resource (its
+        /// adapter's `ensure` to the contract's desired spec), audited with
+        /// who asked, then run them. Orphans are never touched.
+        #[arg(long, conflicts_with = "delete_orphan")]
+        repair: bool,
+        /// Remove one orphan, named by its kind and key (e.g. `webspace
+        /// c-old`): checked to be an orphan now, then removed through its
+        /// adapter (a web space is archived first), audited.
+        #[arg(long, num_args = 2, value_names = ["KIND", "NAME"])]
+        delete_orphan: Option<Vec<String>>,
     },
     /// Watch, rerun and cancel jobs.
     #[command(subcommand)]
@@ -170,7 +180,12 @@ fn run_async(command: Command) -> ExitCode {
                 contracts,
                 config,
                 json,
-            } => cli::drift::drift(contracts, config, json).await,
+                repair,
+                delete_orphan,
+            } => match delete_orphan {
+                Some(what) => cli::drift::delete_orphan(&what[0], &what[1], config, json).await,
+                None => cli::drift::drift(contracts, config, json, repair).await,
+            },
             Command::Jobs(cmd) => cli::engine::jobs(cmd).await,
             Command::Billing(cmd) => cli::billing::run(cmd).await,
             Command::Tokens(cmd) => cli::ops::tokens(cmd).await,

@@ -23,10 +23,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use hostwright_adapter::{Adapter, Comparison, Difference, Marked, Resource};
+use hostwright_adapter::{
+    Adapter, AdapterError, Comparison, Difference, Marked, Resource, StepContext,
+};
 use serde::{Deserialize, Serialize};
 
 use super::Engine;
+use super::store::ops::NewAuditEntry;
+use super::store::repairs::{NewRepair, Repair, RepairEnd, RepairState};
 use super::store::{JobFilter, JobState, MAX_LIST_JOBS, StoreError};
 use crate::contract::Contract;
 
@@ -158,6 +162,14 @@ pub enum DriftError {
     Store(#[from] StoreError),
     #[error("no contract {0} is recorded")]
     UnknownContract(String),
+    #[error("{kind} {key} is not an orphan: {why}")]
+    NotAnOrphan {
+        kind: String,
+        key: String,
+        why: String,
+    },
+    #[error(transparent)]
+    Adapter(AdapterError),
 }
 
 /// One resource a contract wants, as a scan compares it.
@@ -461,5 +473,332 @@ impl Engine {
             unlisted,
             errors,
         })
+    }
+}
+
+/// What `drift --repair` did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepairRun {
+    /// Repairs queued now.
+    pub queued: Vec<String>,
+    /// Findings whose resource already had a repair queued or running.
+    pub already_queued: Vec<String>,
+    /// The repairs run now, as they ended.
+    pub ran: Vec<Repair>,
+    /// Repairs left queued because their contract has a job with work
+    /// (the job moves the backends itself).
+    pub deferred: Vec<String>,
+}
+
+impl Engine {
+    /// Queues a repair (its own job kind, `repairs` in the store) for each
+    /// finding, with the desired spec of its contract's latest revision,
+    /// and audits each with `actor`. Returns the queued ids and the
+    /// findings that already had one.
+    pub async fn queue_repairs(
+        &self,
+        findings: &[Finding],
+        actor: &str,
+    ) -> Result<(Vec<String>, Vec<String>), DriftError> {
+        let mut contracts: Vec<String> = findings.iter().map(|f| f.contract_id.clone()).collect();
+        contracts.sort();
+        contracts.dedup();
+        let (wanted, _, _) = self.wanted(&contracts).await?;
+        let spec_of: BTreeMap<(&str, &str, &str), &Wanted> = wanted
+            .iter()
+            .flat_map(|(_, w)| w.iter())
+            .map(|w| {
+                (
+                    (
+                        w.contract_id.as_str(),
+                        w.resource.kind.as_str(),
+                        w.resource.key.as_str(),
+                    ),
+                    w,
+                )
+            })
+            .collect();
+        let (mut queued, mut already) = (Vec::new(), Vec::new());
+        for f in findings {
+            let target = format!("{} {} {}", f.contract_id, f.kind, f.key);
+            // The contract moved on (a job is pending) or no longer wants
+            // it: nothing to repair to.
+            let Some(w) = spec_of.get(&(f.contract_id.as_str(), f.kind.as_str(), f.key.as_str()))
+            else {
+                already.push(target);
+                continue;
+            };
+            let id = format!("rep-{}", uuid::Uuid::new_v4().simple());
+            let fresh = self
+                .store
+                .queue_repair(NewRepair {
+                    id: id.clone(),
+                    contract_id: f.contract_id.clone(),
+                    revision: w.revision,
+                    kind: f.kind.clone(),
+                    key: f.key.clone(),
+                    adapter: w.adapter.clone(),
+                    spec: w.resource.spec.clone(),
+                    reason: f.says.clone(),
+                    requested_by: actor.to_string(),
+                })
+                .await?;
+            self.store
+                .record_audit(NewAuditEntry {
+                    actor: actor.to_string(),
+                    action: "drift repair".into(),
+                    target: Some(target.clone()),
+                    address: None,
+                    outcome: if fresh { "ok" } else { "already queued" }.into(),
+                    detail: Some(if fresh { id.clone() } else { f.says.clone() }),
+                })
+                .await?;
+            if fresh {
+                queued.push(id);
+            } else {
+                already.push(target);
+            }
+        }
+        Ok((queued, already))
+    }
+
+    /// Runs every queued repair through its adapter's `ensure`, attempts
+    /// spaced by the one retry policy, each attempt journaled. A repair of a
+    /// contract with a queued, running or failed job stays queued.
+    pub async fn run_repairs(
+        &self,
+        worker: &str,
+    ) -> Result<(Vec<Repair>, Vec<String>), DriftError> {
+        let queued = self
+            .store
+            .repairs(Some(RepairState::Queued), None, MAX_LIST_JOBS)
+            .await?;
+        let busy = self.pending_jobs().await?;
+        let mut deferred = Vec::new();
+        let runs = queued.into_iter().filter_map(|r| {
+            if busy.contains_key(&r.contract_id) {
+                deferred.push(r.id);
+                None
+            } else {
+                Some(async move { self.run_repair(r, worker).await })
+            }
+        });
+        let runs: Vec<_> = runs.collect();
+        let mut ran = Vec::new();
+        for r in futures_util::future::join_all(runs).await {
+            if let Some(r) = r? {
+                ran.push(r);
+            }
+        }
+        Ok((ran, deferred))
+    }
+
+    async fn run_repair(&self, r: Repair, worker: &str) -> Result<Option<Repair>, DriftError> {
+        let resource = Resource {
+            kind: r.kind.clone(),
+            key: r.key.clone(),
+            contract_id: r.contract_id.clone(),
+            spec: r.spec.clone(),
+        };
+        let contract = match self.store.revisions(&r.contract_id).await?.pop() {
+            Some(rev) => Contract::from_json(&rev.payload).ok(),
+            None => None,
+        };
+        let mut backoff = self.settings.retry.backoff();
+        loop {
+            let Some(attempt) = self.store.start_repair(&r.id).await? else {
+                // Another runner took it.
+                return Ok(None);
+            };
+            let started_at = Utc::now();
+            let adapter = contract
+                .as_ref()
+                .and_then(|c| self.adapter_for(c, &r.adapter));
+            let result = match adapter {
+                None => Err(AdapterError::permanent(format!(
+                    "no adapter {} for contract {}",
+                    r.adapter, r.contract_id
+                ))),
+                Some(a) => {
+                    let ctx = StepContext {
+                        job_id: r.id.clone(),
+                        step_id: format!("repair:{}:{}", r.kind, r.key),
+                        attempt,
+                    };
+                    match tokio::time::timeout(
+                        self.settings.step_timeout(),
+                        a.ensure(&ctx, &resource),
+                    )
+                    .await
+                    {
+                        Ok(res) => res,
+                        Err(_) => Err(AdapterError::transient("the repair timed out")),
+                    }
+                }
+            };
+            let retry = match &result {
+                Err(e) if e.is_transient() => match e {
+                    AdapterError::Transient { retry_after, .. } => backoff.next(*retry_after),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let outcome = result
+                .map(|o| {
+                    // Credentials a re-created resource got (an FTP
+                    // password) are not kept: named, never recorded.
+                    let mut facts = o.facts;
+                    if !o.secrets.is_empty()
+                        && let Some(obj) = facts.as_object_mut()
+                    {
+                        obj.insert(
+                            "new_secrets_discarded".into(),
+                            serde_json::json!(o.secrets.keys().collect::<Vec<_>>()),
+                        );
+                    }
+                    facts
+                })
+                .map_err(|e| e.to_string());
+            self.store
+                .end_repair(RepairEnd {
+                    id: r.id.clone(),
+                    attempt,
+                    worker: worker.to_string(),
+                    started_at,
+                    outcome,
+                })
+                .await?;
+            match retry {
+                Some(wait) => {
+                    tokio::time::sleep(wait).await;
+                    self.store.rerun_repair(&r.id).await?;
+                }
+                None => return Ok(self.store.repair(&r.id).await?),
+            }
+        }
+    }
+
+    /// Removes one orphan (a resource with hostwright's marker no contract
+    /// owns) through its adapter's `remove`, after checking, on the backend
+    /// and in the store, that it is one now. Audited with `actor`.
+    pub async fn delete_orphan(
+        &self,
+        kind: &str,
+        key: &str,
+        actor: &str,
+    ) -> Result<Orphan, DriftError> {
+        let target = format!("{kind} {key}");
+        let found = self.find_orphan(kind, key).await;
+        let audit = |outcome: &str, detail: String| NewAuditEntry {
+            actor: actor.to_string(),
+            action: "drift delete-orphan".into(),
+            target: Some(target.clone()),
+            address: None,
+            outcome: outcome.into(),
+            detail: Some(detail),
+        };
+        let (orphan, adapter) = match found {
+            Ok(f) => f,
+            Err(e) => {
+                self.store
+                    .record_audit(audit("refused", e.to_string()))
+                    .await?;
+                return Err(e);
+            }
+        };
+        let resource = Resource {
+            kind: orphan.kind.clone(),
+            key: orphan.key.clone(),
+            // The contract its marker names: the adapters remove only what
+            // carries that marker.
+            contract_id: orphan.marker.clone(),
+            spec: serde_json::Value::Null,
+        };
+        let ctx = StepContext {
+            job_id: format!("orphan-{}", uuid::Uuid::new_v4().simple()),
+            step_id: format!("delete:{kind}:{key}"),
+            attempt: 1,
+        };
+        match adapter.remove(&ctx, &resource).await {
+            Ok(o) => {
+                self.store
+                    .record_audit(audit("ok", o.facts.to_string()))
+                    .await?;
+                Ok(orphan)
+            }
+            Err(e) => {
+                self.store
+                    .record_audit(audit("failed", e.to_string()))
+                    .await?;
+                Err(DriftError::Adapter(e))
+            }
+        }
+    }
+
+    async fn find_orphan(
+        &self,
+        kind: &str,
+        key: &str,
+    ) -> Result<(Orphan, Arc<dyn Adapter>), DriftError> {
+        let not = |why: &str| DriftError::NotAnOrphan {
+            kind: kind.to_string(),
+            key: key.to_string(),
+            why: why.to_string(),
+        };
+        // Owned by a contract (wanted or recorded): never an orphan.
+        for rev in self.store.latest_revisions().await? {
+            if self
+                .store
+                .resources(&rev.contract_id)
+                .await?
+                .iter()
+                .any(|r| r.kind == kind && r.key == key)
+            {
+                return Err(not(&format!("contract {} has it", rev.contract_id)));
+            }
+        }
+        let (wanted, pending, _) = self.wanted(&[]).await?;
+        if let Some(w) = wanted
+            .iter()
+            .flat_map(|(_, w)| w.iter())
+            .find(|w| w.resource.kind == kind && w.resource.key == key)
+        {
+            return Err(not(&format!("contract {} wants it", w.contract_id)));
+        }
+        if let Some(p) = pending.first() {
+            // A pending job may be about to create it under its own name.
+            return Err(not(&format!(
+                "contract {}'s job {} has work; try when no job is pending",
+                p.contract_id, p.job_id
+            )));
+        }
+        for name in self.adapters.kinds().keys() {
+            let Some(a) = self.adapters.get(name) else {
+                continue;
+            };
+            if !a.kinds().contains(&kind) {
+                continue;
+            }
+            if let Some(marked) = a.inventory().await.map_err(DriftError::Adapter)?
+                && let Some(m) = marked.into_iter().find(|m| m.kind == kind && m.key == key)
+            {
+                return Ok((
+                    Orphan {
+                        says: format!(
+                            "{kind} {key} on {} (marker: contract {})",
+                            a.location(),
+                            m.owner
+                        ),
+                        kind: m.kind,
+                        key: m.key,
+                        adapter: name.clone(),
+                        host: a.location(),
+                        marker: m.owner,
+                    },
+                    a.clone(),
+                ));
+            }
+        }
+        Err(not("no backend holds it with hostwright's marker"))
     }
 }

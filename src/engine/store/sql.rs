@@ -1445,3 +1445,4 @@ fn closed_statement(r: &PgRow) -> Result<ClosedStatement> {
 }
 
 mod ops;
+mod repairs;

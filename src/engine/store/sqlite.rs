@@ -1524,5 +1524,6 @@ fn closed_statement(r: &Row<'_>) -> Result<ClosedStatement> {
 }
 
 mod ops;
+mod repairs;
 #[cfg(test)]
 mod tests;
