@@ -70,7 +70,11 @@ ttl = 300
 /// The example Pack contract (web, 2 FTP logins, zone, tenant, mailboxes)
 /// renamed to this run's id and domain.
 fn contract(id: &str, domain: &str) -> Value {
-    let text = std::fs::read_to_string(repo().join("examples/contracts/pack-dns.json")).unwrap();
+    contract_file("pack-dns.json", id, domain)
+}
+
+fn contract_file(file: &str, id: &str, domain: &str) -> Value {
+    let text = std::fs::read_to_string(repo().join("examples/contracts").join(file)).unwrap();
     let text = text
         .replace("C-3001", id)
         .replace("CU-0003", &format!("CU-{id}"))
@@ -222,6 +226,33 @@ async fn drift_of_each_kind_is_found_repaired_and_gone() {
     wait_job(&client, &base, body["job_id"].as_str().unwrap()).await;
     // The scans and repairs below run from the config, as an operator's
     // `hostwright drift` does, beside the running serve.
+
+    // serve answers GET /v1/drift (read scope) with a full scan, and
+    // exports it as metrics.
+    let resp = client.get(format!("{base}/v1/drift")).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = client
+        .get(format!("{base}/v1/drift"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let served: Value = resp.json().await.unwrap();
+    assert_eq!(served["full"], true, "{served:#}");
+    assert_eq!(findings(&served), Vec::<String>::new(), "{served:#}");
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"hostwright_drift_resources{kind="vhost",state="in_sync"} 1"#),
+        "{metrics}"
+    );
 
     // Freshly provisioned: nothing drifted.
     let (code, v) = drift(&config, &[&id]);
@@ -381,5 +412,20 @@ async fn drift_of_each_kind_is_found_repaired_and_gone() {
         .arg(dir.path().join("ops-token")));
     assert!(out.contains("drift repair"), "{out}");
     assert!(out.contains("drift delete-orphan"), "{out}");
+
+    // The contract ends: its resources go, so no run leaves orphans behind.
+    let resp = client
+        .post(format!("{base}/v1/contracts"))
+        .body(sign(
+            &keys(),
+            &contract_file("pack-dns-terminate.json", &id, &domain),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    wait_job(&client, &base, body["job_id"].as_str().unwrap()).await;
+    let (code, v) = drift(&config, &[&id]);
+    assert_eq!((code, v["resources"].as_u64()), (0, Some(0)), "{v:#}");
     drop(serve);
 }

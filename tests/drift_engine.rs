@@ -134,6 +134,45 @@ async fn drift_is_found_repaired_once_and_gone_on_both_back_ends() {
         assert_eq!(ran[0].state, RepairState::Succeeded);
         assert!(engine.drift(&[]).await.unwrap().is_clean());
 
+        // serve's scheduled scan: metrics by kind and state, the report
+        // kept for GET /v1/drift, and, when configured, repairs (actor
+        // `reconcile`).
+        script.tamper(&vhost.0, &vhost.1, None);
+        let seen = engine.reconcile(false).await.unwrap();
+        assert_eq!(seen.findings.len(), 1);
+        let text = engine.metrics.render(&engine.store.stats().await.unwrap());
+        assert!(
+            text.contains(r#"hostwright_drift_resources{kind="vhost",state="missing"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("hostwright_drift_last_scan_timestamp_seconds"));
+        assert!(text.contains("hostwright_drift_scan_duration_seconds"));
+        assert_eq!(engine.last_drift().await.unwrap(), seen);
+        let fixed = engine.reconcile(true).await.unwrap();
+        assert_eq!(
+            fixed.findings.len(),
+            1,
+            "the scan that repairs reports what it found"
+        );
+        assert!(engine.reconcile(false).await.unwrap().is_clean());
+        let text = engine.metrics.render(&engine.store.stats().await.unwrap());
+        assert!(
+            text.contains(r#"hostwright_drift_resources{kind="vhost",state="missing"} 0"#),
+            "{text}"
+        );
+        let by_reconcile = engine
+            .store
+            .repairs(Some(RepairState::Succeeded), None, 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            by_reconcile
+                .iter()
+                .filter(|r| r.requested_by == "reconcile")
+                .count(),
+            1
+        );
+
         let audit = engine
             .store
             .audit(&AuditFilter {

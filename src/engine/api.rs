@@ -42,6 +42,7 @@ pub fn router(engine: Arc<Engine>, auth: Arc<Authenticator>) -> Router {
         .route("/v1/contracts/{id}", get(show_contract))
         .route("/v1/audit", get(audit_log))
         .route("/v1/plan", post(plan))
+        .route("/v1/drift", get(drift))
         .route_layer(gate(Scope::Read));
     let operate = Router::new()
         .route("/v1/jobs/rerun-failed", post(rerun_failed))
@@ -800,6 +801,19 @@ async fn audit_log(State(st): State<AppState>, Query(q): Query<AuditQuery>) -> R
     match st.engine.store.audit(&filter).await {
         Ok(items) => page(items, limit, |e| e.id.to_string()),
         Err(e) => store_error(e),
+    }
+}
+
+/// The last full drift scan (`serve` scans on a schedule, `[drift]`); a
+/// report-only scan now when none ran yet. The shape is
+/// `engine::drift::DriftReport`, as `hostwright drift --json` prints it.
+async fn drift(State(st): State<AppState>) -> Response {
+    match st.engine.last_drift().await {
+        Ok(r) => axum::Json(r.as_ref().clone()).into_response(),
+        Err(super::drift::DriftError::Store(e)) => store_error(e),
+        Err(e) => {
+            Problem::new(Kind::Unavailable, format!("drift scan failed: {e}")).into_response()
+        }
     }
 }
 

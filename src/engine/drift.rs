@@ -802,3 +802,123 @@ impl Engine {
         Err(not("no backend holds it with hostwright's marker"))
     }
 }
+
+/// What `serve` keeps between scans: the last full report (`GET
+/// /v1/drift`), the findings already logged (each new one is logged once,
+/// not on every scan), and a lock so that one scan runs at a time.
+#[derive(Default)]
+pub struct Reconciler {
+    last: std::sync::Mutex<Option<Arc<DriftReport>>>,
+    logged: std::sync::Mutex<BTreeSet<String>>,
+    scanning: tokio::sync::Mutex<()>,
+}
+
+impl Engine {
+    /// One full scan as `serve` runs it: metrics updated, each new finding
+    /// and orphan logged once (and its end logged when it is gone), repairs
+    /// queued and run when `repair` (actor `reconcile`). The report is kept
+    /// for `GET /v1/drift`.
+    pub async fn reconcile(&self, repair: bool) -> Result<Arc<DriftReport>, DriftError> {
+        let _one = self.reconciler.scanning.lock().await;
+        let report = self.drift(&[]).await?;
+        self.metrics.drift_scanned(&report);
+        let now: BTreeSet<String> = report
+            .findings
+            .iter()
+            .map(Finding::identity)
+            .chain(
+                report
+                    .orphans
+                    .iter()
+                    .map(|o| format!("orphan {} {} {}", o.host, o.kind, o.key)),
+            )
+            .collect();
+        {
+            let mut logged = self.reconciler.logged.lock().expect("drift log lock");
+            for f in &report.findings {
+                if !logged.contains(&f.identity()) {
+                    tracing::warn!(
+                        contract_id = %f.contract_id,
+                        kind = %f.kind,
+                        key = %f.key,
+                        host = %f.host,
+                        state = f.state.as_str(),
+                        "drift: {}",
+                        f.says
+                    );
+                }
+            }
+            for o in &report.orphans {
+                if !logged.contains(&format!("orphan {} {} {}", o.host, o.kind, o.key)) {
+                    tracing::warn!(kind = %o.kind, key = %o.key, host = %o.host, "drift: orphan: {}", o.says);
+                }
+            }
+            for gone in logged.difference(&now) {
+                tracing::info!("drift: no longer found: {gone}");
+            }
+            *logged = now;
+        }
+        for e in &report.errors {
+            tracing::warn!(adapter = %e.adapter, error = %e.error, "drift: could not read");
+        }
+        tracing::info!(
+            resources = report.resources,
+            contracts = report.contracts,
+            findings = report.findings.len(),
+            orphans = report.orphans.len(),
+            duration_ms = report.duration_ms,
+            "drift scan"
+        );
+        if repair && !report.findings.is_empty() {
+            self.queue_repairs(&report.findings, "reconcile").await?;
+        }
+        if repair {
+            let (ran, _) = self.run_repairs("reconcile").await?;
+            for r in ran {
+                tracing::info!(repair = %r.id, contract_id = %r.contract_id, kind = %r.kind, key = %r.key, state = r.state.as_str(), "drift repair");
+            }
+        }
+        let report = Arc::new(report);
+        *self.reconciler.last.lock().expect("drift report lock") = Some(report.clone());
+        Ok(report)
+    }
+
+    /// The last full scan's report; a report-only scan now when there has
+    /// been none.
+    pub async fn last_drift(&self) -> Result<Arc<DriftReport>, DriftError> {
+        if let Some(r) = self
+            .reconciler
+            .last
+            .lock()
+            .expect("drift report lock")
+            .clone()
+        {
+            return Ok(r);
+        }
+        self.reconcile(false).await
+    }
+}
+
+/// `serve`'s schedule: a full scan every `interval_minutes` (the first
+/// `first_scan_after_seconds` after start) until shutdown.
+pub async fn run_schedule(
+    engine: Arc<Engine>,
+    cfg: super::config::DriftConfig,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut wait = std::time::Duration::from_secs(cfg.first_scan_after_seconds);
+    let every = std::time::Duration::from_secs(cfg.interval_minutes.max(1) * 60);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        if let Err(e) = engine.reconcile(cfg.repair).await {
+            tracing::warn!(error = %e, "drift scan failed; the next one retries");
+        }
+        wait = every;
+    }
+}

@@ -58,6 +58,8 @@ pub struct Engine {
     pub wake: Notify,
     /// Wakes the outbox reporter when a job ended with a report.
     pub report_wake: Notify,
+    /// The last drift scan and the findings already logged.
+    pub reconciler: drift::Reconciler,
 }
 
 /// Why a job could not be planned.

@@ -143,6 +143,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Engine>, StartError> {
         refusals: super::guard::RefusalLimiter::new(cfg.intake.refusal_budget()),
         wake: Notify::new(),
         report_wake: Notify::new(),
+        reconciler: Default::default(),
     });
     adopt_legacy_claims(&engine).await?;
     Ok(engine)
@@ -296,6 +297,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         );
         None
     };
+    let reconcile = cfg.drift.enabled.then(|| {
+        tokio::spawn(super::drift::run_schedule(
+            engine.clone(),
+            cfg.drift,
+            shutdown_rx.clone(),
+        ))
+    });
     let housekeeping = tokio::spawn(super::guard::run_housekeeping(
         engine.clone(),
         cfg.intake.rejection_retention(),
@@ -344,6 +352,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     if let Some(c) = closer {
         let _ = c.await;
+    }
+    if let Some(r) = reconcile {
+        let _ = r.await;
     }
     let _ = housekeeping.await;
     if let Err(e) = http.await {

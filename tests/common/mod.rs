@@ -141,6 +141,7 @@ pub async fn engine(store_url: &str, script: &Script, settings: WorkerSettings) 
         refusals: Default::default(),
         wake: Notify::new(),
         report_wake: Notify::new(),
+        reconciler: Default::default(),
     })
 }
 
