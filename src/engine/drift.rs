@@ -181,6 +181,17 @@ pub struct Wanted {
     pub resource: Resource,
 }
 
+/// What the contracts want now ([`Engine::wanted`]).
+pub struct WantedNow {
+    /// The contracts to compare, each with what it wants.
+    pub contracts: Vec<(Contract, Vec<Wanted>)>,
+    /// Contracts not compared: their latest revision still has work.
+    pub pending: Vec<Pending>,
+    /// What the pending contracts want (owned, never orphans).
+    pub busy: BTreeSet<(String, String)>,
+    pub errors: Vec<ScanError>,
+}
+
 /// Resources of one adapter instance.
 struct Group {
     adapter: Arc<dyn Adapter>,
@@ -200,10 +211,7 @@ impl Engine {
     /// The resources each contract's latest revision wants, and the
     /// contracts not to compare now. `only`: these contracts (all when
     /// empty; an unknown one is an error).
-    pub async fn wanted(
-        &self,
-        only: &[String],
-    ) -> Result<(Vec<(Contract, Vec<Wanted>)>, Vec<Pending>, Vec<ScanError>), DriftError> {
+    pub async fn wanted(&self, only: &[String]) -> Result<WantedNow, DriftError> {
         let latest = self.store.latest_revisions().await?;
         let known: BTreeSet<&str> = latest.iter().map(|r| r.contract_id.as_str()).collect();
         if let Some(missing) = only.iter().find(|c| !known.contains(c.as_str())) {
@@ -213,12 +221,9 @@ impl Engine {
         let mut out = Vec::new();
         let mut waiting = Vec::new();
         let mut errors = Vec::new();
+        let mut busy = BTreeSet::new();
         for rev in latest {
             if !only.is_empty() && !only.contains(&rev.contract_id) {
-                continue;
-            }
-            if let Some(p) = pending.get(&rev.contract_id) {
-                waiting.push(p.clone());
                 continue;
             }
             let contract = match Contract::from_json(&rev.payload) {
@@ -248,6 +253,13 @@ impl Engine {
                     continue;
                 }
             };
+            if let Some(p) = pending.get(&rev.contract_id) {
+                // Not compared; what it wants is still its own (a running
+                // job's new account is no orphan).
+                waiting.push(p.clone());
+                busy.extend(desired.into_iter().map(|d| (d.kind, d.key)));
+                continue;
+            }
             let wanted = desired
                 .into_iter()
                 .map(|d| Wanted {
@@ -264,7 +276,12 @@ impl Engine {
                 .collect();
             out.push((contract, wanted));
         }
-        Ok((out, waiting, errors))
+        Ok(WantedNow {
+            contracts: out,
+            pending: waiting,
+            busy,
+            errors,
+        })
     }
 
     /// Contracts with a queued, running or failed job, by contract.
@@ -296,11 +313,16 @@ impl Engine {
         let started = Instant::now();
         let scanned_at = Utc::now();
         let full = only.is_empty();
-        let (contracts, pending, mut errors) = self.wanted(only).await?;
+        let WantedNow {
+            contracts,
+            pending,
+            busy,
+            mut errors,
+        } = self.wanted(only).await?;
 
         // Group per adapter instance (its name and where it points).
         let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
-        let mut owned: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut owned: BTreeSet<(String, String)> = busy;
         for (contract, wanted) in &contracts {
             for w in wanted {
                 owned.insert((w.resource.kind.clone(), w.resource.key.clone()));
@@ -503,7 +525,7 @@ impl Engine {
         let mut contracts: Vec<String> = findings.iter().map(|f| f.contract_id.clone()).collect();
         contracts.sort();
         contracts.dedup();
-        let (wanted, _, _) = self.wanted(&contracts).await?;
+        let wanted = self.wanted(&contracts).await?.contracts;
         let spec_of: BTreeMap<(&str, &str, &str), &Wanted> = wanted
             .iter()
             .flat_map(|(_, w)| w.iter())
@@ -757,7 +779,8 @@ impl Engine {
                 return Err(not(&format!("contract {} has it", rev.contract_id)));
             }
         }
-        let (wanted, pending, _) = self.wanted(&[]).await?;
+        let now = self.wanted(&[]).await?;
+        let (wanted, pending) = (now.contracts, now.pending);
         if let Some(w) = wanted
             .iter()
             .flat_map(|(_, w)| w.iter())

@@ -250,7 +250,10 @@ impl WebhostAdapter {
     pub(crate) async fn list_marked(&self) -> Result<Vec<Marked>, AdapterError> {
         let out = self
             .pool
-            .run(Command::script(scripts::INVENTORY, [&self.cfg.sites_dir]))
+            .run(Command::script(
+                scripts::INVENTORY,
+                [&self.cfg.sites_dir, &self.cfg.home_root],
+            ))
             .await?;
         let out = script_result("listing hostwright's accounts and vhosts", out)?;
         Ok(out

@@ -90,12 +90,14 @@ done
 "#;
 
 /// Everything on the host carrying hostwright's marker, in one command:
-/// $1 sites dir. Prints `u USER CONTRACT` for each account whose GECOS is
-/// `hostwright CONTRACT` and `d DOMAIN CONTRACT` for each vhost file whose
-/// first line is the marker (`render::marker_line`).
+/// $1 sites dir, $2 home root. Prints `u USER CONTRACT` for each account
+/// whose GECOS is `hostwright CONTRACT` and whose home is under the home
+/// root (another instance's accounts are not ours to judge), and
+/// `d DOMAIN CONTRACT` for each vhost file whose first line is the marker
+/// (`render::marker_line`).
 pub const INVENTORY: &str = r##"set -u
-getent passwd | while IFS=: read -r u _ _ _ g _; do
-  case "$g" in "hostwright "*) echo "u $u ${g#hostwright }" ;; esac
+getent passwd | while IFS=: read -r u _ _ _ g h _; do
+  case "$g" in "hostwright "*) [ "$h" = "$2/$u" ] && echo "u $u ${g#hostwright }" ;; esac
 done
 for f in "$1"/*.conf; do
   [ -f "$f" ] || continue
