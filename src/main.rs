@@ -40,6 +40,8 @@ enum Command {
         api: cli::engine::ApiArgs,
     },
     /// Print the steps a signed contract would take now, applying nothing.
+    /// Compared with the recorded state, or with `--observe` with the real
+    /// backends.
     Plan {
         file: PathBuf,
         #[arg(
@@ -51,6 +53,10 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Compare with what the backends hold now (each resource observed),
+        /// not with the state hostwright recorded.
+        #[arg(long)]
+        observe: bool,
     },
     /// Compare the real backends with every contract's latest revision:
     /// missing and changed resources, and orphans (hostwright's marker, no
@@ -175,7 +181,12 @@ fn run_async(command: Command) -> ExitCode {
         match command {
             Command::Serve { config } => cli::engine::serve(config).await,
             Command::Submit { files, api } => cli::engine::submit(files, api).await,
-            Command::Plan { file, config, json } => cli::engine::plan(file, config, json).await,
+            Command::Plan {
+                file,
+                config,
+                json,
+                observe,
+            } => cli::engine::plan(file, config, json, observe).await,
             Command::Drift {
                 contracts,
                 config,

@@ -269,7 +269,37 @@ async fn drift_of_each_kind_is_found_repaired_and_gone() {
     // 1. The vhost file deleted and nginx reloaded.
     std::fs::remove_file(&site).unwrap();
     nginx_reload();
+    // `plan` of an unchanged next revision: nothing against the recorded
+    // state; the missing vhost created against the real backends.
+    let mut next = contract(&id, &domain);
+    next["revision"] = 2.into();
+    let signed = dir.path().join("rev2.json");
+    std::fs::write(&signed, sign(&keys(), &next)).unwrap();
+    let plan = |observe: bool| -> Vec<String> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hostwright"));
+        cmd.arg("plan")
+            .arg(&signed)
+            .args(["--json", "--config"])
+            .arg(&config);
+        if observe {
+            cmd.arg("--observe");
+        }
+        let steps: Value = serde_json::from_str(&sh(&mut cmd)).unwrap();
+        steps
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(plan(false), Vec::<String>::new());
+    assert_eq!(plan(true), vec![format!("create:vhost:{domain}")]);
     expect_then_repair(&config, &id, &format!("vhost {domain} missing []"));
+    assert_eq!(
+        plan(true),
+        Vec::<String>::new(),
+        "repaired: the backends match"
+    );
     assert_eq!(http(&domain), "200", "the site is served again");
 
     // 2. The vhost file edited by hand (its root changed) and reloaded.

@@ -170,6 +170,10 @@ pub enum DriftError {
     },
     #[error(transparent)]
     Adapter(AdapterError),
+    #[error(transparent)]
+    Plan(super::plan::PlanError),
+    #[error("no adapter {0} is configured")]
+    NoAdapter(String),
 }
 
 /// One resource a contract wants, as a scan compares it.
@@ -943,5 +947,66 @@ pub async fn run_schedule(
             tracing::warn!(error = %e, "drift scan failed; the next one retries");
         }
         wait = every;
+    }
+}
+
+/// What a resource compared equal to, for [`Engine::plan_observed`]: a
+/// spec no planner writes, so the diff plans an update.
+const OBSERVED_DIFFERENT: &str = "observed on the backend, different";
+
+impl Engine {
+    /// `plan --observe`: the steps that take the real backends (not the
+    /// recorded state) to `contract`. Each resource it wants is compared on
+    /// its backend: missing ones are created, changed ones updated, equal
+    /// ones left; recorded resources it no longer wants are deleted, as in
+    /// the recorded plan. Reads only.
+    pub async fn plan_observed(
+        &self,
+        contract: &Contract,
+    ) -> Result<Vec<super::store::PlannedStep>, DriftError> {
+        let cid = contract.contract_id.as_str();
+        let service = contract.service.code();
+        let playbook = self.playbooks.for_service(service).ok_or_else(|| {
+            DriftError::Plan(super::plan::PlanError::NoPlaybook(service.to_string()))
+        })?;
+        let recorded = self.store.resources(cid).await?;
+        let desired = self
+            .derive_with(contract, &recorded)
+            .map_err(DriftError::Plan)?;
+        let mut observed: Vec<super::store::RecordedResource> = recorded
+            .iter()
+            .filter(|r| !desired.iter().any(|d| d.kind == r.kind && d.key == r.key))
+            .cloned()
+            .collect();
+        for d in &desired {
+            let adapter = self
+                .adapter_for(contract, &d.adapter)
+                .ok_or_else(|| DriftError::NoAdapter(d.adapter.clone()))?;
+            let resource = Resource {
+                kind: d.kind.clone(),
+                key: d.key.clone(),
+                contract_id: cid.to_string(),
+                spec: d.spec.clone(),
+            };
+            let answer = adapter
+                .compare(std::slice::from_ref(&resource))
+                .await
+                .pop()
+                .unwrap_or_else(|| Err(AdapterError::transient("the adapter answered nothing")))
+                .map_err(DriftError::Adapter)?;
+            let spec = match answer {
+                Comparison::Missing => continue,
+                Comparison::Matches => d.spec.clone(),
+                Comparison::Differs(_) => serde_json::json!({ "_": OBSERVED_DIFFERENT }),
+            };
+            observed.push(super::store::RecordedResource {
+                kind: d.kind.clone(),
+                key: d.key.clone(),
+                adapter: d.adapter.clone(),
+                spec,
+                facts: serde_json::Value::Null,
+            });
+        }
+        Ok(super::plan::diff(cid, playbook, &desired, &observed))
     }
 }
