@@ -192,3 +192,40 @@ async fn drift_is_found_repaired_once_and_gone_on_both_back_ends() {
         );
     }
 }
+
+/// A scan while a job runs: the contract is listed as pending, not
+/// compared (its half-made resources are no drift, and what it is making
+/// is no orphan), and the job ends as it would have.
+#[tokio::test]
+async fn a_scan_while_a_job_runs_leaves_the_job_alone() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_store_url(backend, dir.path()).await;
+        let script = hostwright::engine::scripted::Script::new();
+        let engine = engine(&url, &script, fast_settings()).await;
+        script.push(on_ensure("vhost", Behavior::Hang { ms: 1500 }));
+        let job = accepted(&engine, &sign(&keys(), &www_contract("C-DE3", 1))).await;
+        let workers = start_workers(&engine, "w", 2);
+        // Until the web space exists and the vhost hangs.
+        for _ in 0..100 {
+            if script.resources().keys().any(|(k, _)| k == "webspace") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let report = engine.drift(&[]).await.unwrap();
+        assert!(report.findings.is_empty(), "{report:#?}");
+        assert_eq!(report.pending.len(), 1, "{report:#?}");
+        assert_eq!(report.pending[0].contract_id, "C-DE3");
+        assert_eq!(report.pending[0].job_id, job);
+        assert_eq!(report.contracts, 0);
+        assert_eq!(wait_final(&engine, &job, 20).await, JobState::Succeeded);
+        workers.stop(Duration::from_secs(2)).await;
+        assert!(engine.drift(&[]).await.unwrap().is_clean());
+        assert_eq!(
+            script.creations().values().copied().max(),
+            Some(1),
+            "nothing made twice"
+        );
+    }
+}
