@@ -459,3 +459,81 @@ async fn drift_of_each_kind_is_found_repaired_and_gone() {
     assert_eq!((code, v["resources"].as_u64()), (0, Some(0)), "{v:#}");
     drop(serve);
 }
+
+/// A certificate within the renewal window is drift of its vhost, and the
+/// repair renews it. (The adapter knows its certificates by the `.meta`
+/// file it writes beside each; here that file is set to a near expiry, as
+/// a certificate issued 89 days ago would have it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_near_its_expiry_is_drift_and_repair_renews_it() {
+    let tag = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
+    let id = format!("C-DT{}", tag.to_uppercase());
+    let domain = format!("dt{tag}.co.jp");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port);
+    let serve = Serve::start(&config);
+    wait_http(port, "/readyz").await;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = hostwright_tls::client();
+    let text = std::fs::read_to_string(repo().join("examples/contracts/www-ssl.json")).unwrap();
+    let text = text
+        .replace("C-1001", &id)
+        .replace("CU-0001", &format!("CU-{id}"))
+        .replace("sakura-trading.co.jp", &domain);
+    let mut c: Value = serde_json::from_str(&text).unwrap();
+    let submit = |c: Value| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let resp = client
+                .post(format!("{base}/v1/contracts"))
+                .body(sign(&keys(), &c))
+                .send()
+                .await
+                .unwrap();
+            let body: Value = resp.json().await.unwrap();
+            let job = body["job_id"].as_str().unwrap_or_else(|| panic!("{body}"));
+            wait_job(&client, &base, job).await;
+        }
+    };
+    submit(c.clone()).await;
+    let (code, v) = drift(&config, &[&id]);
+    assert_eq!((code, findings(&v)), (0, vec![]), "{v:#}");
+
+    let meta_file = format!("{}/tls/{domain}.meta", var("HW_WEB_ROOT"));
+    let cert_file = format!("{}/tls/{domain}.crt", var("HW_WEB_ROOT"));
+    let meta = std::fs::read_to_string(&meta_file).unwrap();
+    let cert = std::fs::read_to_string(&cert_file).unwrap();
+    let soon = chrono::Utc::now().timestamp() + 86_400;
+    let near: String = meta
+        .lines()
+        .map(|l| {
+            if l.starts_with("not_after=") {
+                format!("not_after={soon}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&meta_file, near).unwrap();
+    expect_then_repair(
+        &config,
+        &id,
+        &format!("vhost {domain} changed [certificate]"),
+    );
+    assert_ne!(
+        std::fs::read_to_string(&cert_file).unwrap(),
+        cert,
+        "renewed"
+    );
+
+    // The contract ends; nothing is left behind.
+    c["revision"] = 2.into();
+    c["status"] = serde_json::json!({
+        "state": "terminated", "effective": "2026-12-31", "notified_on": "2026-11-20"
+    });
+    c["requested_on"] = "2026-11-20".into();
+    submit(c).await;
+    drop(serve);
+}
