@@ -40,6 +40,8 @@ enum Command {
         api: cli::engine::ApiArgs,
     },
     /// Print the steps a signed contract would take now, applying nothing.
+    /// Compared with the recorded state, or with `--observe` with the real
+    /// backends.
     Plan {
         file: PathBuf,
         #[arg(
@@ -51,6 +53,37 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Compare with what the backends hold now (each resource observed),
+        /// not with the state hostwright recorded.
+        #[arg(long)]
+        observe: bool,
+    },
+    /// Compare the real backends with every contract's latest revision:
+    /// missing and changed resources, and orphans (hostwright's marker, no
+    /// owning contract). Runs the scan itself from the config, as `plan`
+    /// does. Exit 0: no drift; 2: drift found; 1: an error.
+    Drift {
+        /// Only these contracts (no orphan search then); every one when absent.
+        contracts: Vec<String>,
+        #[arg(
+            long,
+            short,
+            env = "HOSTWRIGHT_CONFIG",
+            default_value = "hostwright.toml"
+        )]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Queue a repair job for each missing or changed resource (its
+        /// adapter's `ensure` to the contract's desired spec), audited with
+        /// who asked, then run them. Orphans are never touched.
+        #[arg(long, conflicts_with = "delete_orphan")]
+        repair: bool,
+        /// Remove one orphan, named by its kind and key (e.g. `webspace
+        /// c-old`): checked to be an orphan now, then removed through its
+        /// adapter (a web space is archived first), audited.
+        #[arg(long, num_args = 2, value_names = ["KIND", "NAME"])]
+        delete_orphan: Option<Vec<String>>,
     },
     /// Watch, rerun and cancel jobs.
     #[command(subcommand)]
@@ -160,7 +193,22 @@ fn run_async(command: Command) -> ExitCode {
         match command {
             Command::Serve { config } => cli::engine::serve(config).await,
             Command::Submit { files, api } => cli::engine::submit(files, api).await,
-            Command::Plan { file, config, json } => cli::engine::plan(file, config, json).await,
+            Command::Plan {
+                file,
+                config,
+                json,
+                observe,
+            } => cli::engine::plan(file, config, json, observe).await,
+            Command::Drift {
+                contracts,
+                config,
+                json,
+                repair,
+                delete_orphan,
+            } => match delete_orphan {
+                Some(what) => cli::drift::delete_orphan(&what[0], &what[1], config, json).await,
+                None => cli::drift::drift(contracts, config, json, repair).await,
+            },
             Command::Jobs(cmd) => cli::engine::jobs(cmd).await,
             Command::Billing(cmd) => cli::billing::run(cmd).await,
             Command::Hosts(cmd) => cli::hosts::hosts(cmd).await,

@@ -95,6 +95,8 @@ async fn a_store_of_the_previous_schema_upgrades_and_keeps_its_data() {
             &url,
             "DELETE FROM hw_schema_migrations WHERE version > 6; \
              DROP INDEX outbox_contract; DROP INDEX jobs_created; \
+             DROP TABLE notifications; DROP TABLE repair_attempts; DROP TABLE repairs; \
+             DROP TABLE placements; DROP TABLE fleet_host_states; \
              ALTER TABLE hw_schema_migrations DROP COLUMN checksum;",
         )
         .await;

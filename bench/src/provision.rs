@@ -89,6 +89,23 @@ pub async fn run(
             r["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
             "MiB",
         ));
+        let mut f = Figure::new(
+            "1",
+            format!("N={n}: drift scan (full)"),
+            r["drift"]["scan_s"].as_f64().unwrap_or(f64::NAN),
+            "s",
+        )
+        .note(format!(
+            "{} resources, {} findings, {} errors; `hostwright drift` wall {:.2} s",
+            r["drift"]["resources"],
+            r["drift"]["findings"],
+            r["drift"]["errors"],
+            r["drift"]["wall_s"].as_f64().unwrap_or(f64::NAN)
+        ));
+        if n == 1000 {
+            f = f.target(Target::Below(10.0));
+        }
+        figs.push(f);
         if r["termination"]["skipped"].is_null() {
             figs.push(
                 Figure::new(
@@ -138,7 +155,7 @@ async fn one(ctx: &Ctx, signer: &Signer, n: usize, opts: &Opts) -> Result<Value>
         .collect();
 
     let serve = Serve::start(ctx, &config, &dir.join("serve.log")).await?;
-    let result = measure(ctx, &serve, signer, &sites, envelopes, opts).await;
+    let result = measure(ctx, &serve, &config.config, signer, &sites, envelopes, opts).await;
     let _ = serve.stop();
     let leftovers = sweep(ctx, &tag, &sites);
     let mut r = result?;
@@ -153,6 +170,7 @@ async fn one(ctx: &Ctx, signer: &Signer, n: usize, opts: &Opts) -> Result<Value>
 async fn measure(
     ctx: &Ctx,
     serve: &Serve,
+    config: &std::path::Path,
     signer: &Signer,
     sites: &[(String, String, String)],
     envelopes: Vec<Vec<u8>>,
@@ -182,6 +200,8 @@ async fn measure(
         http.push(json!({"host": d, "status": common::http_status(ctx, d)?}));
     }
 
+    let drift = drift_scan(ctx, config, n)?;
+
     let termination = if n > opts.terminate_max {
         json!({"skipped": format!("N > {}: removed directly by the sweep", opts.terminate_max)})
     } else {
@@ -207,7 +227,44 @@ async fn measure(
         "first_error": failed.first().and_then(|j| j.error.clone()),
         "mean_attempt_ms_by_step": serve::breakdown_json(&breakdown),
         "http_check": http,
+        "drift": drift,
         "termination": termination,
+    }))
+}
+
+/// A full drift scan of the provisioned contracts (`hostwright drift
+/// --json`, the CLI as an operator runs it, beside the running serve): the
+/// scan's own duration and the command's wall time (process start, config,
+/// store, adapters). Every backend is read; nothing may have drifted.
+fn drift_scan(ctx: &Ctx, config: &std::path::Path, n: usize) -> Result<Value> {
+    let clock = Instant::now();
+    let out = std::process::Command::new(&ctx.hostwright)
+        .args(["drift", "--json", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "error")
+        .output()?;
+    let wall_s = clock.elapsed().as_secs_f64();
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        anyhow::anyhow!(
+            "drift printed no report ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let findings = v["findings"].as_array().map(Vec::len).unwrap_or(0);
+    let errors = v["errors"].as_array().map(Vec::len).unwrap_or(0);
+    if v["contracts"].as_u64() != Some(n as u64) {
+        bail!("drift compared {} contracts, not {n}", v["contracts"]);
+    }
+    Ok(json!({
+        "scan_s": v["duration_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0,
+        "wall_s": wall_s,
+        "resources": v["resources"],
+        "findings": findings,
+        "orphans": v["orphans"].as_array().map(Vec::len).unwrap_or(0),
+        "errors": errors,
+        "by_kind": v["by_kind"],
+        "first_findings": v["findings"].as_array().map(|f| f.iter().take(5).cloned().collect::<Vec<_>>()),
+        "first_errors": v["errors"].as_array().map(|f| f.iter().take(5).cloned().collect::<Vec<_>>()),
     }))
 }
 

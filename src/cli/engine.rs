@@ -217,7 +217,12 @@ fn print_intake_answer(label: &str, status: &str, v: &Value) {
 }
 
 /// Prints the steps a signed contract would take now, applying nothing.
-pub async fn plan(file: PathBuf, config: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
+pub async fn plan(
+    file: PathBuf,
+    config: PathBuf,
+    json: bool,
+    observe: bool,
+) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(&config)?;
     let body = read_file(&file, MAX_ENVELOPE_BYTES, "a signed contract envelope")?;
     let engine = hostwright::engine::server::build(&cfg).await?;
@@ -236,17 +241,33 @@ pub async fn plan(file: PathBuf, config: PathBuf, json: bool) -> anyhow::Result<
         }
         DryRun::Planned { contract, steps } => (contract, steps),
     };
+    // The same judgement, then the steps against what the backends hold.
+    let steps = if observe {
+        engine.plan_observed(&contract).await?
+    } else {
+        steps
+    };
+    let against = if observe {
+        "compared with the real backends"
+    } else {
+        "compared with the recorded state"
+    };
     if json {
         out::json(&serde_json::json!({"refused": null, "steps": steps}), true)?;
     } else if steps.is_empty() {
         say!(
-            "{} rev {}: nothing to do (the recorded state already matches; the backends were not asked)",
+            "{} rev {}: nothing to do ({})",
             contract.contract_id.as_str(),
-            contract.revision
+            contract.revision,
+            if observe {
+                "the backends already match"
+            } else {
+                "the recorded state already matches; the backends were not asked (--observe asks them)"
+            }
         );
     } else {
         say!(
-            "{} rev {}: {} step(s)",
+            "{} rev {}: {} step(s), {against}",
             contract.contract_id.as_str(),
             contract.revision,
             steps.len()

@@ -50,6 +50,7 @@ fn described() -> OpenApiRouter<AppState> {
         .routes(routes!(show_contract))
         .routes(routes!(audit_log))
         .routes(routes!(list_hosts))
+        .routes(routes!(drift))
         .routes(routes!(plan))
         .route_layer(gate(Scope::Read));
     let operate = OpenApiRouter::new()
@@ -1290,6 +1291,29 @@ async fn audit_log(State(st): State<AppState>, Query(q): Query<AuditQuery>) -> R
     match st.engine.store.audit(&filter).await {
         Ok(items) => page(items, limit, |e| e.id.to_string()),
         Err(e) => store_error(e),
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/drift",
+    tag = "drift",
+    security(("ops_token" = ["read"])),
+    responses(
+        (status = 200, description = "The last full drift scan (docs/drift.md)", body = Object),
+        (status = 503, description = "The store does not answer, or the scan failed"),
+    )
+)]
+/// The last full drift scan (`serve` scans on a schedule, `[drift]`); a
+/// report-only scan now when none ran yet. The shape is
+/// `engine::drift::DriftReport`, as `hostwright drift --json` prints it.
+async fn drift(State(st): State<AppState>) -> Response {
+    match st.engine.last_drift().await {
+        Ok(r) => axum::Json(r.as_ref().clone()).into_response(),
+        Err(super::drift::DriftError::Store(e)) => store_error(e),
+        Err(e) => {
+            Problem::new(Kind::Unavailable, format!("drift scan failed: {e}")).into_response()
+        }
     }
 }
 

@@ -52,6 +52,9 @@ pub struct Config {
     /// The monthly close for billing on a schedule (`engine::close`).
     #[serde(default)]
     pub close: CloseConfig,
+    /// Drift scans on a schedule (`engine::drift`).
+    #[serde(default)]
+    pub drift: DriftConfig,
     #[serde(default)]
     pub log: LogConfig,
     /// Webhooks per event (`[notify.job_failed]`, `[notify.job_recovered]`,
@@ -63,6 +66,32 @@ pub struct Config {
     /// ([`Config::adapter_error_at_line`]).
     #[serde(skip)]
     pub source: Option<(PathBuf, String)>,
+}
+
+/// `[drift]`: how `serve` reconciles the backends with the contracts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriftConfig {
+    /// Scan on a schedule (on by default; a scan only reads).
+    pub enabled: bool,
+    /// Minutes between full scans.
+    pub interval_minutes: u64,
+    /// Seconds after start before the first scan (start-up is left alone).
+    pub first_scan_after_seconds: u64,
+    /// Queue and run repairs for what a scheduled scan finds (actor
+    /// `reconcile`). Off by default: scans only report.
+    pub repair: bool,
+}
+
+impl Default for DriftConfig {
+    fn default() -> Self {
+        DriftConfig {
+            enabled: true,
+            interval_minutes: 15,
+            first_scan_after_seconds: 60,
+            repair: false,
+        }
+    }
 }
 
 /// `[close]`: when `serve` closes months for billing by itself.

@@ -570,6 +570,9 @@ impl Fleet {
         Ok(())
     }
 
+    /// Changes the disk the placement commits, within the host's capacity:
+    /// the guarded update, and when it did not fit, the shortfall read
+    /// back (room that appeared in between gets another try).
     async fn resize(
         &self,
         store: &dyn FleetStore,
@@ -577,28 +580,19 @@ impl Fleet {
         host: &HostConfig,
         need_mb: u64,
     ) -> Result<(), PlacementError> {
-        if store
-            .resize_placement(&p.contract_id, need_mb, host.capacity_disk_mb())
-            .await?
-        {
-            return Ok(());
+        for _ in 0..3 {
+            if store
+                .resize_placement(&p.contract_id, need_mb, host.capacity_disk_mb())
+                .await?
+            {
+                return Ok(());
+            }
+            self.check_resize(store, p, host, need_mb).await?;
         }
-        self.check_resize(store, p, host, need_mb).await?;
-        // Room appeared between the two reads: try once more.
-        if store
-            .resize_placement(&p.contract_id, need_mb, host.capacity_disk_mb())
-            .await?
-        {
-            return Ok(());
-        }
-        Err(PlacementError::QuotaDoesNotFit {
-            host: host.name.clone(),
-            need_mb,
-            had_mb: p.disk_mb,
-            free_mb: 0,
-            capacity_mb: host.capacity_disk_mb(),
-            shortfall_mb: need_mb,
-        })
+        Err(PlacementError::Store(StoreError::Database(format!(
+            "the placement of {} on {} could not be resized: the host's usage kept changing",
+            p.contract_id, host.name
+        ))))
     }
 }
 

@@ -34,6 +34,13 @@ pub struct AdapterLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DriftLabels {
+    pub kind: String,
+    /// `in_sync`, `missing`, `changed`, `orphan`, `unknown`.
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
 }
@@ -95,6 +102,12 @@ pub struct Metrics {
     pub oldest_queued_age: Gauge,
     pub oldest_failed_age: Gauge,
     pub http_requests: Family<HttpLabels, Counter>,
+    /// Resources of the last full drift scan, by kind and drift state.
+    pub drift_resources: Family<DriftLabels, Gauge>,
+    /// When the last full drift scan ended (unix seconds).
+    pub drift_last_scan: Gauge,
+    /// How long the last full drift scan took.
+    pub drift_scan_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -210,8 +223,29 @@ impl Metrics {
             "API requests by method, route pattern and status",
             http_requests.clone(),
         );
+        let drift_resources = Family::<DriftLabels, Gauge>::default();
+        registry.register(
+            "drift_resources",
+            "Resources of the last full drift scan, by kind and drift state (in_sync, missing, changed, orphan, unknown)",
+            drift_resources.clone(),
+        );
+        let drift_last_scan = Gauge::default();
+        registry.register(
+            "drift_last_scan_timestamp_seconds",
+            "When the last full drift scan ended (unix time)",
+            drift_last_scan.clone(),
+        );
+        let drift_scan_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "drift_scan_duration_seconds",
+            "How long the last full drift scan took",
+            drift_scan_seconds.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
+            drift_resources,
+            drift_last_scan,
+            drift_scan_seconds,
             step_seconds,
             retries,
             jobs,
@@ -271,6 +305,33 @@ impl Metrics {
                 reason: reason.to_string(),
             })
             .inc();
+    }
+
+    /// Records a full drift scan's counts (every kind and state is set, so
+    /// a state that went back to zero shows zero).
+    pub fn drift_scanned(&self, report: &super::drift::DriftReport) {
+        for (kind, c) in &report.by_kind {
+            for (state, n) in [
+                ("in_sync", c.in_sync),
+                ("missing", c.missing),
+                ("changed", c.changed),
+                ("orphan", c.orphan),
+                ("unknown", c.unknown),
+            ] {
+                self.drift_resources
+                    .get_or_create(&DriftLabels {
+                        kind: kind.clone(),
+                        state: state.to_string(),
+                    })
+                    .set(n as i64);
+            }
+        }
+        self.drift_last_scan.set(
+            (report.scanned_at + chrono::Duration::milliseconds(report.duration_ms as i64))
+                .timestamp(),
+        );
+        self.drift_scan_seconds
+            .set(report.duration_ms as f64 / 1000.0);
     }
 
     /// Refreshes the store-derived gauges and renders the text exposition.

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod claims;
 pub mod close;
 pub mod config;
+pub mod drift;
 pub mod fleet;
 pub mod guard;
 pub mod intake;
@@ -68,6 +69,8 @@ pub struct Engine {
     pub notifier: notify::Notifier,
     /// Wakes the notifier when an event was queued.
     pub notify_wake: Notify,
+    /// The last drift scan and the findings already logged.
+    pub reconciler: drift::Reconciler,
 }
 
 /// Why a job could not be planned.
@@ -181,6 +184,31 @@ impl Engine {
                 place,
             )
             .await?)
+    }
+
+    /// The resources `contract` wants now, on the host it is placed on (a
+    /// contract not placed yet: the one the policy would choose), keeping
+    /// the names `recorded` resources hold: what drift compares the
+    /// backends with. Records nothing.
+    pub async fn derive_current(
+        &self,
+        contract: &Contract,
+        recorded: &[RecordedResource],
+    ) -> Result<Vec<plan::Desired>, JobPlanError> {
+        let service = contract.service.code();
+        let playbook = self
+            .playbooks
+            .for_service(service)
+            .ok_or_else(|| plan::PlanError::NoPlaybook(service.to_string()))?;
+        let web = self.web_target(contract, playbook, recorded, false).await?;
+        Ok(plan::desired(
+            contract,
+            &self.catalog,
+            playbook,
+            &self.provisioning,
+            &web,
+            recorded,
+        )?)
     }
 
     /// The web target for judging a revision (intake, claims): the names it

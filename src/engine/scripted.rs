@@ -253,6 +253,21 @@ impl Script {
         self.state.lock().unwrap().resources.clone()
     }
 
+    /// Changes a resource behind the engine's back (drift made by hand):
+    /// `None` deletes it, `Some(spec)` replaces what exists.
+    pub fn tamper(&self, kind: &str, key: &str, now: Option<serde_json::Value>) {
+        let mut st = self.state.lock().unwrap();
+        let k = (kind.to_string(), key.to_string());
+        match now {
+            Some(v) => {
+                st.resources.insert(k, v);
+            }
+            None => {
+                st.resources.remove(&k);
+            }
+        }
+    }
+
     fn behavior_for(&self, op: &str, r: &Resource) -> Option<Behavior> {
         let mut st = self.state.lock().unwrap();
         if let Some(path) = &self.control_file

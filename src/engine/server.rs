@@ -157,6 +157,7 @@ pub async fn build(cfg: &Config) -> Result<Arc<Engine>, StartError> {
         report_wake: Notify::new(),
         notifier: super::notify::Notifier::new(cfg.notify.keys().copied()),
         notify_wake: Notify::new(),
+        reconciler: Default::default(),
     });
     adopt_legacy_claims(&engine).await?;
     if let Some(fleet) = &engine.fleet {
@@ -329,6 +330,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .fleet
         .clone()
         .map(|f| tokio::spawn(f.health_loop(shutdown_rx.clone())));
+    let reconcile = cfg.drift.enabled.then(|| {
+        tokio::spawn(super::drift::run_schedule(
+            engine.clone(),
+            cfg.drift,
+            shutdown_rx.clone(),
+        ))
+    });
     let housekeeping = tokio::spawn(super::guard::run_housekeeping(
         engine.clone(),
         cfg.intake.rejection_retention(),
@@ -386,6 +394,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     if let Some(c) = closer {
         let _ = c.await;
+    }
+    if let Some(r) = reconcile {
+        let _ = r.await;
     }
     let _ = housekeeping.await;
     let _ = retention.await;

@@ -191,6 +191,7 @@ pub async fn engine_full(
         report_wake: Notify::new(),
         notifier,
         notify_wake: Notify::new(),
+        reconciler: Default::default(),
     })
 }
 

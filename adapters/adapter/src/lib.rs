@@ -135,6 +135,88 @@ pub enum Observation {
     Present { facts: serde_json::Value },
 }
 
+/// One way a resource on its backend differs from its desired spec: a field
+/// a script reads (`field`, `want`, `have`) and the same in words a person
+/// reads (`says`). Drift reports are made of these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Difference {
+    pub field: String,
+    pub want: serde_json::Value,
+    pub have: serde_json::Value,
+    pub says: String,
+}
+
+impl Difference {
+    /// A difference whose words are `field: want W, the backend has H`.
+    pub fn of(field: impl Into<String>, want: impl Serialize, have: impl Serialize) -> Difference {
+        let field = field.into();
+        let want = serde_json::to_value(want).unwrap_or(serde_json::Value::Null);
+        let have = serde_json::to_value(have).unwrap_or(serde_json::Value::Null);
+        let says = format!("{field}: want {want}, the backend has {have}");
+        Difference {
+            field,
+            want,
+            have,
+            says,
+        }
+    }
+
+    /// The same with words of its own.
+    pub fn says(mut self, says: impl Into<String>) -> Difference {
+        self.says = says.into();
+        self
+    }
+}
+
+/// How one resource on its backend compares with its desired spec.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Comparison {
+    /// It should exist and does not.
+    Missing,
+    /// It exists as the spec describes.
+    Matches,
+    /// It exists and differs (never empty).
+    Differs(Vec<Difference>),
+}
+
+impl Comparison {
+    /// `Matches` when nothing differs.
+    pub fn from_differences(d: Vec<Difference>) -> Comparison {
+        if d.is_empty() {
+            Comparison::Matches
+        } else {
+            Comparison::Differs(d)
+        }
+    }
+}
+
+/// A resource a backend holds with hostwright's ownership marker (GECOS,
+/// vhost first line, FTP account's owner, ...), whoever the marker names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Marked {
+    pub kind: String,
+    pub key: String,
+    /// The contract the marker names.
+    pub owner: String,
+}
+
+/// The generic comparison: every top-level field of the spec that the
+/// observed facts also name must be equal. Adapters whose facts are not
+/// shaped like their specs override [`Adapter::compare`].
+pub fn compare_fields(spec: &serde_json::Value, facts: &serde_json::Value) -> Comparison {
+    let mut out = Vec::new();
+    if let (Some(want), Some(have)) = (spec.as_object(), facts.as_object()) {
+        for (k, w) in want {
+            if let Some(h) = have.get(k)
+                && h != w
+            {
+                out.push(Difference::of(k.clone(), w, h));
+            }
+        }
+    }
+    Comparison::from_differences(out)
+}
+
 /// A secret value whose `Debug` and `Display` never print it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -215,4 +297,61 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Reads the resource's current state without changing anything.
     async fn observe(&self, resource: &Resource) -> Result<Observation, AdapterError>;
+
+    /// Compares each resource on the backend with its spec, changing
+    /// nothing; one answer per resource, in order. Adapters read the
+    /// backend in batches here (one remote command, one read of a file, a
+    /// bounded number of requests at a time), which is what makes a drift
+    /// scan of thousands of resources take seconds. The default observes
+    /// one at a time and compares the fields spec and facts share
+    /// ([`compare_fields`]).
+    async fn compare(&self, resources: &[Resource]) -> Vec<Result<Comparison, AdapterError>> {
+        let mut out = Vec::with_capacity(resources.len());
+        for r in resources {
+            out.push(match self.observe(r).await {
+                Ok(Observation::Absent) => Ok(Comparison::Missing),
+                Ok(Observation::Present { facts }) => Ok(compare_fields(&r.spec, &facts)),
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
+    /// Everything the backend holds with hostwright's marker, for finding
+    /// orphans. `None`: this backend cannot list what it holds (its API has
+    /// no listing), so its orphans cannot be found (said in the report,
+    /// never taken for "none").
+    async fn inventory(&self) -> Result<Option<Vec<Marked>>, AdapterError> {
+        Ok(None)
+    }
+
+    /// Where this adapter's resources live (a host, a server, an API), for
+    /// reports.
+    fn location(&self) -> String {
+        self.name().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_generic_comparison_reads_the_fields_spec_and_facts_share() {
+        let spec = json!({"quota_mb": 100, "suspended": false, "user": "u1"});
+        assert_eq!(
+            compare_fields(&spec, &json!({"quota_mb": 100, "uid": 5})),
+            Comparison::Matches
+        );
+        let Comparison::Differs(d) = compare_fields(&spec, &json!({"quota_mb": 50})) else {
+            panic!("a different quota differs");
+        };
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            (d[0].field.as_str(), &d[0].want, &d[0].have),
+            ("quota_mb", &json!(100), &json!(50))
+        );
+        assert_eq!(d[0].says, "quota_mb: want 100, the backend has 50");
+    }
 }

@@ -32,7 +32,8 @@ use hickory_proto::rr::rdata::PTR;
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::{Name, RData, Record, RecordType, TSigner};
 use hostwright_adapter::{
-    Adapter, AdapterError, Observation, Outcome, Resource, StepContext, validate,
+    Adapter, AdapterError, Comparison, Difference, Observation, Outcome, Resource, StepContext,
+    validate,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -671,6 +672,19 @@ fn first_difference(
     desired: &DesiredZone,
     current: &BTreeMap<(String, RType), RrSet>,
 ) -> Option<String> {
+    differences(desired, current)
+        .into_iter()
+        .next()
+        .map(|d| d.says)
+}
+
+/// Every managed rrset whose records differ from the desired ones, as drift
+/// findings (field `OWNER TYPE`, want and have as TTL and records).
+fn differences(
+    desired: &DesiredZone,
+    current: &BTreeMap<(String, RType), RrSet>,
+) -> Vec<Difference> {
+    let mut out = Vec::new();
     for owner in desired.managed_owners() {
         for rtype in desired.managed_types(&owner) {
             let key = (owner.clone(), rtype);
@@ -688,15 +702,27 @@ fn first_difference(
                             .join(", ")
                     ),
                 };
-                return Some(format!(
-                    "{owner} {rtype}: want {}, server has {}",
-                    show(want),
-                    show(have)
-                ));
+                let field = |s: Option<&RrSet>| {
+                    s.map(|s| {
+                        json!({
+                            "ttl": s.ttl,
+                            "data": s.data.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                        })
+                    })
+                };
+                out.push(
+                    Difference::of(format!("{owner} {rtype}"), field(want), field(have)).says(
+                        format!(
+                            "{owner} {rtype}: want {}, server has {}",
+                            show(want),
+                            show(have)
+                        ),
+                    ),
+                );
             }
         }
     }
-    None
+    out
 }
 
 #[async_trait::async_trait]
@@ -858,6 +884,47 @@ impl Adapter for DnsAdapter {
             },
             None => Observation::Absent,
         })
+    }
+
+    /// Each zone read with one batch of queries (its SOA, then every managed
+    /// owner and type), [`DRIFT_PARALLEL`] zones at a time.
+    async fn compare(&self, resources: &[Resource]) -> Vec<Result<Comparison, AdapterError>> {
+        use futures_util::stream::{self, StreamExt};
+        // Owned items: a borrowed one trips the async-trait future's
+        // lifetime inference.
+        stream::iter(resources.iter().cloned())
+            .map(|r| async move { self.compare_zone(&r).await })
+            .buffered(DRIFT_PARALLEL)
+            .collect()
+            .await
+    }
+
+    fn location(&self) -> String {
+        self.cfg.server.to_string()
+    }
+}
+
+/// Zones compared at once by a drift scan.
+const DRIFT_PARALLEL: usize = 16;
+
+impl DnsAdapter {
+    async fn compare_zone(&self, resource: &Resource) -> Result<Comparison, AdapterError> {
+        let spec: ZoneSpec = resource.spec()?;
+        let contract_id = validate::contract_id(&resource.contract_id)
+            .map_err(|e| AdapterError::permanent(format!("dns_zone: {e}")))?;
+        let protected = self.protected_owners(&resource.key);
+        let desired = spec::desired_zone(&resource.key, &spec, &protected)
+            .map_err(|e| AdapterError::permanent(e.to_string()))?
+            .with_owner(contract_id);
+        let zone = desired.zone.as_str();
+        let conn = self.connect(zone, false).await?;
+        if self.serial(&conn, zone).await?.is_none() {
+            return Ok(Comparison::Missing);
+        }
+        let current = self.current(&conn, &desired).await?;
+        Ok(Comparison::from_differences(differences(
+            &desired, &current,
+        )))
     }
 }
 

@@ -23,13 +23,15 @@
 
 pub mod batch;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hostwright_adapter::validate::UnixUser;
 use hostwright_adapter::{
-    Adapter, AdapterError, Observation, Outcome, Resource, Secret, Spec, StepContext, validate,
+    Adapter, AdapterError, Comparison, Difference, Marked, Observation, Outcome, Resource, Secret,
+    Spec, StepContext, validate,
 };
-use hostwright_ssh::{SshConfig, SshPool};
+use hostwright_ssh::{Command, SshConfig, SshPool};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -245,7 +247,128 @@ impl FtpAdapter {
             .filter_map(PwLine::parse)
             .collect())
     }
+
+    /// The passwd file's lines and the host's accounts (name -> uid, gid,
+    /// GECOS), read in one command: what a drift scan compares with.
+    async fn read_all(&self) -> Result<(Vec<PwLine>, BTreeMap<String, Account>), AdapterError> {
+        let out = self
+            .pool
+            .run(Command::script(SCAN, [&self.cfg.passwd_file]))
+            .await?;
+        if out.status != 0 {
+            return Err(AdapterError::transient(format!(
+                "ftp: reading the passwd file and accounts: exit {}",
+                out.status
+            )));
+        }
+        let text = out.stdout_str();
+        let (pw, accounts) = text
+            .split_once("\n[accounts]\n")
+            .unwrap_or((text.as_str(), ""));
+        let lines = pw.lines().filter_map(PwLine::parse).collect();
+        let accounts = accounts
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.splitn(4, ':').collect();
+                Some((
+                    f.first()?.to_string(),
+                    Account {
+                        uid: f.get(1)?.parse().ok()?,
+                        gid: f.get(2)?.parse().ok()?,
+                        gecos: f.get(3).unwrap_or(&"").to_string(),
+                    },
+                ))
+            })
+            .collect();
+        Ok((lines, accounts))
+    }
+
+    /// The chroot directory of a login of `user`.
+    fn chroot_of(&self, user: &str) -> String {
+        format!(
+            "{}/{user}{}",
+            self.cfg.home_root,
+            if self.cfg.chroot_public_html {
+                "/public_html"
+            } else {
+                ""
+            }
+        )
+    }
+
+    fn compare_one(
+        &self,
+        r: &Resource,
+        lines: &[PwLine],
+        accounts: &BTreeMap<String, Account>,
+        by_uid: &BTreeMap<u32, &Account>,
+    ) -> Result<Comparison, AdapterError> {
+        if r.kind != KIND {
+            return Err(perm(format!("ftp does not manage {:?}", r.kind)));
+        }
+        let spec: FtpAccountSpec = r.spec()?;
+        let login = validate::user_name(&r.key).map_err(perm)?;
+        let Some(l) = lines.iter().find(|l| l.login == login) else {
+            return Ok(Comparison::Missing);
+        };
+        let mut d = Vec::new();
+        let marker = format!("hostwright {}", r.contract_id);
+        let owner = by_uid.get(&l.uid);
+        let owner_gecos = owner.map(|a| a.gecos.as_str()).unwrap_or_default();
+        if owner_gecos != marker {
+            d.push(Difference::of("owner", &marker, owner_gecos).says(format!(
+                "the login's uid {} is not an account with hostwright's marker {marker:?}",
+                l.uid
+            )));
+        }
+        if let Some(a) = accounts.get(spec.user.as_str())
+            && (a.uid, a.gid) != (l.uid, l.gid)
+        {
+            d.push(Difference::of(
+                "uid",
+                format!("{}:{}", a.uid, a.gid),
+                format!("{}:{}", l.uid, l.gid),
+            ));
+        }
+        let chroot = self.chroot_of(spec.user.as_str());
+        if l.dir != chroot {
+            d.push(Difference::of("chroot", &chroot, &l.dir));
+        }
+        let quota = (spec.quota_mb > 0).then_some(spec.quota_mb);
+        let have = l.quota_bytes.map(|b| b / (1024 * 1024));
+        if quota != have {
+            d.push(Difference::of("quota_mb", quota, have));
+        }
+        if l.locked != spec.suspended {
+            d.push(Difference::of("suspended", spec.suspended, l.locked));
+        }
+        Ok(Comparison::from_differences(d))
+    }
 }
+
+/// Accounts by uid (the first of a uid wins, as for `getent`).
+fn by_uid(accounts: &BTreeMap<String, Account>) -> BTreeMap<u32, &Account> {
+    let mut m = BTreeMap::new();
+    for a in accounts.values() {
+        m.entry(a.uid).or_insert(a);
+    }
+    m
+}
+
+/// A Unix account as `getent passwd` lists it, as far as FTP drift cares.
+#[derive(Debug, Clone)]
+struct Account {
+    uid: u32,
+    gid: u32,
+    gecos: String,
+}
+
+/// $1 the passwd file: prints it, then `[accounts]` and the host's accounts
+/// as `name:uid:gid:gecos`.
+const SCAN: &str = r#"cat "$1" 2>/dev/null || true
+printf '\n[accounts]\n'
+getent passwd | cut -d: -f1,3,4,5
+"#;
 
 #[async_trait::async_trait]
 impl Adapter for FtpAdapter {
@@ -370,6 +493,44 @@ impl Adapter for FtpAdapter {
                 }),
             },
         })
+    }
+
+    /// One read of the passwd file and the accounts for the whole batch.
+    async fn compare(&self, resources: &[Resource]) -> Vec<Result<Comparison, AdapterError>> {
+        match self.read_all().await {
+            Ok((lines, accounts)) => {
+                let by_uid = by_uid(&accounts);
+                resources
+                    .iter()
+                    .map(|r| self.compare_one(r, &lines, &accounts, &by_uid))
+                    .collect()
+            }
+            Err(e) => resources.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    /// Logins whose uid is an account with hostwright's GECOS marker.
+    async fn inventory(&self) -> Result<Option<Vec<Marked>>, AdapterError> {
+        let (lines, accounts) = self.read_all().await?;
+        let by_uid = by_uid(&accounts);
+        Ok(Some(
+            lines
+                .iter()
+                .filter_map(|l| {
+                    let a = by_uid.get(&l.uid)?;
+                    let owner = a.gecos.strip_prefix("hostwright ")?;
+                    Some(Marked {
+                        kind: KIND.to_string(),
+                        key: l.login.clone(),
+                        owner: owner.to_string(),
+                    })
+                })
+                .collect(),
+        ))
+    }
+
+    fn location(&self) -> String {
+        format!("{}:{}", self.cfg.ssh.host, self.cfg.ssh.port)
     }
 }
 

@@ -25,7 +25,8 @@ use futures_util::stream::{self, StreamExt};
 use hostwright_adapter::retry::RetryPolicy;
 use hostwright_adapter::validate::{DomainName, MailLocalPart};
 use hostwright_adapter::{
-    Adapter, AdapterError, Observation, Outcome, Resource, Secret, Spec, StepContext, validate,
+    Adapter, AdapterError, Comparison, Difference, Observation, Outcome, Resource, Secret, Spec,
+    StepContext, validate,
 };
 use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
@@ -280,6 +281,44 @@ impl Answer {
 /// A tenant is one contract's: its id is the resource's key and must be
 /// the contract the step runs for (a spec naming another would change
 /// someone else's mail).
+/// The tenant as `PUT /v1/tenants/{id}` sends it (and `GET` answers it).
+fn tenant_body(spec: &TenantSpec) -> Value {
+    json!({
+        "domains": spec.domains,
+        "ips": spec.ips,
+        "administrator": spec.administrator,
+        "accounts_limit": spec.accounts_limit,
+        "disk_units": spec.disk_units,
+        "options": spec.options,
+        "iij_id": spec.iij_id,
+        "dox": spec.dox,
+        "suspended": spec.suspended,
+    })
+}
+
+/// The tenant's settings that differ between what hostwright sends and
+/// what the API answers (options and addresses compared as sets).
+fn tenant_differences(want: &Value, have: &Value) -> Vec<Difference> {
+    let norm = |k: &str, v: &Value| match (k, v.as_array()) {
+        ("options" | "ips", Some(a)) => {
+            let mut a = a.clone();
+            a.sort_by_key(|x| x.to_string());
+            Value::Array(a)
+        }
+        _ => v.clone(),
+    };
+    let mut out = Vec::new();
+    if let Some(want) = want.as_object() {
+        for (k, w) in want {
+            let h = have.get(k).cloned().unwrap_or(Value::Null);
+            if norm(k, w) != norm(k, &h) {
+                out.push(Difference::of(k.clone(), w, h));
+            }
+        }
+    }
+    out
+}
+
 fn tenant_of(resource: &Resource) -> Result<&str, AdapterError> {
     let tenant = validate::contract_id(&resource.key)
         .map_err(|e| AdapterError::permanent(format!("securemx: tenant {e}")))?;
@@ -501,17 +540,7 @@ impl SecureMxAdapter {
             let keep: Vec<String> = keep.iter().map(Mailbox::to_string).collect();
             self.retire_mailboxes(tenant, &keep).await?;
         }
-        let body = json!({
-            "domains": spec.domains,
-            "ips": spec.ips,
-            "administrator": spec.administrator,
-            "accounts_limit": spec.accounts_limit,
-            "disk_units": spec.disk_units,
-            "options": spec.options,
-            "iij_id": spec.iij_id,
-            "dox": spec.dox,
-            "suspended": spec.suspended,
-        });
+        let body = tenant_body(&spec);
         let op = format!("put tenant {tenant}");
         let a = self
             .call(
@@ -783,11 +812,82 @@ impl Adapter for SecureMxAdapter {
             _ => Err(unknown_kind(resource)),
         }
     }
+
+    /// A tenant per request, a tenant's mailboxes per listing (paged), the
+    /// adapter's `concurrency` at a time.
+    async fn compare(&self, resources: &[Resource]) -> Vec<Result<Comparison, AdapterError>> {
+        // Owned items: a borrowed one trips the async-trait future's
+        // lifetime inference.
+        stream::iter(resources.iter().cloned())
+            .map(|r| async move { self.compare_one(&r).await })
+            .buffered(self.concurrency)
+            .collect()
+            .await
+    }
+
+    fn location(&self) -> String {
+        self.base.to_string()
+    }
+}
+
+impl SecureMxAdapter {
+    async fn compare_one(&self, resource: &Resource) -> Result<Comparison, AdapterError> {
+        let tenant = tenant_of(resource)?;
+        match resource.kind.as_str() {
+            KIND_TENANT => {
+                let spec: TenantSpec = resource.spec()?;
+                match self.observe(resource).await? {
+                    Observation::Absent => Ok(Comparison::Missing),
+                    Observation::Present { facts } => Ok(Comparison::from_differences(
+                        tenant_differences(&tenant_body(&spec), &facts),
+                    )),
+                }
+            }
+            KIND_MAILBOXES => {
+                let spec: MailboxesSpec = resource.spec()?;
+                let want: BTreeSet<String> = spec
+                    .local_parts
+                    .iter()
+                    .map(|lp| format!("{lp}@{}", spec.domain))
+                    .collect();
+                let Some(have) = self.list_mailboxes(tenant).await? else {
+                    return Ok(Comparison::Missing);
+                };
+                let mut d = Vec::new();
+                let missing: Vec<&String> = want.difference(&have).collect();
+                let extra: Vec<&String> = have.difference(&want).collect();
+                if !missing.is_empty() || !extra.is_empty() {
+                    let mut says = Vec::new();
+                    if !missing.is_empty() {
+                        says.push(format!("missing mailboxes {missing:?}"));
+                    }
+                    if !extra.is_empty() {
+                        says.push(format!("mailboxes no contract names {extra:?}"));
+                    }
+                    d.push(Difference::of("mailboxes", &want, &have).says(says.join("; ")));
+                }
+                Ok(Comparison::from_differences(d))
+            }
+            _ => Err(unknown_kind(resource)),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenant_settings_compare_options_as_sets() {
+        let want = json!({"options": ["a", "b"], "disk_units": 2, "domains": ["x.jp"]});
+        let have =
+            json!({"options": ["b", "a"], "disk_units": 2, "domains": ["x.jp"], "id": "C-1"});
+        assert!(tenant_differences(&want, &have).is_empty());
+        let have = json!({"options": ["a"], "disk_units": 3, "domains": ["x.jp"]});
+        let d = tenant_differences(&want, &have);
+        let fields: Vec<&str> = d.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(fields, ["disk_units", "options"]);
+    }
 
     fn cfg(dir: &std::path::Path, url: &str) -> SecureMxConfig {
         let key = dir.join("key");

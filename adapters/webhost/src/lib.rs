@@ -18,6 +18,7 @@
 //! Errors: SSH transport trouble is transient; invalid specs, refusals and
 //! nginx rejections are permanent. See `docs/webhost.md`.
 
+mod drift;
 pub mod reload;
 pub mod render;
 pub mod scripts;
@@ -32,7 +33,8 @@ use std::time::Duration;
 
 use hostwright_adapter::validate::{DomainName, UnixUser};
 use hostwright_adapter::{
-    Adapter, AdapterError, Observation, Outcome, Resource, Spec, StepContext, validate,
+    Adapter, AdapterError, Comparison, Marked, Observation, Outcome, Resource, Spec, StepContext,
+    validate,
 };
 use hostwright_ssh::{Command, Output, SshConfig, SshError, SshPool, excerpt};
 use serde::{Deserialize, Serialize};
@@ -351,6 +353,44 @@ impl WebhostAdapter {
         )
     }
 
+    /// What a vhost serves: the site, or the suspended page.
+    fn serve_of(&self, spec: &VhostSpec, home: &str) -> Serve {
+        if spec.suspended {
+            Serve::Suspended {
+                root: self.cfg.suspended_root.clone(),
+            }
+        } else {
+            Serve::Site {
+                root: format!("{home}/public_html"),
+            }
+        }
+    }
+
+    fn listen(&self) -> Listen {
+        Listen {
+            address: self.cfg.listen_address.map(|a| match a {
+                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V6(v6) => format!("[{v6}]"),
+            }),
+            http_port: self.cfg.http_port,
+            https_port: self.cfg.https_port,
+        }
+    }
+
+    /// The vhost file `ensure` writes for this spec, byte for byte.
+    fn desired_conf(&self, cid: &str, domain: &str, names: &[String], spec: &VhostSpec) -> String {
+        let user = spec.user.as_str();
+        let tls = spec.tls.then(|| self.tls_files(domain).0);
+        render::vhost_conf(
+            cid,
+            user,
+            names,
+            &self.listen(),
+            tls.as_ref(),
+            &self.serve_of(spec, &self.home(user)),
+        )
+    }
+
     // ---- webspace ---------------------------------------------------------
 
     async fn ensure_webspace(&self, r: &Resource) -> Result<Outcome, AdapterError> {
@@ -514,30 +554,23 @@ impl WebhostAdapter {
             None
         };
 
-        let serve = if spec.suspended {
+        if spec.suspended {
             let page = format!("{}/{SUSPENDED_FILE}", self.cfg.suspended_root);
             if self.pool.read_file(&page).await?.as_deref() != Some(SUSPENDED_PAGE.as_bytes()) {
                 self.pool
                     .write_file(&page, SUSPENDED_PAGE.as_bytes(), "0644", "root:root")
                     .await?;
             }
-            Serve::Suspended {
-                root: self.cfg.suspended_root.clone(),
-            }
-        } else {
-            Serve::Site {
-                root: format!("{home}/public_html"),
-            }
-        };
-        let listen = Listen {
-            address: self.cfg.listen_address.map(|a| match a {
-                IpAddr::V4(v4) => v4.to_string(),
-                IpAddr::V6(v6) => format!("[{v6}]"),
-            }),
-            http_port: self.cfg.http_port,
-            https_port: self.cfg.https_port,
-        };
-        let conf = render::vhost_conf(cid, user, &names, &listen, tls_files.as_ref(), &serve);
+        }
+        let serve = self.serve_of(&spec, &home);
+        let conf = render::vhost_conf(
+            cid,
+            user,
+            &names,
+            &self.listen(),
+            tls_files.as_ref(),
+            &serve,
+        );
         let (files, meta) = self.tls_files(&domain);
         let unused_cert = if spec.tls {
             vec![]
@@ -742,6 +775,18 @@ impl Adapter for WebhostAdapter {
             KIND_VHOST => self.observe_vhost(r).await,
             k => Err(perm(format!("webhost does not manage {k:?}"))),
         }
+    }
+
+    async fn compare(&self, resources: &[Resource]) -> Vec<Result<Comparison, AdapterError>> {
+        self.compare_batch(resources).await
+    }
+
+    async fn inventory(&self) -> Result<Option<Vec<Marked>>, AdapterError> {
+        self.list_marked().await.map(Some)
+    }
+
+    fn location(&self) -> String {
+        format!("{}:{}", self.cfg.ssh.host, self.cfg.ssh.port)
     }
 }
 

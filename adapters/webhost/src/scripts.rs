@@ -41,3 +41,73 @@ for f in "$@"; do
   if [ -e "$f" ]; then rm -f -- "$f"; n=$((n + 1)); fi
 done
 echo "existed=$n""#;
+
+/// The drift scan of a batch of web spaces and vhosts, in one command:
+/// $1 home root, $2 sites dir, $3 TLS dir, then items `u:USER` (a web
+/// space) and `d:DOMAIN` (a vhost). Prints a `[u USER]` or `[d DOMAIN]`
+/// header per item, then `key=value` lines; free text (GECOS, files) is
+/// base64 so that no byte of it can break the format.
+pub const SCAN: &str = r#"set -u
+hr=$1 sd=$2 td=$3
+shift 3
+for it in "$@"; do
+  n=${it#?:}
+  case "$it" in
+  u:*)
+    echo "[u $n]"
+    if ent=$(getent passwd "$n"); then
+      echo "present=1"
+      echo "uid=$(printf %s "$ent" | cut -d: -f3)"
+      echo "gid=$(printf %s "$ent" | cut -d: -f4)"
+      echo "home=$(printf %s "$ent" | cut -d: -f6 | tr -d '\n' | base64 -w0)"
+      echo "gecos=$(printf %s "$ent" | cut -d: -f5 | tr -d '\n' | base64 -w0)"
+      h=$hr/$n
+      if [ -d "$h" ]; then
+        echo "home_mode=$(stat -c %a "$h")"
+        echo "home_owner=$(stat -c %u:%g "$h")"
+      fi
+      echo "quota_mb=$(cat "$h/.hostwright/quota" 2>/dev/null || true)"
+      exp=$(getent shadow "$n" | cut -d: -f8)
+      if [ "$exp" = 1 ]; then echo "locked=true"; else echo "locked=false"; fi
+      if [ -e "$h/.hostwright/suspended" ]; then echo "suspended=true"; else echo "suspended=false"; fi
+    else
+      echo "present=0"
+    fi
+    ;;
+  d:*)
+    echo "[d $n]"
+    f=$sd/$n.conf
+    if [ -f "$f" ]; then
+      echo "present=1"
+      echo "conf=$(base64 -w0 <"$f")"
+    else
+      echo "present=0"
+    fi
+    if [ -f "$td/$n.meta" ]; then echo "meta=$(base64 -w0 <"$td/$n.meta")"; fi
+    ;;
+  esac
+done
+"#;
+
+/// Everything on the host carrying hostwright's marker, in one command:
+/// $1 sites dir, $2 home root. Prints `u USER CONTRACT` for each account
+/// whose GECOS is `hostwright CONTRACT` and whose home is under the home
+/// root (another instance's accounts are not ours to judge), and
+/// `d DOMAIN CONTRACT` for each vhost file whose first line is the marker
+/// (`render::marker_line`).
+pub const INVENTORY: &str = r##"set -u
+getent passwd | while IFS=: read -r u _ _ _ g h _; do
+  case "$g" in "hostwright "*) [ "$h" = "$2/$u" ] && echo "u $u ${g#hostwright }" ;; esac
+done
+for f in "$1"/*.conf; do
+  [ -f "$f" ] || continue
+  l=$(head -n1 "$f")
+  case "$l" in
+  "# managed by hostwright (contract "*)
+    c=${l#*contract }
+    b=${f##*/}
+    echo "d ${b%.conf} ${c%%,*}"
+    ;;
+  esac
+done
+"##;

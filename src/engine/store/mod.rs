@@ -28,6 +28,7 @@ pub mod fleet;
 pub mod migrate;
 pub mod ops;
 pub mod queries;
+pub mod repairs;
 pub mod sealed;
 pub mod sql;
 pub mod sqlite;
@@ -94,6 +95,7 @@ pub enum StoreError {
 }
 
 pub use ops::OpsStore;
+pub use repairs::RepairStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -658,7 +660,7 @@ pub struct StepSuccess {
 /// [`sql::SqlStore`] on PostgreSQL) pass the same test suites
 /// (`tests/engine_suite.rs`) and run the same SQL text (`queries.rs`).
 #[async_trait::async_trait]
-pub trait Store: OpsStore + fleet::FleetStore + Send + Sync + 'static {
+pub trait Store: OpsStore + fleet::FleetStore + RepairStore + Send + Sync + 'static {
     /// Which back end this is, for logs (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 

@@ -667,6 +667,43 @@ pub const REVOKE_TOKEN: &str =
 
 pub const TOKEN_NAME_TAKEN: &str = "SELECT COUNT(*) FROM ops_tokens WHERE name = $1";
 
+/// Queues a repair unless one of the same resource is queued or running;
+/// returns the row when queued.
+pub const QUEUE_REPAIR: &str = "INSERT INTO repairs (id, contract_id, revision, kind, key, adapter, spec, \
+     reason, requested_by, state, attempts, created_at, updated_at) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', 0, {now}, {now} \
+     WHERE NOT EXISTS (SELECT 1 FROM repairs WHERE contract_id = $2 AND kind = $4 AND key = $5 \
+     AND state IN ('queued', 'running')) RETURNING id";
+
+pub const REPAIR_COLUMNS: &str = "id, contract_id, revision, kind, key, adapter, spec, reason, \
+     requested_by, state, attempts, last_error, facts, created_at, updated_at";
+
+/// `$1` state (or `''`), `$2` contract (or `''`), `$3` limit; oldest first.
+pub fn repairs_list() -> String {
+    format!(
+        "SELECT {REPAIR_COLUMNS} FROM repairs WHERE ($1 = '' OR state = $1) \
+         AND ($2 = '' OR contract_id = $2) ORDER BY created_at, id LIMIT $3"
+    )
+}
+
+pub fn repair_by_id() -> String {
+    format!("SELECT {REPAIR_COLUMNS} FROM repairs WHERE id = $1")
+}
+
+/// A queued repair starts its next attempt (only one starter wins).
+pub const START_REPAIR: &str = "UPDATE repairs SET state = 'running', attempts = attempts + 1, \
+     updated_at = {now} WHERE id = $1 AND state = 'queued' RETURNING attempts";
+
+pub const END_REPAIR: &str = "UPDATE repairs SET state = $2, last_error = $3, facts = $4, \
+     updated_at = {now} WHERE id = $1 AND state = 'running'";
+
+pub const INSERT_REPAIR_ATTEMPT: &str = "INSERT INTO repair_attempts (repair_id, attempt, worker, \
+     started_at, finished_at, outcome, error) VALUES ($1, $2, $3, $4, {now}, $5, $6)";
+
+/// A failed repair (or a running one whose runner died) is queued again.
+pub const RERUN_REPAIR: &str = "UPDATE repairs SET state = 'queued', updated_at = {now} \
+     WHERE id = $1 AND state IN ('failed', 'running')";
+
 pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, actor, action, target, address, outcome, detail) \
      VALUES ({now}, $1, $2, $3, $4, $5, $6)";
 
@@ -813,6 +850,10 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         include_str!("../../../migrations/sqlite/0008_notifications.sql"),
     ),
     (
+        9,
+        include_str!("../../../migrations/sqlite/0009_drift_repairs.sql"),
+    ),
+    (
         10,
         include_str!("../../../migrations/sqlite/0010_fleet.sql"),
     ),
@@ -849,6 +890,10 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
         8,
         include_str!("../../../migrations/postgres/0008_notifications.sql"),
+    ),
+    (
+        9,
+        include_str!("../../../migrations/postgres/0009_drift_repairs.sql"),
     ),
     (
         10,

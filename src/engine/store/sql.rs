@@ -1598,3 +1598,5 @@ async fn insert_notifications(
     }
     Ok(())
 }
+
+mod repairs;

@@ -1740,5 +1740,6 @@ fn closed_statement(r: &Row<'_>) -> Result<ClosedStatement> {
 
 mod fleet;
 mod ops;
+mod repairs;
 #[cfg(test)]
 mod tests;
