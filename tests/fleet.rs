@@ -568,3 +568,40 @@ async fn wait_job_state(base: &str, contract: &str, state: &str) -> serde_json::
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A drift scan compares each contract on the host it is placed on: the
+/// zone of a contract on web2 carries web2's address, and its web
+/// resources are read through web2's adapters, so a fleet in step with its
+/// contracts shows no drift (deriving on the first host, as intake judges,
+/// would find web2's zone changed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drift_compares_each_contract_on_its_own_host() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_store_url(backend, dir.path()).await;
+        let (_l1, a1) = port().await;
+        let (_l2, a2) = port().await;
+        let script = Script::new();
+        let f = fleet(
+            "least_used",
+            &[("web1", 10, 100, &a1), ("web2", 10, 100, &a2)],
+        );
+        let engine = fleet_engine(&url, &script, f).await;
+        let keys = keys();
+        for id in ["DR-A", "DR-B"] {
+            provision(&engine, &keys, &www_contract(id, 1)).await;
+        }
+        assert_eq!(
+            hosts_of(&census(&engine, &["DR-A", "DR-B"]).await),
+            BTreeMap::from([("web1".into(), 1), ("web2".into(), 1)])
+        );
+        let report = engine.drift(&[]).await.unwrap();
+        assert!(report.errors.is_empty(), "{backend:?}: {:?}", report.errors);
+        assert!(
+            report.findings.is_empty(),
+            "{backend:?}: a fleet in step has no drift: {:?}",
+            report.findings
+        );
+        assert_eq!(report.contracts, 2, "{backend:?}");
+    }
+}
