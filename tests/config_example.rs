@@ -123,3 +123,54 @@ fn a_wrong_key_in_an_adapter_section_names_the_file_and_line() {
     assert!(e.contains("pool_sise"), "{e}");
     assert!(!e.contains('\n'), "one line: {e}");
 }
+
+/// examples/hostwright-fleet.toml: a fleet of two web hosts and a DNS
+/// group loads; each host's sections parse with the adapters' own types;
+/// every key is named in docs/config.md.
+#[test]
+fn the_fleet_example_loads_and_every_key_is_documented() {
+    let path = common::repo().join("examples/hostwright-fleet.toml");
+    let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let fleet = cfg.fleet.as_ref().expect("a fleet");
+    assert_eq!(
+        fleet
+            .hosts
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect::<Vec<_>>(),
+        ["web1", "web2"]
+    );
+    for h in &fleet.hosts {
+        h.webhost
+            .clone()
+            .try_into::<hostwright_webhost::WebhostConfig>()
+            .unwrap_or_else(|e| panic!("{}: webhost: {e}", h.name));
+        h.ftp
+            .clone()
+            .try_into::<hostwright_ftp::FtpConfig>()
+            .unwrap_or_else(|e| panic!("{}: ftp: {e}", h.name));
+        assert!(h.health_address().is_some());
+    }
+    assert_eq!(fleet.hosts[1].health_address().unwrap(), "web2.internal:22");
+    let dns: hostwright_dns::DnsConfig = cfg.adapters["dns"].clone().try_into().unwrap();
+    assert_eq!(dns.nameservers.len(), 2);
+    assert!(dns.catalog_zone.is_some());
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let value: toml::Value = toml::from_str(&text).unwrap();
+    let mut all = Vec::new();
+    keys("", &value, &mut all);
+    // [[fleet.hosts]] is an array of tables: its keys are read one level down.
+    for host in value["fleet"]["hosts"].as_array().unwrap() {
+        keys("fleet.hosts", host, &mut all);
+    }
+    let doc = std::fs::read_to_string(common::repo().join("docs/config.md")).unwrap();
+    let missing: Vec<&String> = all
+        .iter()
+        .filter(|k| !doc.contains(&format!("`{}`", k.rsplit('.').next().unwrap())))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/config.md does not name {missing:?}"
+    );
+}
