@@ -32,8 +32,8 @@ use hickory_proto::rr::rdata::PTR;
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::{Name, RData, Record, RecordType, TSigner};
 use hostwright_adapter::{
-    Adapter, AdapterError, Comparison, Difference, Observation, Outcome, Resource, StepContext,
-    validate,
+    Adapter, AdapterError, Comparison, Difference, Marked, Observation, Outcome, Resource,
+    StepContext, validate,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -872,6 +872,66 @@ impl Adapter for DnsAdapter {
         Ok(Outcome::with_facts(
             json!({ "zone": zone, "removed": true }),
         ))
+    }
+
+    /// hostwright's zones, listed through the catalog zone (one transfer
+    /// of it), each with the contract its owner record names. Without a
+    /// catalog the server has no list of hostwright's zones to give: `None`.
+    async fn inventory(&self) -> Result<Option<Vec<Marked>>, AdapterError> {
+        let Some(catalog) = &self.catalog else {
+            return Ok(None);
+        };
+        let cat = catalog.to_ascii();
+        let cat = cat.trim_end_matches('.');
+        let members = Name::from_ascii("zones")
+            .and_then(|z| z.append_domain(catalog))
+            .map_err(|e| AdapterError::permanent(format!("catalog {cat}: {e}")))?;
+        let conn = self.connect(cat, false).await?;
+        let records = conn
+            .transfer(catalog.clone())
+            .await
+            .map_err(|e| self.wire_error(cat, "catalog transfer", e))?;
+        let zones: std::collections::BTreeSet<String> = records
+            .iter()
+            .filter(|r| members.zone_of(&r.name) && r.name != members)
+            .filter_map(|r| match &r.data {
+                RData::PTR(p) => Some(p.0.to_ascii().trim_end_matches('.').to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect();
+        let mut out = Vec::new();
+        for zone in zones {
+            let name = Name::from_ascii(format!("{}.{zone}.", spec::OWNER_LABEL))
+                .map_err(|e| AdapterError::permanent(format!("zone {zone}: {e}")))?;
+            // A member the primary does not serve (any more) holds nothing.
+            let resp = match conn.query(name.clone(), RecordType::TXT).await {
+                Ok(r) if r.metadata.authoritative => r,
+                Ok(_) => continue,
+                Err(e) => return Err(self.wire_error(&zone, "owner query", e)),
+            };
+            let records: Vec<RData> = resp
+                .answers
+                .iter()
+                .filter(|r| r.name == name && r.record_type() == RecordType::TXT)
+                .map(|r| r.data.clone())
+                .collect();
+            let mut current = BTreeMap::new();
+            if !records.is_empty() {
+                current.insert(
+                    (spec::OWNER_LABEL.to_string(), RType::Txt),
+                    RrSet::new(0, records),
+                );
+            }
+            // A member without an owner record was not made by hostwright.
+            if let Some(owner) = DesiredZone::owner_in(&current) {
+                out.push(Marked {
+                    kind: "dns_zone".into(),
+                    key: zone,
+                    owner,
+                });
+            }
+        }
+        Ok(Some(out))
     }
 
     async fn observe(&self, resource: &Resource) -> Result<Observation, AdapterError> {

@@ -96,6 +96,50 @@ impl Conn {
         }
     }
 
+    /// The records of a zone transfer (AXFR) of `zone`, every message of
+    /// it: the transfer ends with the zone's SOA again. Used for the
+    /// catalog zone, whose members can only be listed this way.
+    pub async fn transfer(&self, zone: Name) -> Result<Vec<Record>, WireError> {
+        use futures_util::StreamExt;
+        let mut message = Message::query();
+        message.metadata.recursion_desired = false;
+        message.add_query(Query::query(zone, RecordType::AXFR));
+        let request = DnsRequest::new(message, DnsRequestOptions::default());
+        let mut stream = self.exchange.send(request);
+        let mut records = Vec::new();
+        let mut soas = 0;
+        let deadline = tokio::time::Instant::now() + self.timeout * 4;
+        while soas < 2 {
+            let next = tokio::time::timeout_at(deadline, stream.next()).await;
+            let response = match next {
+                Err(_) => {
+                    return Err(WireError::Unreachable(format!(
+                        "zone transfer not finished within {:?}",
+                        self.timeout * 4
+                    )));
+                }
+                Ok(None) => break,
+                Ok(Some(r)) => r.map_err(net_error)?,
+            };
+            if response.metadata.response_code != hickory_proto::op::ResponseCode::NoError {
+                return Err(WireError::Protocol(format!(
+                    "zone transfer refused: {}",
+                    response.metadata.response_code
+                )));
+            }
+            for r in &response.answers {
+                if r.record_type() == RecordType::SOA {
+                    soas += 1;
+                }
+                records.push(r.clone());
+            }
+        }
+        if soas < 2 {
+            return Err(WireError::Protocol("the zone transfer ended early".into()));
+        }
+        Ok(records)
+    }
+
     /// An authoritative-style query: recursion not desired, so the answer
     /// comes from the server's own zones (check the AA bit on it).
     pub async fn query(&self, name: Name, rtype: RecordType) -> Result<DnsResponse, WireError> {

@@ -594,11 +594,23 @@ async fn every_name_server_of_the_group_serves_a_zone_from_creation_to_removal()
     )
     .await
     .unwrap();
+    // The catalog lists the zone with its owner: drift's inventory.
+    let marked = a.inventory().await.unwrap().expect("a catalog lists zones");
+    assert!(
+        marked
+            .iter()
+            .any(|m| m.kind == "dns_zone" && m.key == zone && m.owner == "C-DNS-TEST"),
+        "{zone} not in {marked:?}"
+    );
     // Removed: gone from the primary and, through the catalog, the secondary.
     a.remove(&ctx(), &resource(&zone, json!([]))).await.unwrap();
     assert!(!dig(&zone, "SOA").aa, "the primary still serves {zone}");
     let t_gone = on_secondary(&zone, "SOA", "dropped the removed zone", |d| !d.aa);
     a.remove(&ctx(), &resource(&zone, json!([]))).await.unwrap();
+    let marked = a.inventory().await.unwrap().expect("a catalog lists zones");
+    assert!(!marked.iter().any(|m| m.key == zone), "{zone} still listed");
+    // Without a catalog the server cannot list hostwright's zones.
+    assert!(adapter().inventory().await.unwrap().is_none());
     println!(
         "secondary: new zone after {t_new:.1}s, changed record after {t_change:.1}s, removal after {t_gone:.1}s"
     );
