@@ -970,10 +970,9 @@ impl Engine {
         contract: &Contract,
     ) -> Result<Vec<super::store::PlannedStep>, DriftError> {
         let cid = contract.contract_id.as_str();
-        let service = contract.service.code();
-        let playbook = self.playbooks.for_service(service).ok_or_else(|| {
-            DriftError::Plan(super::plan::PlanError::NoPlaybook(service.to_string()).into())
-        })?;
+        let playbook = self
+            .playbook_of(contract)
+            .map_err(|e| DriftError::Plan(e.into()))?;
         let recorded = self.store.resources(cid).await?;
         let desired = self
             .derive_current(contract, &recorded)

@@ -389,15 +389,10 @@ impl Engine {
         contract: &Contract,
         recorded: &[RecordedResource],
     ) -> Result<Vec<plan::Desired>, plan::PlanError> {
-        let service = contract.service.code();
-        let playbook = self
-            .playbooks
-            .for_service(service)
-            .ok_or_else(|| plan::PlanError::NoPlaybook(service.to_string()))?;
         plan::desired(
             contract,
             &self.catalog,
-            playbook,
+            self.playbook_of(contract)?,
             &self.provisioning,
             &self.judging_target(),
             recorded,

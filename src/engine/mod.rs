@@ -133,27 +133,45 @@ impl Engine {
         contract: &Contract,
         place: bool,
     ) -> Result<(Vec<PlannedStep>, Vec<RecordedResource>), JobPlanError> {
-        let service = contract.service.code();
-        let playbook = self
-            .playbooks
-            .for_service(service)
-            .ok_or_else(|| plan::PlanError::NoPlaybook(service.to_string()))?;
         let recorded = self.store.resources(contract.contract_id.as_str()).await?;
-        let web = self
-            .web_target(contract, playbook, &recorded, place)
-            .await?;
         // A terminated contract removes everything recorded, whatever the
         // playbook of its (possibly changed) service type lists.
+        let (playbook, desired) = self.desired_placed(contract, &recorded, place).await?;
+        let steps = plan::diff(contract.contract_id.as_str(), playbook, &desired, &recorded);
+        Ok((steps, recorded))
+    }
+
+    /// The playbook of `contract`'s service type.
+    pub(crate) fn playbook_of(
+        &self,
+        contract: &Contract,
+    ) -> Result<&playbook::Playbook, plan::PlanError> {
+        let service = contract.service.code();
+        self.playbooks
+            .for_service(service)
+            .ok_or_else(|| plan::PlanError::NoPlaybook(service.to_string()))
+    }
+
+    /// What `contract` wants, on the web host it is placed on (placing it
+    /// first when `place`; otherwise a contract not placed yet gets the
+    /// host the policy would choose), with its playbook.
+    async fn desired_placed(
+        &self,
+        contract: &Contract,
+        recorded: &[RecordedResource],
+        place: bool,
+    ) -> Result<(&playbook::Playbook, Vec<plan::Desired>), JobPlanError> {
+        let playbook = self.playbook_of(contract)?;
+        let web = self.web_target(contract, playbook, recorded, place).await?;
         let desired = plan::desired(
             contract,
             &self.catalog,
             playbook,
             &self.provisioning,
             &web,
-            &recorded,
+            recorded,
         )?;
-        let steps = plan::diff(contract.contract_id.as_str(), playbook, &desired, &recorded);
-        Ok((steps, recorded))
+        Ok((playbook, desired))
     }
 
     /// The host of `contract`'s web resources (see [`fleet::Fleet::place`]);
@@ -195,20 +213,7 @@ impl Engine {
         contract: &Contract,
         recorded: &[RecordedResource],
     ) -> Result<Vec<plan::Desired>, JobPlanError> {
-        let service = contract.service.code();
-        let playbook = self
-            .playbooks
-            .for_service(service)
-            .ok_or_else(|| plan::PlanError::NoPlaybook(service.to_string()))?;
-        let web = self.web_target(contract, playbook, recorded, false).await?;
-        Ok(plan::desired(
-            contract,
-            &self.catalog,
-            playbook,
-            &self.provisioning,
-            &web,
-            recorded,
-        )?)
+        Ok(self.desired_placed(contract, recorded, false).await?.1)
     }
 
     /// The web target for judging a revision (intake, claims): the names it

@@ -626,6 +626,31 @@ impl DnsAdapter {
     }
 }
 
+/// The absolute name of `zone`'s owner record (`_hostwright-owner.ZONE.`).
+fn owner_record_name(zone: &str) -> Result<Name, AdapterError> {
+    Name::from_ascii(format!("{}.{zone}.", spec::OWNER_LABEL))
+        .map_err(|e| AdapterError::permanent(format!("zone {zone}: {e}")))
+}
+
+/// The owner record of an answer to `name TXT`, keyed as the zone's
+/// managed rrsets are (empty when the zone has none).
+fn owner_rrset(resp: &DnsResponse, name: &Name) -> BTreeMap<(String, RType), RrSet> {
+    let records: Vec<RData> = resp
+        .answers
+        .iter()
+        .filter(|r| &r.name == name && r.record_type() == RecordType::TXT)
+        .map(|r| r.data.clone())
+        .collect();
+    let mut current = BTreeMap::new();
+    if !records.is_empty() {
+        current.insert(
+            (spec::OWNER_LABEL.to_string(), RType::Txt),
+            RrSet::new(0, records),
+        );
+    }
+    current
+}
+
 /// The update records that turn `current` into `desired`: rrset deletions
 /// first, then additions with address records before the names that point
 /// at them.
@@ -832,25 +857,11 @@ impl Adapter for DnsAdapter {
         // made before there were any, or not there at all, is not refused).
         let conn = self.connect(zone, false).await?;
         if self.serial(&conn, zone).await?.is_some() {
-            let name = Name::from_ascii(format!("{}.{zone}.", spec::OWNER_LABEL))
-                .map_err(|e| AdapterError::permanent(format!("zone {zone}: {e}")))?;
+            let name = owner_record_name(zone)?;
             let resp = self
                 .authoritative(&conn, zone, name.clone(), RecordType::TXT)
                 .await?;
-            let records: Vec<RData> = resp
-                .answers
-                .iter()
-                .filter(|r| r.name == name && r.record_type() == RecordType::TXT)
-                .map(|r| r.data.clone())
-                .collect();
-            let mut current = BTreeMap::new();
-            if !records.is_empty() {
-                current.insert(
-                    (spec::OWNER_LABEL.to_string(), RType::Txt),
-                    RrSet::new(0, records),
-                );
-            }
-            self.check_owner(zone, &current, contract_id)?;
+            self.check_owner(zone, &owner_rrset(&resp, &name), contract_id)?;
         }
         // First: the secondaries stop serving it before the primary does.
         self.catalog_member(zone, false).await?;
@@ -901,29 +912,15 @@ impl Adapter for DnsAdapter {
             .collect();
         let mut out = Vec::new();
         for zone in zones {
-            let name = Name::from_ascii(format!("{}.{zone}.", spec::OWNER_LABEL))
-                .map_err(|e| AdapterError::permanent(format!("zone {zone}: {e}")))?;
+            let name = owner_record_name(&zone)?;
             // A member the primary does not serve (any more) holds nothing.
             let resp = match conn.query(name.clone(), RecordType::TXT).await {
                 Ok(r) if r.metadata.authoritative => r,
                 Ok(_) => continue,
                 Err(e) => return Err(self.wire_error(&zone, "owner query", e)),
             };
-            let records: Vec<RData> = resp
-                .answers
-                .iter()
-                .filter(|r| r.name == name && r.record_type() == RecordType::TXT)
-                .map(|r| r.data.clone())
-                .collect();
-            let mut current = BTreeMap::new();
-            if !records.is_empty() {
-                current.insert(
-                    (spec::OWNER_LABEL.to_string(), RType::Txt),
-                    RrSet::new(0, records),
-                );
-            }
             // A member without an owner record was not made by hostwright.
-            if let Some(owner) = DesiredZone::owner_in(&current) {
+            if let Some(owner) = DesiredZone::owner_in(&owner_rrset(&resp, &name)) {
                 out.push(Marked {
                     kind: "dns_zone".into(),
                     key: zone,
