@@ -91,6 +91,9 @@ enum Command {
     /// The fleet's web hosts: list, drain, activate.
     #[command(subcommand)]
     Hosts(cli::hosts::HostsCmd),
+    /// Contracts on a running engine: move one to another web host.
+    #[command(subcommand)]
+    Contracts(cli::contracts::ContractsCmd),
     /// Per-person ops tokens: create, list, revoke (in the config's store;
     /// effective at once on a running system).
     #[command(subcommand)]
@@ -212,6 +215,7 @@ fn run_async(command: Command) -> ExitCode {
             Command::Jobs(cmd) => cli::engine::jobs(cmd).await,
             Command::Billing(cmd) => cli::billing::run(cmd).await,
             Command::Hosts(cmd) => cli::hosts::hosts(cmd).await,
+            Command::Contracts(cmd) => cli::contracts::contracts(cmd).await,
             Command::Tokens(cmd) => cli::ops::tokens(cmd).await,
             Command::Audit(args) => cli::ops::audit(args).await,
             Command::Store(cmd) => cli::store::run(cmd).await,

@@ -339,6 +339,22 @@ async fn every_error_is_a_problem_and_lists_page_with_cursors() {
         None,
     )
     .await;
+    h.problem(
+        Kind::HostNotFound,
+        M::POST,
+        "/v1/contracts/C-API1/move",
+        Some(&ops),
+        Some(br#"{"to": "web2"}"#.to_vec()),
+    )
+    .await;
+    h.problem(
+        Kind::InvalidRequest,
+        M::POST,
+        "/v1/contracts/C-API1/move",
+        Some(&ops),
+        Some(b"web2".to_vec()),
+    )
+    .await;
 
     // Credentials.
     h.problem(Kind::Unauthenticated, M::GET, "/v1/jobs", None, None)
@@ -409,8 +425,10 @@ async fn every_error_is_a_problem_and_lists_page_with_cursors() {
         .await;
 
     // Every kind this API can answer with was met, but three that need a
-    // broken store or an unplannable signed contract.
-    let unreached: BTreeSet<&str> = ["unplannable", "unavailable", "internal"].into();
+    // broken store or an unplannable signed contract, and the refused move,
+    // which needs a fleet (tests/fleet.rs meets it).
+    let unreached: BTreeSet<&str> =
+        ["unplannable", "unavailable", "internal", "move-refused"].into();
     for k in Kind::ALL {
         assert!(
             h.seen.contains(k.slug()) || unreached.contains(k.slug()),

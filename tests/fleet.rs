@@ -508,6 +508,19 @@ ftp = {{}}
         "{out}"
     );
 
+    // Moves over the CLI: refused, each naming why (move-refused, 409;
+    // host-not-found, 404), audited.
+    let (ok, _, err) = run(api(&["contracts", "move", "HL-A", "--to", "web1"]));
+    assert!(
+        !ok && err.contains("is on web host `web1` already"),
+        "{err}"
+    );
+    assert!(err.contains("409"), "{err}");
+    let (ok, _, err) = run(api(&["contracts", "move", "HL-A", "--to", "web2"]));
+    assert!(!ok && err.contains("web2 is down"), "{err}");
+    let (ok, _, err) = run(api(&["contracts", "move", "HL-A", "--to", "web9"]));
+    assert!(!ok && err.contains("no web host named `web9`"), "{err}");
+
     let (ok, out, err) = run(api(&["audit", "--json"]));
     assert!(ok, "{err}");
     let audit: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -540,6 +553,13 @@ ftp = {{}}
         )),
         "{actions:?}"
     );
+    let moves = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "POST /v1/contracts/{id}/move" && e["target"] == "HL-A")
+        .count();
+    assert_eq!(moves, 3, "{audit}");
 }
 
 /// Polls the API until the newest job of `contract` is in `state`.
@@ -603,5 +623,178 @@ async fn drift_compares_each_contract_on_its_own_host() {
             report.findings
         );
         assert_eq!(report.contracts, 2, "{backend:?}");
+    }
+}
+
+/// Moving a contract to another host (issue #13): its web resources are
+/// taken over on the new host, then its zone's A records switch to that
+/// host, then each is retired from the old host, in that order, as one
+/// `move` job. A move cut short after the switch (the old host refuses a
+/// removal) leaves the contract whole on the new host, and a rerun
+/// finishes it without doing any step twice. A second move while one is
+/// open, and a move to where the contract is, are refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_move_takes_over_switches_the_zone_then_retires_and_a_rerun_finishes_it() {
+    use hostwright::engine::moves::MoveError;
+    use hostwright::engine::scripted::{Behavior, Rule};
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_store_url(backend, dir.path()).await;
+        let (_l1, a1) = port().await;
+        let (_l2, a2) = port().await;
+        let (_l3, a3) = port().await;
+        let script = Script::new();
+        let f = fleet(
+            "fill_in_order",
+            &[
+                ("web1", 10, 100, &a1),
+                ("web2", 10, 100, &a2),
+                ("web3", 10, 100, &a3),
+            ],
+        );
+        let engine = fleet_engine(&url, &script, f).await;
+        let keys = keys();
+        provision(&engine, &keys, &www_contract("MV-A", 1)).await;
+        assert_eq!(
+            hosts_of(&census(&engine, &["MV-A"]).await),
+            BTreeMap::from([("web1".into(), 1)]),
+            "{backend:?}"
+        );
+        let before = script.calls().len();
+
+        assert!(
+            matches!(
+                engine.queue_move("MV-A", "web1", "token:ops").await,
+                Err(MoveError::AlreadyThere { .. })
+            ),
+            "{backend:?}"
+        );
+        // The old host refuses the vhost's removal once: the move fails
+        // after the switch.
+        script.push(Rule {
+            kind: Some("vhost".into()),
+            key: None,
+            op: Some("remove".into()),
+            behavior: Behavior::Permanent,
+            times: Some(1),
+        });
+        let m = engine
+            .queue_move("MV-A", "web2", "token:ops")
+            .await
+            .unwrap();
+        assert_eq!((m.from.as_str(), m.to.as_str()), ("web1", "web2"));
+        let open = engine.queue_move("MV-A", "web3", "token:ops").await;
+        assert!(
+            matches!(&open, Err(MoveError::AlreadyOpen { job, .. }) if *job == m.job_id),
+            "{backend:?}: {open:?}"
+        );
+
+        let w = start_workers(&engine, "w", 2);
+        wait_final(&engine, &m.job_id, 30).await;
+        let j = engine.store.job(&m.job_id).await.unwrap().unwrap();
+        assert_eq!(j.summary.state, JobState::Failed, "{backend:?}");
+        assert!(
+            j.summary
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("vhost"),
+            "{backend:?}: {:?}",
+            j.summary.error
+        );
+        // Already whole on web2: placement, resources and A records.
+        assert_eq!(
+            hosts_of(&census(&engine, &["MV-A"]).await),
+            BTreeMap::from([("web2".into(), 1)]),
+            "{backend:?}"
+        );
+        engine.store.rerun(&m.job_id, "token:ops").await.unwrap();
+        engine.wake_workers();
+        wait_final(&engine, &m.job_id, 30).await;
+        w.stop(Duration::from_secs(2)).await;
+        let j = engine.store.job(&m.job_id).await.unwrap().unwrap();
+        assert_eq!(j.summary.state, JobState::Succeeded, "{backend:?}");
+        let actions: Vec<(String, String)> = j
+            .steps
+            .iter()
+            .map(|s| {
+                (
+                    s.step.action.as_str().to_string(),
+                    s.step.resource.kind.clone(),
+                )
+            })
+            .collect();
+        for kind in ["webspace", "vhost", "ftp_account"] {
+            assert!(
+                actions.contains(&("relocate".into(), kind.into())),
+                "{actions:?}"
+            );
+            assert!(
+                actions.contains(&("retire".into(), kind.into())),
+                "{actions:?}"
+            );
+        }
+        assert!(
+            actions.contains(&("update".into(), "dns_zone".into())),
+            "{actions:?}"
+        );
+        assert!(
+            j.ops
+                .iter()
+                .any(|o| o.action == "move" && o.actor == "token:ops")
+        );
+
+        // Each step ran once (the refused removal twice), in the order of a
+        // move: every take-over on web2, then the zone, then every removal
+        // from web1.
+        let calls: Vec<_> = script.calls().into_iter().skip(before).collect();
+        let seq: Vec<String> = calls
+            .iter()
+            .filter(|c| c.job_id == m.job_id)
+            .map(|c| format!("{} {} {}", c.op, c.adapter, c.kind))
+            .collect();
+        let count = |s: &str| seq.iter().filter(|x| *x == s).count();
+        // One web space, one vhost, three FTP accounts (two of 別表② ※1
+        // and one additional); the refused vhost removal ran twice.
+        for (base, kind, n, removals) in [
+            ("webhost", "webspace", 1, 1),
+            ("webhost", "vhost", 1, 2),
+            ("ftp", "ftp_account", 3, 3),
+        ] {
+            assert_eq!(count(&format!("ensure {base}@web2 {kind}")), n, "{seq:?}");
+            assert_eq!(
+                count(&format!("remove {base}@web1 {kind}")),
+                removals,
+                "{seq:?}"
+            );
+        }
+        let zone = seq.iter().position(|s| s.ends_with("dns_zone")).unwrap();
+        assert_eq!(count("ensure dns dns_zone"), 1, "{seq:?}");
+        assert!(
+            seq[..zone]
+                .iter()
+                .all(|s| s.starts_with("ensure") && s.contains("@web2")),
+            "{seq:?}"
+        );
+        assert!(
+            seq[zone + 1..]
+                .iter()
+                .all(|s| s.starts_with("remove") && s.contains("@web1")),
+            "{seq:?}"
+        );
+        let views = engine
+            .fleet
+            .as_ref()
+            .unwrap()
+            .views(&*engine.store)
+            .await
+            .unwrap();
+        let held: BTreeMap<String, u64> =
+            views.iter().map(|v| (v.name.clone(), v.accounts)).collect();
+        assert_eq!(
+            held,
+            BTreeMap::from([("web1".into(), 0), ("web2".into(), 1), ("web3".into(), 0)]),
+            "{backend:?}"
+        );
     }
 }

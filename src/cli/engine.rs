@@ -397,7 +397,7 @@ pub async fn jobs(cmd: JobsCmd) -> anyhow::Result<ExitCode> {
 /// Polls until every job ended: one list request per poll (per 1,000
 /// jobs), the jobs by id. Progress goes to stderr: a bar on a terminal, a
 /// plain line whenever it changes otherwise, nothing with `--json`.
-async fn wait_jobs(
+pub(crate) async fn wait_jobs(
     c: &Client,
     ids: &[String],
     json: bool,
@@ -487,7 +487,7 @@ async fn wait_jobs(
     }
 }
 
-fn print_jobs(jobs: &[JobSummary]) {
+pub(crate) fn print_jobs(jobs: &[JobSummary]) {
     say!(
         "{:<36}  {:<14} {:>4}  {:<10} {:>7}  {:<20}  ERROR",
         "JOB",

@@ -22,6 +22,10 @@ pub enum HostsCmd {
     /// `operate` scope.
     Drain {
         name: String,
+        /// Also move every contract on the host (a move job each) to the
+        /// host the policy chooses among the others.
+        #[arg(long)]
+        move_all: bool,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -44,21 +48,43 @@ pub async fn hosts(cmd: HostsCmd) -> anyhow::Result<ExitCode> {
                 print_hosts(&v);
             }
         }
-        HostsCmd::Drain { name, api } => set_state(&name, "drain", &api).await?,
-        HostsCmd::Activate { name, api } => set_state(&name, "activate", &api).await?,
+        HostsCmd::Drain {
+            name,
+            move_all,
+            api,
+        } => set_state(&name, "drain", move_all, &api).await?,
+        HostsCmd::Activate { name, api } => set_state(&name, "activate", false, &api).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn set_state(name: &str, verb: &str, api: &ApiArgs) -> anyhow::Result<()> {
+async fn set_state(name: &str, verb: &str, move_all: bool, api: &ApiArgs) -> anyhow::Result<()> {
     let c = Client::new(api)?;
-    let v = c
-        .json(c.req(reqwest::Method::POST, &format!("/v1/hosts/{name}/{verb}")))
-        .await?;
+    let mut req = c.req(reqwest::Method::POST, &format!("/v1/hosts/{name}/{verb}"));
+    if move_all {
+        req = req.query(&[("move_all", "true")]);
+    }
+    let v = c.json(req).await?;
     if api.json {
         out::json(&v, false)?;
-    } else {
-        say!("{}: {}", name, v["state"].as_str().unwrap_or("?"));
+        return Ok(());
+    }
+    say!("{}: {}", name, v["state"].as_str().unwrap_or("?"));
+    let ev = &v["evacuation"];
+    for m in ev["moved"].as_array().into_iter().flatten() {
+        say!(
+            "  {} -> {}: move queued, job {}",
+            m["contract_id"].as_str().unwrap_or("?"),
+            m["to"].as_str().unwrap_or("?"),
+            m["job_id"].as_str().unwrap_or("?")
+        );
+    }
+    for n in ev["not_moved"].as_array().into_iter().flatten() {
+        say!(
+            "  {}: not moved: {}",
+            n["contract_id"].as_str().unwrap_or("?"),
+            n["reason"].as_str().unwrap_or("?")
+        );
     }
     Ok(())
 }

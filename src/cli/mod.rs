@@ -2,6 +2,7 @@
 //! codes. `anyhow` lives here and in `main.rs` only.
 
 pub mod billing;
+pub mod contracts;
 pub mod drift;
 pub mod engine;
 pub mod hosts;

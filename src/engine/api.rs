@@ -21,6 +21,7 @@ use super::Engine;
 use super::auth::{self, Authenticator, Caller, Refusal, Scope};
 use super::guard::{BodyError, MAX_ENVELOPE_BYTES, read_body};
 use super::intake::{DryRun, IntakeError, IntakeResult};
+use super::moves::{MoveError, QueuedMove};
 use super::problem::{Kind, Problem};
 use super::store::fleet::Placement;
 use super::store::ops::{
@@ -58,6 +59,7 @@ fn described() -> OpenApiRouter<AppState> {
         .routes(routes!(rerun))
         .routes(routes!(cancel))
         .routes(routes!(drain_host))
+        .routes(routes!(move_contract))
         .routes(routes!(activate_host))
         .route_layer(gate(Scope::Operate));
     let secrets = OpenApiRouter::new()
@@ -632,6 +634,10 @@ pub struct HostsAnswer {
 pub struct HostStateAnswer {
     pub host: String,
     pub state: super::fleet::HostState,
+    /// With `move_all`: the moves queued and the contracts that could not
+    /// move now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evacuation: Option<super::moves::Evacuation>,
 }
 
 /// A cursor that holds a row id: `Ok(None)` without one, `Err` for one this
@@ -1128,15 +1134,23 @@ fn no_fleet() -> Response {
     .into_response()
 }
 
-/// Takes no new contracts on the host; its contracts stay.
+#[derive(Debug, Deserialize, IntoParams)]
+struct DrainQuery {
+    /// Also queue a move of every contract on the host to the host the
+    /// policy chooses among the others.
+    move_all: Option<bool>,
+}
+
+/// Takes no new contracts on the host; its contracts stay, or with
+/// `move_all=true` each is moved (a `move` job each) to another host.
 #[utoipa::path(
     post,
     path = "/v1/hosts/{name}/drain",
     tag = "hosts",
-    params(("name" = String, Path, description = "The web host's name")),
+    params(("name" = String, Path, description = "The web host's name"), DrainQuery),
     security(("ops_token" = ["operate"])),
     responses(
-        (status = 200, description = "The host's new state", body = HostStateAnswer),
+        (status = 200, description = "The host's new state, and with `move_all` the moves queued", body = HostStateAnswer),
         (status = 404, description = "No such host, or no [fleet] (`host-not-found`)"),
         (status = 503, description = "The store does not answer"),
     )
@@ -1145,8 +1159,91 @@ async fn drain_host(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
+    Query(q): Query<DrainQuery>,
 ) -> Response {
-    set_host_state(st, caller, name, super::fleet::HostState::Draining).await
+    let state = super::fleet::HostState::Draining;
+    if !q.move_all.unwrap_or(false) {
+        return set_host_state(st, caller, name, state).await;
+    }
+    let resp = set_host_state(st.clone(), caller.clone(), name.clone(), state).await;
+    if resp.status() != StatusCode::OK {
+        return resp;
+    }
+    match st.engine.evacuate(&name, &caller.actor).await {
+        Ok(ev) => axum::Json(HostStateAnswer {
+            host: name,
+            state,
+            evacuation: Some(ev),
+        })
+        .into_response(),
+        Err(e) => move_error(e),
+    }
+}
+
+/// Where a contract's web space is to move.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct MoveRequest {
+    /// The web host to move to (a name in `[fleet]`).
+    pub to: String,
+}
+
+/// Moves the contract's web space to another web host: a job of kind
+/// `move` (copy of the home verified by manifest, vhosts, TLS and FTP
+/// accounts with their password hashes on the new host, the zone switched
+/// once the site answers there, then removal from the old host).
+#[utoipa::path(
+    post,
+    path = "/v1/contracts/{id}/move",
+    tag = "contracts",
+    params(("id" = String, Path, description = "The contract's id")),
+    request_body = MoveRequest,
+    security(("ops_token" = ["operate"])),
+    responses(
+        (status = 202, description = "The move is queued; `Location` is its job", body = QueuedMove,
+            headers(("Location" = String, description = "/v1/jobs/{job_id}"))),
+        (status = 400, description = "The body is not a move request (`invalid-request`)"),
+        (status = 404, description = "No such contract or host (`contract-not-found`, `host-not-found`)"),
+        (status = 409, description = "The contract cannot move there now (`move-refused`)"),
+        (status = 503, description = "The store does not answer"),
+    )
+)]
+async fn move_contract(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let req: MoveRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return Problem::new(
+                Kind::InvalidRequest,
+                format!("the body must be {{\"to\": \"HOST\"}}: {e}"),
+            )
+            .into_response();
+        }
+    };
+    match st.engine.queue_move(&id, &req.to, &caller.actor).await {
+        Ok(m) => {
+            let location = format!("/v1/jobs/{}", m.job_id);
+            let mut resp = (StatusCode::ACCEPTED, axum::Json(&m)).into_response();
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            resp
+        }
+        Err(e) => move_error(e),
+    }
+}
+
+fn move_error(e: MoveError) -> Response {
+    let kind = match e {
+        MoveError::Store(e) => return store_error(e),
+        MoveError::NoFleet | MoveError::NoHost(_) => Kind::HostNotFound,
+        MoveError::NoContract(_) => Kind::ContractNotFound,
+        _ => Kind::MoveRefused,
+    };
+    Problem::new(kind, e.to_string()).into_response()
 }
 
 /// Takes new contracts on the host again.
@@ -1194,7 +1291,12 @@ async fn set_host_state(
     {
         Ok(()) => {
             tracing::info!(host = %name, state = state.as_str(), actor = %caller.actor, "web host state set");
-            axum::Json(HostStateAnswer { host: name, state }).into_response()
+            axum::Json(HostStateAnswer {
+                host: name,
+                state,
+                evacuation: None,
+            })
+            .into_response()
         }
         Err(e) => store_error(e),
     }

@@ -268,6 +268,8 @@ pub enum PlacementError {
         "the contract is placed on web host `{0}`, which the config no longer lists; put the host back in [fleet]"
     )]
     UnknownHost(String),
+    #[error("the contract cannot move to web host `{host}`: {why}")]
+    MoveRefused { host: String, why: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -294,7 +296,7 @@ pub struct HostView {
 
 impl HostView {
     /// Why the host cannot take a contract needing `need_mb`, if it cannot.
-    fn refusal(&self, need_mb: u64) -> Option<String> {
+    pub(crate) fn refusal(&self, need_mb: u64) -> Option<String> {
         if self.state != HostState::Active {
             return Some(format!("{} is {}", self.name, self.state.as_str()));
         }
@@ -539,6 +541,53 @@ impl Fleet {
             need_mb,
             hosts: "every host with room was taken by contracts placed at the same time".into(),
         })
+    }
+
+    /// Moves `contract_id`'s placement to `to` (a move job's planning):
+    /// only onto an active, healthy host of the fleet with room for its
+    /// quota, checked with the update in one statement. A contract still on
+    /// the host it was adopted from is placed there first; one already on
+    /// `to` stays.
+    pub async fn move_to(
+        &self,
+        store: &dyn FleetStore,
+        contract_id: &str,
+        to: &str,
+        need_mb: u64,
+        recorded: &[RecordedResource],
+    ) -> Result<WebTarget, PlacementError> {
+        let refused = |why: String| PlacementError::MoveRefused {
+            host: to.to_string(),
+            why,
+        };
+        let host = self
+            .host(to)
+            .ok_or_else(|| refused("the fleet has no such host".into()))?;
+        let from = self
+            .place(store, contract_id, need_mb, recorded, true)
+            .await?;
+        if from.host.as_deref() == Some(to) {
+            return Ok(self.target(host));
+        }
+        let views = self.views(store).await?;
+        let view = views
+            .iter()
+            .find(|v| v.name == to)
+            .expect("a configured host has a view");
+        if let Some(why) = view.refusal(need_mb) {
+            return Err(refused(format!("{why} (the contract needs {need_mb} MB)")));
+        }
+        let limit = (host.capacity_accounts, host.capacity_disk_mb());
+        if !store
+            .move_placement(contract_id, to, need_mb, limit)
+            .await?
+        {
+            return Err(refused(format!(
+                "contracts placed at the same time took its room for {need_mb} MB"
+            )));
+        }
+        tracing::info!(contract_id, from = ?from.host, to, "placement moved");
+        Ok(self.target(host))
     }
 
     async fn check_resize(

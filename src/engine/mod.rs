@@ -19,6 +19,7 @@ pub mod fleet;
 pub mod guard;
 pub mod intake;
 pub mod metrics;
+pub mod moves;
 pub mod notify;
 pub mod openapi;
 pub mod outbox;
@@ -115,25 +116,32 @@ impl Engine {
         &self,
         contract: &Contract,
     ) -> Result<Vec<PlannedStep>, JobPlanError> {
-        Ok(self.plan_with(contract, false).await?.0)
+        Ok(self.plan_with(contract, false, None).await?.0)
     }
 
     /// The plan and the recorded resources it was diffed against (the worker
     /// keeps them up to date in memory for the job's report). Places the
-    /// contract on a web host first when it needs one and has none.
+    /// contract on a web host first when it needs one and has none; a move
+    /// job (`move_to`) moves its placement to that host first, so the plan
+    /// relocates its web resources there (see [`plan::diff`]).
     pub(crate) async fn plan_recorded(
         &self,
         contract: &Contract,
+        move_to: Option<&str>,
     ) -> Result<(Vec<PlannedStep>, Vec<RecordedResource>), JobPlanError> {
-        self.plan_with(contract, true).await
+        self.plan_with(contract, true, move_to).await
     }
 
     async fn plan_with(
         &self,
         contract: &Contract,
         place: bool,
+        move_to: Option<&str>,
     ) -> Result<(Vec<PlannedStep>, Vec<RecordedResource>), JobPlanError> {
         let recorded = self.store.resources(contract.contract_id.as_str()).await?;
+        if let Some(to) = move_to {
+            self.move_placement(contract, to, &recorded).await?;
+        }
         // A terminated contract removes everything recorded, whatever the
         // playbook of its (possibly changed) service type lists.
         let (playbook, desired) = self.desired_placed(contract, &recorded, place).await?;
@@ -202,6 +210,33 @@ impl Engine {
                 place,
             )
             .await?)
+    }
+
+    /// Moves `contract`'s placement to host `to` for a move job.
+    async fn move_placement(
+        &self,
+        contract: &Contract,
+        to: &str,
+        recorded: &[RecordedResource],
+    ) -> Result<(), JobPlanError> {
+        let Some(fleet) = &self.fleet else {
+            return Err(fleet::PlacementError::MoveRefused {
+                host: to.to_string(),
+                why: "the config has no [fleet]".into(),
+            }
+            .into());
+        };
+        let need_mb = contract.entitlements(&self.catalog).web_disk_mb;
+        fleet
+            .move_to(
+                &*self.store,
+                contract.contract_id.as_str(),
+                to,
+                need_mb,
+                recorded,
+            )
+            .await?;
+        Ok(())
     }
 
     /// The resources `contract` wants now, on the host it is placed on (a

@@ -377,6 +377,7 @@ pub fn diff(
         action,
         resource: res,
         after: Some(Vec::new()),
+        from: None,
     };
 
     // Deletions: resources recorded but no longer wanted, dependents first.
@@ -401,10 +402,44 @@ pub fn diff(
         })
         .collect();
 
+    // Relocations: resources recorded on another instance of their adapter
+    // than the one the contract wants them on (its web space moves to
+    // another host), taken over in playbook order, before any other change
+    // (the zone's switch to the new host's addresses comes after the site
+    // answers there), and retired from the old instance after everything
+    // else, dependents first.
+    let mut retirements: Vec<PlannedStep> = Vec::new();
+    for d in desired {
+        let Some(r) = rec.get(&(d.kind.as_str(), d.key.as_str())) else {
+            continue;
+        };
+        if r.adapter != d.adapter && adapter_base(&r.adapter) == adapter_base(&d.adapter) {
+            let mut take = step(
+                Action::Relocate,
+                &d.adapter,
+                resource(&d.kind, &d.key, &d.spec),
+            );
+            take.from = Some(r.adapter.clone());
+            steps.push(take);
+            retirements.push(step(
+                Action::Retire,
+                &r.adapter,
+                resource(&r.kind, &r.key, &r.spec),
+            ));
+        }
+    }
+    retirements.reverse();
+
     // Creations and changes, in dependency order (desired is in playbook order).
     for d in desired {
         let action = match rec.get(&(d.kind.as_str(), d.key.as_str())) {
             None => Some(Action::Create),
+            Some(r)
+                if r.adapter != d.adapter
+                    && adapter_base(&r.adapter) == adapter_base(&d.adapter) =>
+            {
+                None
+            }
             Some(r) => {
                 let was = normalized(&r.kind, &r.spec);
                 (was != d.spec).then(|| change_action(&was, &d.spec))
@@ -414,8 +449,14 @@ pub fn diff(
             steps.push(step(action, &d.adapter, resource(&d.kind, &d.key, &d.spec)));
         }
     }
+    steps.extend(retirements);
     link(playbook, &mut steps);
     steps
+}
+
+/// An adapter's name without its instance (`webhost@web2` → `webhost`).
+fn adapter_base(adapter: &str) -> &str {
+    adapter.split_once('@').map_or(adapter, |(base, _)| base)
 }
 
 /// Fills in each step's `after`: the steps of this plan that must succeed
@@ -448,6 +489,14 @@ fn link(playbook: &Playbook, steps: &mut [PlannedStep]) {
                         }
                         (Action::Delete, _) => true,
                         (_, Action::Delete) => false,
+                        // Retirements: after everything else; among
+                        // themselves dependents first, like deletions.
+                        (Action::Retire, Action::Retire) => playbook.depends_on(ki, kj),
+                        (_, Action::Retire) => true,
+                        (Action::Retire, _) => false,
+                        // Every other change waits for every relocation.
+                        (Action::Relocate, Action::Relocate) => playbook.depends_on(kj, ki),
+                        (Action::Relocate, _) => true,
                         _ => playbook.depends_on(kj, ki),
                     }
                 })

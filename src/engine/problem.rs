@@ -36,6 +36,8 @@ pub enum Kind {
     InvalidCursor,
     /// The job is in a state that does not allow the action (409).
     InvalidTransition,
+    /// The contract cannot move to that web host now (409).
+    MoveRefused,
     /// The envelope's signature or key is not trusted (401 on intake).
     BadSignature,
     /// The body is not a readable envelope or contract (400).
@@ -55,7 +57,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 19] = [
+    pub const ALL: [Kind; 20] = [
         Kind::Unauthenticated,
         Kind::Forbidden,
         Kind::RateLimited,
@@ -67,6 +69,7 @@ impl Kind {
         Kind::InvalidRequest,
         Kind::InvalidCursor,
         Kind::InvalidTransition,
+        Kind::MoveRefused,
         Kind::BadSignature,
         Kind::Malformed,
         Kind::TooLarge,
@@ -90,6 +93,7 @@ impl Kind {
             Kind::InvalidRequest => "invalid-request",
             Kind::InvalidCursor => "invalid-cursor",
             Kind::InvalidTransition => "invalid-transition",
+            Kind::MoveRefused => "move-refused",
             Kind::BadSignature => "bad-signature",
             Kind::Malformed => "malformed",
             Kind::TooLarge => "too-large",
@@ -116,7 +120,9 @@ impl Kind {
             }
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Kind::InvalidRequest | Kind::InvalidCursor | Kind::Malformed => StatusCode::BAD_REQUEST,
-            Kind::InvalidTransition | Kind::StaleRevision => StatusCode::CONFLICT,
+            Kind::InvalidTransition | Kind::StaleRevision | Kind::MoveRefused => {
+                StatusCode::CONFLICT
+            }
             Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::ContractRefused | Kind::Unplannable => StatusCode::UNPROCESSABLE_ENTITY,
             Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -137,6 +143,7 @@ impl Kind {
             Kind::InvalidRequest => "Invalid request",
             Kind::InvalidCursor => "Invalid paging cursor",
             Kind::InvalidTransition => "The job's state does not allow this",
+            Kind::MoveRefused => "The contract cannot move to that web host now",
             Kind::BadSignature => "The contract's signature is not trusted",
             Kind::Malformed => "Malformed body",
             Kind::TooLarge => "Body too large",

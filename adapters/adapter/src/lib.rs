@@ -330,6 +330,74 @@ pub trait Adapter: Send + Sync + 'static {
     fn location(&self) -> String {
         self.name().to_string()
     }
+
+    /// What another instance of this adapter (another web host) needs to
+    /// take `resource` over from this one: a relocation's first half. The
+    /// default is nothing (the new instance creates it from its spec).
+    async fn export(&self, resource: &Resource) -> Result<Export, AdapterError> {
+        let _ = resource;
+        Ok(Export::Nothing)
+    }
+
+    /// Takes `resource` over from another instance, with what it exported:
+    /// makes the backend match the spec as `ensure` does, keeping what
+    /// must not change (files, password hashes). Idempotent like `ensure`.
+    /// The default is `ensure`, for kinds with nothing to carry over.
+    async fn import(
+        &self,
+        ctx: &StepContext,
+        resource: &Resource,
+        export: Export,
+    ) -> Result<Outcome, AdapterError> {
+        match export {
+            Export::Nothing => self.ensure(ctx, resource).await,
+            other => Err(AdapterError::permanent(format!(
+                "{} cannot import {} {} ({})",
+                self.name(),
+                resource.kind,
+                resource.key,
+                other.describe()
+            ))),
+        }
+    }
+}
+
+/// What one instance of an adapter hands another in a relocation.
+pub enum Export {
+    /// Nothing: the new instance creates the resource from its spec.
+    Nothing,
+    /// A small record (an FTP account's password hash and settings).
+    Record(serde_json::Value),
+    /// A stream of bytes read from the old instance while the new one
+    /// writes it (a home's files as a tar stream), with what the new one
+    /// must find once written (`manifest`: a digest of every path's
+    /// content, owner and mode), so the copy is verified, not trusted.
+    Stream {
+        reader: Box<dyn std::io::Read + Send>,
+        manifest: String,
+    },
+}
+
+impl Export {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Export::Nothing => "nothing",
+            Export::Record(_) => "a record",
+            Export::Stream { .. } => "a stream",
+        }
+    }
+}
+
+impl fmt::Debug for Export {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Export::Stream { manifest, .. } => f
+                .debug_struct("Stream")
+                .field("manifest", manifest)
+                .finish_non_exhaustive(),
+            other => f.write_str(other.describe()),
+        }
+    }
 }
 
 #[cfg(test)]

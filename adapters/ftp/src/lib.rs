@@ -28,8 +28,8 @@ use std::sync::Arc;
 
 use hostwright_adapter::validate::UnixUser;
 use hostwright_adapter::{
-    Adapter, AdapterError, Comparison, Difference, Marked, Observation, Outcome, Resource, Secret,
-    Spec, StepContext, validate,
+    Adapter, AdapterError, Comparison, Difference, Export, Marked, Observation, Outcome, Resource,
+    Secret, Spec, StepContext, validate,
 };
 use hostwright_ssh::{Command, SshConfig, SshPool};
 use rand::Rng;
@@ -370,27 +370,22 @@ printf '\n[accounts]\n'
 getent passwd | cut -d: -f1,3,4,5
 "#;
 
-#[async_trait::async_trait]
-impl Adapter for FtpAdapter {
-    fn name(&self) -> &'static str {
-        "ftp"
-    }
-
-    fn kinds(&self) -> &'static [&'static str] {
-        &[KIND]
-    }
-
-    async fn ensure(&self, _ctx: &StepContext, r: &Resource) -> Result<Outcome, AdapterError> {
+impl FtpAdapter {
+    /// Creates or updates the login with `hash` for the case it is new (an
+    /// existing login keeps its hash); `password`, the one `hash` was made
+    /// from, is handed out when the login was created.
+    async fn put(
+        &self,
+        r: &Resource,
+        hash: String,
+        password: Option<Secret>,
+    ) -> Result<Outcome, AdapterError> {
         if r.kind != KIND {
             return Err(perm(format!("ftp does not manage {:?}", r.kind)));
         }
         let spec: FtpAccountSpec = r.spec()?;
         let login = validate::user_name(&r.key).map_err(perm)?;
         let user = spec.user.as_str();
-        // A fresh password for the case the login is new; the host keeps an
-        // existing login's hash, and then this one is dropped unseen.
-        let pw = generate_password();
-        let hash = hash_password(&pw)?;
         let quota_bytes = (spec.quota_mb > 0).then(|| spec.quota_mb * 1024 * 1024);
         let contract_id = validate::contract_id(&r.contract_id).map_err(perm)?;
         let applied = self
@@ -412,7 +407,7 @@ impl Adapter for FtpAdapter {
                 dir,
             } => {
                 let mut secrets = std::collections::BTreeMap::new();
-                if created {
+                if let (true, Some(pw)) = (created, password) {
                     secrets.insert("password".to_string(), pw);
                 }
                 Ok(Outcome {
@@ -443,6 +438,67 @@ impl Adapter for FtpAdapter {
             Applied::Del { .. } => Err(AdapterError::transient(
                 "ftp passwd batch answered a put with a del result",
             )),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Adapter for FtpAdapter {
+    fn name(&self) -> &'static str {
+        "ftp"
+    }
+
+    fn kinds(&self) -> &'static [&'static str] {
+        &[KIND]
+    }
+
+    async fn ensure(&self, _ctx: &StepContext, r: &Resource) -> Result<Outcome, AdapterError> {
+        // A fresh password for the case the login is new; the host keeps an
+        // existing login's hash, and then this one is dropped unseen.
+        let pw = generate_password();
+        let hash = hash_password(&pw)?;
+        self.put(r, hash, Some(pw)).await
+    }
+
+    /// The login's password hash on this host, for a relocation: the new
+    /// host gets the same hash, so the customer's password keeps working
+    /// and nothing is generated or handed out again.
+    async fn export(&self, r: &Resource) -> Result<Export, AdapterError> {
+        let login = validate::user_name(&r.key).map_err(perm)?;
+        let passwd = self
+            .pool
+            .read_file(&self.cfg.passwd_file)
+            .await?
+            .unwrap_or_default();
+        let line = String::from_utf8_lossy(&passwd)
+            .lines()
+            .filter_map(PwLine::parse)
+            .find(|l| l.login == login);
+        Ok(match line {
+            Some(l) => Export::Record(json!({ "hash": l.hash })),
+            // Not on the old host (drift): the new one makes it afresh, and
+            // its new password is handed out like any new login's.
+            None => Export::Nothing,
+        })
+    }
+
+    async fn import(
+        &self,
+        ctx: &StepContext,
+        r: &Resource,
+        export: Export,
+    ) -> Result<Outcome, AdapterError> {
+        match export {
+            Export::Record(v) => {
+                let hash = v
+                    .get("hash")
+                    .and_then(|h| h.as_str())
+                    .filter(|h| !h.is_empty() && !h.contains([':', '\n']))
+                    .ok_or_else(|| perm("the old host's record of the login has no usable hash"))?;
+                self.put(r, hash.to_string(), None).await
+            }
+            Export::Nothing => self.ensure(ctx, r).await,
+            other => Err(perm(format!("ftp cannot import {}", other.describe()))),
         }
     }
 

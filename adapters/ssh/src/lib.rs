@@ -697,3 +697,128 @@ mod tests {
         assert!(!c.accept_unknown_host_key);
     }
 }
+
+/// A remote command's stdout as a byte stream, read on an SSH session of
+/// its own (a move's tar stream: long and large, it must not hold one of
+/// the pool's sessions). Reading past its end checks the command's exit
+/// status: a command that failed ends the stream with an error, so a
+/// truncated stream is never taken for a whole one.
+pub struct RemoteStdout {
+    // The channel keeps its session alive; the session is kept to be
+    // dropped last.
+    ch: ssh2::Channel,
+    _sess: Session,
+    host: String,
+    what: String,
+    ended: bool,
+}
+
+impl Read for RemoteStdout {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.ch.read(buf)?;
+        if n > 0 || self.ended {
+            return Ok(n);
+        }
+        self.ended = true;
+        let mut stderr = Vec::new();
+        let _ = self.ch.stderr().read_to_end(&mut stderr);
+        self.ch.wait_close().map_err(std::io::Error::other)?;
+        let status = self.ch.exit_status().map_err(std::io::Error::other)?;
+        if status != 0 {
+            return Err(std::io::Error::other(format!(
+                "{} on {} exited with status {status}: {}",
+                self.what,
+                self.host,
+                excerpt(&stderr)
+            )));
+        }
+        Ok(0)
+    }
+}
+
+impl SshPool {
+    /// Starts `cmd` on a session of its own and returns its stdout as a
+    /// stream (see [`RemoteStdout`]). Each read waits at most the command
+    /// timeout for data: a command that stalls that long fails the stream.
+    pub async fn open_stdout(&self, what: &str, cmd: Command) -> Result<RemoteStdout, SshError> {
+        let cfg = self.cfg.clone();
+        let what = what.to_string();
+        let joined = tokio::task::spawn_blocking(move || {
+            let sess = connect_blocking(&cfg)?;
+            let host = host_label(&cfg);
+            let serr = |e: ssh2::Error| SshError::Session {
+                host: host.clone(),
+                message: e.to_string(),
+            };
+            sess.set_timeout((cfg.command_timeout_secs.max(1) * 1000) as u32);
+            let mut ch = sess.channel_session().map_err(serr)?;
+            ch.exec(&cmd.line).map_err(serr)?;
+            ch.send_eof().map_err(serr)?;
+            Ok(RemoteStdout {
+                ch,
+                _sess: sess,
+                host,
+                what,
+                ended: false,
+            })
+        })
+        .await;
+        self.created.fetch_add(1, Ordering::Relaxed);
+        joined.map_err(|e| self.session_err(&format!("ssh task failed: {e}")))?
+    }
+
+    /// Runs `cmd` on a session of its own with `input` streamed to its
+    /// stdin, and returns its output. An error reading `input` (the other
+    /// end of a stream failed) fails the call: the command sees its stdin
+    /// cut short and its exit status is not trusted.
+    pub async fn run_with_input(
+        &self,
+        cmd: Command,
+        mut input: Box<dyn Read + Send>,
+    ) -> Result<Output, SshError> {
+        let cfg = self.cfg.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let sess = connect_blocking(&cfg)?;
+            let host = host_label(&cfg);
+            let serr = |e: ssh2::Error| SshError::Session {
+                host: host.clone(),
+                message: e.to_string(),
+            };
+            sess.set_timeout((cfg.command_timeout_secs.max(1) * 1000) as u32);
+            let mut ch = sess.channel_session().map_err(serr)?;
+            ch.exec(&cmd.line).map_err(serr)?;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = input.read(&mut buf).map_err(|e| SshError::Session {
+                    host: host.clone(),
+                    message: format!("the stream to copy failed: {e}"),
+                })?;
+                if n == 0 {
+                    break;
+                }
+                ch.write_all(&buf[..n]).map_err(|e| SshError::Session {
+                    host: host.clone(),
+                    message: format!("writing stdin: {e}"),
+                })?;
+            }
+            ch.send_eof().map_err(serr)?;
+            let mut stdout = Vec::new();
+            let mut stderr = Vec::new();
+            ch.read_to_end(&mut stdout).map_err(|e| SshError::Session {
+                host: host.clone(),
+                message: format!("reading output: {e}"),
+            })?;
+            let _ = ch.stderr().read_to_end(&mut stderr);
+            ch.wait_close().map_err(serr)?;
+            let status = ch.exit_status().map_err(serr)?;
+            Ok(Output {
+                status,
+                stdout,
+                stderr,
+            })
+        })
+        .await;
+        self.created.fetch_add(1, Ordering::Relaxed);
+        joined.map_err(|e| self.session_err(&format!("ssh task failed: {e}")))?
+    }
+}

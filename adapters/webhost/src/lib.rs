@@ -33,8 +33,8 @@ use std::time::Duration;
 
 use hostwright_adapter::validate::{DomainName, UnixUser};
 use hostwright_adapter::{
-    Adapter, AdapterError, Comparison, Marked, Observation, Outcome, Resource, Spec, StepContext,
-    validate,
+    Adapter, AdapterError, Comparison, Export, Marked, Observation, Outcome, Resource, Spec,
+    StepContext, validate,
 };
 use hostwright_ssh::{Command, Output, SshConfig, SshError, SshPool, excerpt};
 use serde::{Deserialize, Serialize};
@@ -248,7 +248,141 @@ fn script_result(what: &str, out: Output) -> Result<Output, AdapterError> {
     }
 }
 
+/// How long a relocated site may take to answer on its new host (the
+/// reload coalescing and nginx's reload are well inside it).
+const SITE_WAIT: Duration = Duration::from_secs(30);
+
 impl WebhostAdapter {
+    /// A web space's home as a tar stream, with the manifest the copy must
+    /// match.
+    async fn export_home(&self, r: &Resource) -> Result<Export, AdapterError> {
+        let user = validate::user_name(&r.key).map_err(perm)?;
+        let home = self.home(user);
+        let out = self
+            .pool
+            .run(Command::script(scripts::HOME_MANIFEST, [&home]))
+            .await?;
+        let manifest = script_result("reading the home's manifest", out)?
+            .stdout_str()
+            .trim()
+            .to_string();
+        let reader = self
+            .pool
+            .open_stdout(
+                "tar of the home",
+                Command::script(scripts::HOME_EXPORT, [&home]),
+            )
+            .await?;
+        Ok(Export::Stream {
+            reader: Box::new(reader),
+            manifest,
+        })
+    }
+
+    /// Takes a web space over: the account as its spec says, the home's
+    /// files from the stream, checked against the source's manifest, then
+    /// the spec again (the copied `.hostwright` markers are the source's).
+    async fn import_home(
+        &self,
+        r: &Resource,
+        reader: Box<dyn std::io::Read + Send>,
+        manifest: &str,
+    ) -> Result<Outcome, AdapterError> {
+        let user = validate::user_name(&r.key).map_err(perm)?;
+        let home = self.home(user);
+        self.ensure_webspace(r).await?;
+        let out = self
+            .pool
+            .run_with_input(Command::script(scripts::HOME_IMPORT, [&home]), reader)
+            .await?;
+        script_result("unpacking the home", out)?;
+        let out = self
+            .pool
+            .run(Command::script(scripts::HOME_MANIFEST, [&home]))
+            .await?;
+        let copied = script_result("reading the copy's manifest", out)?
+            .stdout_str()
+            .trim()
+            .to_string();
+        if copied != manifest {
+            // Files changed on the source while they were copied: copy again.
+            return Err(AdapterError::transient(format!(
+                "the copy of {home} on {} differs from the source (manifest {copied} != {manifest})",
+                self.cfg.ssh.host
+            )));
+        }
+        let mut outcome = self.ensure_webspace(r).await?;
+        if let Some(f) = outcome.facts.as_object_mut() {
+            f.insert("manifest".into(), json!(manifest));
+        }
+        Ok(outcome)
+    }
+
+    /// The HTTP status this host's nginx answers `GET /` for `domain` with.
+    async fn site_status(&self, domain: &str) -> Result<u16, String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let host = match self.cfg.listen_address {
+            Some(a) => a.to_string(),
+            None => self.cfg.ssh.host.clone(),
+        };
+        let addr = format!("{host}:{}", self.cfg.http_port);
+        let io = async {
+            let mut s = tokio::net::TcpStream::connect(&addr).await?;
+            s.write_all(
+                format!("GET / HTTP/1.0\r\nHost: {domain}\r\nUser-Agent: hostwright\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await?;
+            let mut head = [0u8; 64];
+            let mut n = 0;
+            while n < 12 {
+                let m = s.read(&mut head[n..]).await?;
+                if m == 0 {
+                    break;
+                }
+                n += m;
+            }
+            Ok::<_, std::io::Error>(String::from_utf8_lossy(&head[..n]).to_string())
+        };
+        let head = tokio::time::timeout(Duration::from_secs(5), io)
+            .await
+            .map_err(|_| format!("{addr} did not answer within 5 s"))?
+            .map_err(|e| format!("{addr}: {e}"))?;
+        head.split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("{addr} answered no HTTP status line"))
+    }
+
+    /// Waits until this host answers for `domain` as the old host did
+    /// (`want`), or with a success when the old one did not answer.
+    async fn wait_site(&self, domain: &str, want: Option<u16>) -> Result<(), AdapterError> {
+        let deadline = tokio::time::Instant::now() + SITE_WAIT;
+        loop {
+            let got = self.site_status(domain).await;
+            let ok = match (&got, want) {
+                (Ok(s), Some(w)) => *s == w,
+                (Ok(s), None) => (200..400).contains(s) || *s == 401 || *s == 403,
+                (Err(_), _) => false,
+            };
+            if ok {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(AdapterError::transient(format!(
+                    "{domain} does not answer on {} as on its old host yet (want {}, got {})",
+                    self.cfg.ssh.host,
+                    want.map_or("a success".to_string(), |w| w.to_string()),
+                    match got {
+                        Ok(s) => s.to_string(),
+                        Err(e) => e,
+                    }
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     pub fn new(cfg: WebhostConfig) -> Result<Self, ConfigError> {
         for (field, v) in [
             ("home_root", &cfg.home_root),
@@ -783,6 +917,46 @@ impl Adapter for WebhostAdapter {
 
     async fn inventory(&self) -> Result<Option<Vec<Marked>>, AdapterError> {
         self.list_marked().await.map(Some)
+    }
+
+    async fn export(&self, r: &Resource) -> Result<Export, AdapterError> {
+        match r.kind.as_str() {
+            KIND_WEBSPACE => self.export_home(r).await,
+            KIND_VHOST => {
+                let domain = validate::domain_name(&r.key).map_err(perm)?;
+                // How the site answers here, if it does: the new host must
+                // answer the same before the site is switched to it.
+                Ok(Export::Record(json!({
+                    "status": self.site_status(domain).await.ok(),
+                })))
+            }
+            k => Err(perm(format!("webhost does not manage {k:?}"))),
+        }
+    }
+
+    async fn import(
+        &self,
+        ctx: &StepContext,
+        r: &Resource,
+        export: Export,
+    ) -> Result<Outcome, AdapterError> {
+        match (r.kind.as_str(), export) {
+            (KIND_WEBSPACE, Export::Stream { reader, manifest }) => {
+                self.import_home(r, reader, &manifest).await
+            }
+            (KIND_VHOST, Export::Record(source)) => {
+                let outcome = self.ensure_vhost(r).await?;
+                let domain = validate::domain_name(&r.key).map_err(perm)?;
+                let want = source.get("status").and_then(|s| s.as_u64());
+                self.wait_site(domain, want.map(|s| s as u16)).await?;
+                Ok(outcome)
+            }
+            (_, Export::Nothing) => self.ensure(ctx, r).await,
+            (k, e) => Err(perm(format!(
+                "webhost cannot import {k:?} from {}",
+                e.describe()
+            ))),
+        }
     }
 
     fn location(&self) -> String {

@@ -111,3 +111,26 @@ for f in "$1"/*.conf; do
   esac
 done
 "##;
+
+/// $1 home: one digest of every path under it (type, mode, owner and
+/// group by name, path, link target) and of each file's content. Equal on
+/// two hosts means the same files with the same content, ownership and
+/// modes (times are not compared: extraction sets directories' own).
+pub const HOME_MANIFEST: &str = r#"set -eu
+cd -- "$1"
+{ find . -printf '%y %m %u %g %p %l\n' | LC_ALL=C sort
+  find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum --
+} | sha256sum | cut -d' ' -f1"#;
+
+/// $1 home: its files as a tar stream on stdout (owners by name, modes
+/// kept; the user and group names are the same on every host).
+pub const HOME_EXPORT: &str =
+    r#"cd -- "$1" && exec tar --create --preserve-permissions --one-file-system --file=- ."#;
+
+/// $1 home: replaces everything under it with the tar stream on stdin. Run
+/// only on a relocation's target before the site is switched to it, so
+/// what it deletes is an earlier, unfinished copy.
+pub const HOME_IMPORT: &str = r#"set -eu
+cd -- "$1"
+find . -mindepth 1 -delete
+exec tar --extract --preserve-permissions --same-owner --file=-"#;

@@ -53,9 +53,38 @@ pub trait FleetStore: Send + Sync {
         disk_mb: u64,
         capacity_mb: u64,
     ) -> Result<bool>;
+    /// Moves `contract_id`'s placement to `host` committing `disk_mb`,
+    /// only while `host` has room under `limit` (accounts, disk MB),
+    /// checked in the same statement; false when it has not (or the
+    /// contract is not placed, or is there already).
+    async fn move_placement(
+        &self,
+        contract_id: &str,
+        host: &str,
+        disk_mb: u64,
+        limit: (u32, u64),
+    ) -> Result<bool>;
+    /// Queues a move of `contract_id`'s web space to `host`: a job of kind
+    /// `move` at the contract's head revision, with `move` by `actor` in its
+    /// ops log, in one transaction with the checks it answers.
+    async fn queue_move(&self, contract_id: &str, host: &str, actor: &str) -> Result<MoveQueued>;
     /// The states ops set, by host (the config's state for the others).
     async fn host_states(&self) -> Result<BTreeMap<String, HostState>>;
     async fn set_host_state(&self, host: &str, state: HostState, actor: &str) -> Result<()>;
+}
+
+/// What asking for a move came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MoveQueued {
+    /// Queued as this job.
+    Queued(String),
+    /// No contract has this id.
+    NoContract,
+    /// The contract is terminated: nothing to move.
+    NotInForce,
+    /// A move of this contract is queued, running or failed already (rerun
+    /// or cancel that one).
+    AlreadyOpen(String),
 }
 
 /// The limit's bind values: (guarded, accounts, disk MB).

@@ -191,6 +191,14 @@ pub enum Action {
     Suspend,
     Resume,
     Delete,
+    /// Takes the resource over on another instance of its adapter (another
+    /// web host: `PlannedStep::from` names the one it is on now): what the
+    /// old one exports (a home's files, an FTP password hash) is imported
+    /// on the new one, which then holds the recorded resource.
+    Relocate,
+    /// Removes a relocated resource from the instance it left; the
+    /// recorded resource (on the new one) stays.
+    Retire,
 }
 
 impl Action {
@@ -201,7 +209,16 @@ impl Action {
             Action::Suspend => "suspend",
             Action::Resume => "resume",
             Action::Delete => "delete",
+            Action::Relocate => "relocate",
+            Action::Retire => "retire",
         }
+    }
+
+    /// Whether the step removes something from a backend: such a step
+    /// journals its own start, in the transaction that checks its contract
+    /// still owns what it removes.
+    pub fn removes(self) -> bool {
+        matches!(self, Action::Delete | Action::Retire)
     }
 }
 
@@ -223,6 +240,10 @@ pub struct PlannedStep {
     /// runs after the previous one, the sequential order those plans had.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<Vec<String>>,
+    /// A relocation's source: the adapter instance (`webhost@web1`) the
+    /// resource is taken over from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 /// What intake reads to judge a revision (see [`Store::intake_view`]).
@@ -407,6 +428,9 @@ pub struct ClaimedJob {
     pub payload: Vec<u8>,
     /// `None` until the worker stored a plan with [`Store::set_plan`].
     pub plan: Option<Vec<StepRecord>>,
+    /// A move job's target host (`contracts move`); `None` for a
+    /// revision's job.
+    pub move_to: Option<String>,
 }
 
 /// A step of a stored plan with its progress.
@@ -481,7 +505,13 @@ pub struct RecordedResource {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ResourceChange {
     Upsert(RecordedResource),
-    Delete { kind: String, key: String },
+    Delete {
+        kind: String,
+        key: String,
+    },
+    /// The recorded resource stays as it is (a retirement: the resource
+    /// left one host for another, where it is recorded already).
+    Keep,
 }
 
 /// The end of a job, written atomically with its side records.

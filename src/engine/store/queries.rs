@@ -79,10 +79,14 @@ fn dollar_to_question(sql: &str) -> String {
 // on every claim (O(N²) to drain N). The older of the two candidates wins,
 // which is the order the single query had.
 
-/// A job's predecessors that hold it back: same contract, lower revision,
-/// not ended (a failed job blocks until rerun or cancelled).
+/// A job's predecessors that hold it back: same contract, not ended (a
+/// failed job blocks until rerun or cancelled), and earlier: a lower
+/// revision, or the revision's own job before a move at that revision (a
+/// move is queued at the head revision, at most one open per contract).
 const NO_BLOCKER: &str = "NOT EXISTS (SELECT 1 FROM jobs p WHERE p.contract_id = j.contract_id \
-     AND p.revision < j.revision AND p.state IN ('queued', 'running', 'failed'))";
+     AND (p.revision < j.revision OR (p.revision = j.revision AND p.kind = 'revision' \
+         AND j.kind = 'move')) \
+     AND p.state IN ('queued', 'running', 'failed'))";
 
 pub fn claim_queued() -> String {
     format!(
@@ -103,7 +107,7 @@ pub fn claim_expired() -> String {
 /// the worker needs next, so the claim costs no further look-up of the job.
 pub const CLAIM_TAKE: &str = "UPDATE jobs SET state = 'running', lease_owner = $1, \
      lease_expires_at = {now} + $2, updated_at = {now} WHERE id = $3 \
-     RETURNING contract_id, revision, planned";
+     RETURNING contract_id, revision, planned, move_to";
 
 pub const REVISION_PAYLOAD: &str =
     "SELECT payload FROM revisions WHERE contract_id = $1 AND revision = $2";
@@ -238,8 +242,8 @@ pub fn pg_claim() -> String {
              ORDER BY created_at, revision LIMIT 1), \
          t AS (UPDATE jobs SET state = 'running', lease_owner = $1, \
              lease_expires_at = {{now}} + $2, updated_at = {{now}} \
-             WHERE id = (SELECT id FROM pick) RETURNING id, contract_id, revision, planned) \
-         SELECT t.id, t.contract_id, t.revision, t.planned, r.payload FROM t \
+             WHERE id = (SELECT id FROM pick) RETURNING id, contract_id, revision, planned, move_to) \
+         SELECT t.id, t.contract_id, t.revision, t.planned, r.payload, t.move_to FROM t \
          JOIN revisions r ON r.contract_id = t.contract_id AND r.revision = t.revision",
         queued = claim_queued(),
         expired = claim_expired(),
@@ -313,7 +317,7 @@ pub const PG_JOB_SUCCEEDED: &str = "WITH j AS (UPDATE jobs SET state = 'succeede
 /// whether it was recorded with this payload.
 pub const JOB_OF_REVISION: &str = "SELECT j.id, CASE WHEN r.payload = $3 THEN 1 ELSE 0 END \
      FROM jobs j JOIN revisions r ON r.contract_id = j.contract_id AND r.revision = j.revision \
-     WHERE j.contract_id = $1 AND j.revision = $2";
+     WHERE j.contract_id = $1 AND j.revision = $2 AND j.kind = 'revision'";
 
 pub const INSERT_REVISION: &str = "INSERT INTO revisions (contract_id, revision, customer_id, service, active, envelope, payload, received_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
@@ -421,7 +425,7 @@ pub const PG_NOT_OWNED: &str = "SELECT t.space, t.name FROM unnest($1::text[], $
 /// revision) and the contract's head, in one round trip.
 pub const PG_EXISTING_AND_HEAD: &str = "SELECT j.id, h.revision, h.customer_id, h.service, h.active, \
      CASE WHEN r.payload = $3 THEN 1 ELSE 0 END \
-     FROM (SELECT 1) AS one LEFT JOIN jobs j ON j.contract_id = $1 AND j.revision = $2 \
+     FROM (SELECT 1) AS one LEFT JOIN jobs j ON j.contract_id = $1 AND j.revision = $2 AND j.kind = 'revision' \
      LEFT JOIN revisions r ON r.contract_id = $1 AND r.revision = $2 \
      LEFT JOIN contract_heads h ON h.contract_id = $1";
 
@@ -806,6 +810,26 @@ pub fn resize_placement() -> String {
     )
 }
 
+/// Moves contract $1's placement to host $2 committing $3 MB, when $2 is
+/// another host whose contracts in force number fewer than $4 and commit at
+/// most $5 - $3 MB (PostgreSQL also takes the placement lock).
+pub fn move_placement() -> String {
+    format!(
+        "UPDATE placements SET host = $2, disk_mb = $3, placed_at = {{now}} \
+         WHERE contract_id = $1 AND host <> $2 \
+           AND (SELECT COUNT(*) {HOST_HELD} AND p.host = $2) < $4 \
+           AND (SELECT COALESCE(SUM(p.disk_mb), 0) {HOST_HELD} AND p.host = $2) + $3 <= $5"
+    )
+}
+
+/// `$1` contract: its move job not ended, if any.
+pub const OPEN_MOVE: &str = "SELECT id FROM jobs WHERE contract_id = $1 AND kind = 'move' \
+     AND state IN ('queued', 'running', 'failed') LIMIT 1";
+
+/// `$1` id, `$2` contract, `$3` revision, `$4` target host.
+pub const INSERT_MOVE_JOB: &str = "INSERT INTO jobs (id, contract_id, revision, state, created_at, updated_at, kind, move_to) \
+     VALUES ($1, $2, $3, 'queued', {now}, {now}, 'move', $4)";
+
 pub const HOST_STATES: &str = "SELECT name, state FROM fleet_host_states";
 
 pub const SET_HOST_STATE: &str = "INSERT INTO fleet_host_states (name, state, changed_by, changed_at) VALUES ($1, $2, $3, {now}) \
@@ -857,6 +881,10 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         10,
         include_str!("../../../migrations/sqlite/0010_fleet.sql"),
     ),
+    (
+        11,
+        include_str!("../../../migrations/sqlite/0011_move_jobs.sql"),
+    ),
 ];
 pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
@@ -898,6 +926,10 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
         10,
         include_str!("../../../migrations/postgres/0010_fleet.sql"),
+    ),
+    (
+        11,
+        include_str!("../../../migrations/postgres/0011_move_jobs.sql"),
     ),
 ];
 

@@ -838,6 +838,7 @@ impl Store for SqlStore {
         };
         let (id, contract_id, revision, planned, payload): (String, String, i64, i64, Vec<u8>) =
             (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        let move_to: Option<String> = r.get(5);
         // Only a job planned before can have attempts a dead worker left
         // open, or steps left running: tidied as the new lease holder, in a
         // transaction that only commits while that lease holds.
@@ -870,6 +871,7 @@ impl Store for SqlStore {
             revision: revision as u32,
             payload,
             plan,
+            move_to,
         }))
     }
 
@@ -1056,6 +1058,16 @@ impl Store for SqlStore {
             ResourceChange::Delete { kind, key } => (
                 kind,
                 key,
+                false,
+                String::new(),
+                String::new(),
+                String::new(),
+            ),
+            // A deletion of kind "" matches nothing: no playbook kind is
+            // empty.
+            ResourceChange::Keep => (
+                String::new(),
+                String::new(),
                 false,
                 String::new(),
                 String::new(),

@@ -706,11 +706,12 @@ fn claim_in(conn: &Connection, worker: &str, lease_ms: i64) -> Result<Option<Cla
         (None, Some(b)) => b.0,
         (None, None) => return Ok(None),
     };
-    let (contract_id, revision, planned): (String, i64, i64) = stmt(conn, q::CLAIM_TAKE)?
-        .query_row(params![worker, lease_ms, id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .map_err(db)?;
+    let (contract_id, revision, planned, move_to): (String, i64, i64, Option<String>) =
+        stmt(conn, q::CLAIM_TAKE)?
+            .query_row(params![worker, lease_ms, id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(db)?;
     // Only a job that was planned before can have attempts a dead worker
     // left open, or steps left running.
     let plan = if planned != 0 {
@@ -732,6 +733,7 @@ fn claim_in(conn: &Connection, worker: &str, lease_ms: i64) -> Result<Option<Cla
         revision: revision as u32,
         payload,
         plan,
+        move_to,
     }))
 }
 
@@ -1316,7 +1318,8 @@ impl Store for SqliteStore {
                 let (spec, rfacts) = (json_text(&r.spec), json_text(&r.facts));
                 Ok((r.kind, r.key, r.adapter, spec, rfacts))
             }
-            ResourceChange::Delete { kind, key } => Err((kind, key)),
+            ResourceChange::Delete { kind, key } => Err(Some((kind, key))),
+            ResourceChange::Keep => Err(None),
         };
         let (job_id, worker) = (job_id.to_string(), worker.to_string());
         let ms = duration.as_millis() as i64;
@@ -1341,9 +1344,10 @@ impl Store for SqliteStore {
                     q::UPSERT_RESOURCE,
                     params![contract_id, kind, key, adapter, spec, rfacts],
                 )?,
-                Err((kind, key)) => {
+                Err(Some((kind, key))) => {
                     exec(conn, q::DELETE_RESOURCE, params![contract_id, kind, key])?
                 }
+                Err(None) => 0,
             };
             for (name, key_id, sealed) in &secrets {
                 exec(

@@ -202,7 +202,10 @@ async fn drive(
     let mut first_started: Vec<u32> = Vec::new();
     let steps: Vec<StepRecord> = match job.plan.clone() {
         Some(steps) => steps,
-        None => match engine.plan_recorded(&contract).await {
+        None => match engine
+            .plan_recorded(&contract, job.move_to.as_deref())
+            .await
+        {
             Ok((planned, recorded)) => {
                 // The first attempts of the steps that can start at once are
                 // journaled with the plan.
@@ -347,6 +350,7 @@ async fn drive(
                         ResourceChange::Delete { kind, key } => {
                             known.remove(&(kind, key));
                         }
+                        ResourceChange::Keep => {}
                     }
                 }
             }

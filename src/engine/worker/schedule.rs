@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::engine::claims::{self, Claim};
-use crate::engine::store::{Action, PlannedStep, StepRecord, StepState};
+use crate::engine::store::{PlannedStep, StepRecord, StepState};
 
 /// The steps of a fresh plan that can start at once (no dependencies), by
 /// index: their first attempts are journaled with the plan. Removals are
@@ -21,7 +21,7 @@ pub fn roots(planned: &[PlannedStep]) -> Vec<u32> {
     planned
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.action != Action::Delete)
+        .filter(|(_, s)| !s.action.removes())
         .filter(|(i, s)| match &s.after {
             Some(after) => after.is_empty(),
             None => *i == 0,
@@ -172,7 +172,7 @@ impl<'a> Sched<'a> {
         let ready: Vec<usize> = (0..slots.len())
             .filter(|&p| p != pos && slots[p] == Slot::Pending)
             // A removal journals its own start, with its ownership check.
-            .filter(|&p| self.steps[p].step.action != Action::Delete)
+            .filter(|&p| !self.steps[p].step.action.removes())
             .filter(|&p| self.deps[p].iter().all(|&d| done(d)))
             .collect();
         ready
@@ -201,10 +201,12 @@ impl<'a> Sched<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::store::Action;
     use hostwright_adapter::Resource;
 
     fn step(id: &str, action: Action, after: Option<&[&str]>) -> PlannedStep {
         PlannedStep {
+            from: None,
             id: id.into(),
             adapter: "x".into(),
             action,

@@ -176,9 +176,10 @@ impl StepRun<'_> {
     /// check). `Some(end)` when the store refused it: nothing was tried.
     async fn journal_start(&self, attempt: u32) -> Result<Option<StepEnd>, Interrupted> {
         let rec = self.record();
-        let owned = match rec.step.action {
-            Action::Delete => step_names(&rec.step),
-            _ => Vec::new(),
+        let owned = if rec.step.action.removes() {
+            step_names(&rec.step)
+        } else {
+            Vec::new()
         };
         match self
             .engine
@@ -228,7 +229,8 @@ impl StepRun<'_> {
         let began = Instant::now();
         let call = async {
             match step.action {
-                Action::Delete => adapter.remove(&ctx, &step.resource).await,
+                Action::Delete | Action::Retire => adapter.remove(&ctx, &step.resource).await,
+                Action::Relocate => self.relocate(adapter, &ctx, step).await,
                 _ => adapter.ensure(&ctx, &step.resource).await,
             }
         };
@@ -255,6 +257,29 @@ impl StepRun<'_> {
             })
             .observe(elapsed.as_secs_f64());
         Ok(Tried::Done(result, elapsed))
+    }
+
+    /// A relocation: what the instance the resource is on now exports
+    /// (the home's files, an FTP password hash), imported by `adapter`.
+    /// Both ends are idempotent, so a relocation cut short is simply done
+    /// again.
+    async fn relocate(
+        &self,
+        adapter: &dyn Adapter,
+        ctx: &StepContext,
+        step: &PlannedStep,
+    ) -> Result<Outcome, AdapterError> {
+        let from = step.from.as_deref().ok_or_else(|| {
+            AdapterError::permanent(format!("relocation step {} names no source", step.id))
+        })?;
+        let source = self.engine.adapters.get(from).cloned().ok_or_else(|| {
+            AdapterError::permanent(format!(
+                "no adapter `{from}` is configured: {} {} cannot be taken over from it",
+                step.resource.kind, step.resource.key
+            ))
+        })?;
+        let export = source.export(&step.resource).await?;
+        adapter.import(ctx, &step.resource, export).await
     }
 
     /// Records the success with the resource change it made and its secrets,
@@ -314,6 +339,7 @@ fn resource_change(step: &PlannedStep, outcome: &Outcome) -> ResourceChange {
             kind: step.resource.kind.clone(),
             key: step.resource.key.clone(),
         },
+        Action::Retire => ResourceChange::Keep,
         _ => ResourceChange::Upsert(RecordedResource {
             kind: step.resource.kind.clone(),
             key: step.resource.key.clone(),

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::super::fleet::{FleetStore, HostUsage, Placement, limit_params, parse_state};
+use super::super::fleet::{
+    FleetStore, HostUsage, MoveQueued, Placement, limit_params, parse_state,
+};
 use super::{SqlStore, db, ms_to_time, pg};
 use crate::engine::fleet::HostState;
 use crate::engine::store::Result;
@@ -108,6 +110,75 @@ impl FleetStore for SqlStore {
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn move_placement(
+        &self,
+        contract_id: &str,
+        host: &str,
+        disk_mb: u64,
+        limit: (u32, u64),
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(pg(q::PLACEMENT_LOCK))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let done = sqlx::query(pg(&q::move_placement()))
+            .bind(contract_id)
+            .bind(host)
+            .bind(disk_mb as i64)
+            .bind(i64::from(limit.0))
+            .bind(limit.1 as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn queue_move(&self, contract_id: &str, host: &str, actor: &str) -> Result<MoveQueued> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // The contract's head row, locked: a second move asked at the same
+        // moment waits here and then sees this one open.
+        let head = sqlx::query(pg(&format!("{} FOR UPDATE", q::CONTRACT_HEAD)))
+            .bind(contract_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let Some(head) = head else {
+            return Ok(MoveQueued::NoContract);
+        };
+        let (revision, active): (i64, i64) = (head.get(0), head.get(3));
+        if active == 0 {
+            return Ok(MoveQueued::NotInForce);
+        }
+        if let Some(open) = sqlx::query(pg(q::OPEN_MOVE))
+            .bind(contract_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+        {
+            return Ok(MoveQueued::AlreadyOpen(open.get(0)));
+        }
+        let job_id = uuid::Uuid::new_v4().to_string();
+        sqlx::query(pg(q::INSERT_MOVE_JOB))
+            .bind(&job_id)
+            .bind(contract_id)
+            .bind(revision)
+            .bind(host)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(pg(q::LOG_OP))
+            .bind(&job_id)
+            .bind("move")
+            .bind(actor)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(MoveQueued::Queued(job_id))
     }
 
     async fn host_states(&self) -> Result<BTreeMap<String, HostState>> {

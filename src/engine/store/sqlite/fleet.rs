@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::super::fleet::{FleetStore, HostUsage, Placement, limit_params, parse_state};
+use super::super::fleet::{
+    FleetStore, HostUsage, MoveQueued, Placement, limit_params, parse_state,
+};
 use super::{SqliteStore, db, exec, get, ms_to_time, rows, stmt};
 use crate::engine::fleet::HostState;
 use crate::engine::store::Result;
@@ -91,6 +93,57 @@ impl FleetStore for SqliteStore {
                 params![id, disk_mb as i64, capacity_mb as i64],
             )
             .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn move_placement(
+        &self,
+        contract_id: &str,
+        host: &str,
+        disk_mb: u64,
+        limit: (u32, u64),
+    ) -> Result<bool> {
+        let (id, host) = (contract_id.to_string(), host.to_string());
+        self.write(move |conn| {
+            exec(
+                conn,
+                &q::move_placement(),
+                params![id, host, disk_mb as i64, limit.0, limit.1 as i64],
+            )
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn queue_move(&self, contract_id: &str, host: &str, actor: &str) -> Result<MoveQueued> {
+        let (id, host, actor) = (contract_id.to_string(), host.to_string(), actor.to_string());
+        self.write(move |conn| {
+            let head: Option<(i64, i64)> = stmt(conn, q::CONTRACT_HEAD)?
+                .query_row([&id], |r| Ok((r.get(0)?, r.get(3)?)))
+                .optional()
+                .map_err(db)?;
+            let Some((revision, active)) = head else {
+                return Ok(MoveQueued::NoContract);
+            };
+            if active == 0 {
+                return Ok(MoveQueued::NotInForce);
+            }
+            let open: Option<String> = stmt(conn, q::OPEN_MOVE)?
+                .query_row([&id], |r| r.get(0))
+                .optional()
+                .map_err(db)?;
+            if let Some(job) = open {
+                return Ok(MoveQueued::AlreadyOpen(job));
+            }
+            let job_id = uuid::Uuid::new_v4().to_string();
+            exec(
+                conn,
+                q::INSERT_MOVE_JOB,
+                params![job_id, id, revision, host],
+            )?;
+            exec(conn, q::LOG_OP, params![job_id, "move", actor])?;
+            Ok(MoveQueued::Queued(job_id))
         })
         .await
     }
