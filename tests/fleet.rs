@@ -714,6 +714,7 @@ async fn a_move_takes_over_switches_the_zone_then_retires_and_a_rerun_finishes_i
         w.stop(Duration::from_secs(2)).await;
         let j = engine.store.job(&m.job_id).await.unwrap().unwrap();
         assert_eq!(j.summary.state, JobState::Succeeded, "{backend:?}");
+        assert_eq!(j.summary.move_to.as_deref(), Some("web2"));
         let actions: Vec<(String, String)> = j
             .steps
             .iter()

@@ -507,7 +507,10 @@ pub(crate) fn print_jobs(jobs: &[JobSummary]) {
             j.steps_done,
             j.steps_total,
             j.updated_at.format("%Y-%m-%d %H:%M:%S"),
-            j.error.as_deref().unwrap_or("")
+            match &j.move_to {
+                Some(to) => format!("(move to {to}) {}", j.error.as_deref().unwrap_or("")),
+                None => j.error.clone().unwrap_or_default(),
+            }
         );
     }
 }

@@ -624,6 +624,10 @@ pub struct JobSummary {
     pub error: Option<String>,
     pub steps_total: u32,
     pub steps_done: u32,
+    /// A move job's target host (`contracts move`); absent for a
+    /// revision's job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub move_to: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -522,8 +522,8 @@ pub const PRUNE_DELIVERED_REPORTS: &str = "DELETE FROM outbox WHERE id IN (SELEC
 
 pub const SUMMARY_SELECT: &str = "SELECT j.id, j.contract_id, j.revision, j.state, j.created_at, j.updated_at, j.error, \
      (SELECT COUNT(*) FROM steps s WHERE s.job_id = j.id) AS steps_total, \
-     (SELECT COUNT(*) FROM steps s WHERE s.job_id = j.id AND s.state = 'succeeded') AS steps_done \
-     FROM jobs j";
+     (SELECT COUNT(*) FROM steps s WHERE s.job_id = j.id AND s.state = 'succeeded') AS steps_done, \
+     j.move_to FROM jobs j";
 
 /// `$1` state (or `''`), `$2` contract (or `''`), `$3` limit; the unused
 /// filters compare a parameter with itself so every parameter is bound.

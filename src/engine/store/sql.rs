@@ -127,6 +127,7 @@ fn summary(r: &PgRow) -> Result<JobSummary> {
         error: r.get(6),
         steps_total: r.get::<i64, _>(7) as u32,
         steps_done: r.get::<i64, _>(8) as u32,
+        move_to: r.get(9),
     })
 }
 

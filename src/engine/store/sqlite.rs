@@ -670,6 +670,7 @@ fn summary(r: &Row<'_>) -> Result<JobSummary> {
         error: get(r, 6)?,
         steps_total: get::<i64>(r, 7)? as u32,
         steps_done: get::<i64>(r, 8)? as u32,
+        move_to: get(r, 9)?,
     })
 }
 
