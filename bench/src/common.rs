@@ -177,13 +177,40 @@ done
 nginx -t -q -c "$conf" && nginx -s reload -c "$conf"
 "#;
 
-/// Web-space leftovers of a bench run, cleaned in one go.
-pub fn clean_web(ctx: &Ctx, sites: &[(String, String)]) -> Result<()> {
-    let root = ctx.var("HW_WEB_ROOT")?;
+/// One loopback test web host: 1 is `webhost.sh`'s (`HW_WEB_*`,
+/// `HW_FTP_*`), 2 `webhost2.sh`'s (`HW_WEB2_*`, `HW_FTP2_*`).
+pub struct WebHost(u8);
+
+impl WebHost {
+    pub fn first() -> WebHost {
+        WebHost(1)
+    }
+
+    /// The name of this host's variable `HW_{base}_{name}`.
+    pub fn var(&self, base: &str, name: &str) -> String {
+        match self.0 {
+            1 => format!("HW_{base}_{name}"),
+            n => format!("HW_{base}{n}_{name}"),
+        }
+    }
+}
+
+/// The loopback web hosts the test environment runs.
+pub fn web_hosts(ctx: &Ctx) -> Vec<WebHost> {
+    let mut v = vec![WebHost(1)];
+    if ctx.var("HW_WEB2_ROOT").is_ok() {
+        v.push(WebHost(2));
+    }
+    v
+}
+
+/// Web-space leftovers of a bench run on `host`, cleaned in one go.
+pub fn clean_web(ctx: &Ctx, host: &WebHost, sites: &[(String, String)]) -> Result<()> {
+    let root = ctx.var(&host.var("WEB", "ROOT"))?;
     let mut args = vec![
         format!("{root}/home"),
         format!("{root}/sites"),
-        ctx.var("HW_WEB_NGINX_CONF")?,
+        ctx.var(&host.var("WEB", "NGINX_CONF"))?,
         format!("{root}/archive"),
     ];
     args.extend(sites.iter().map(|(u, d)| format!("{u}:{d}")));
@@ -204,8 +231,20 @@ pub fn users_with_gecos(marker: &str) -> Result<Vec<String>> {
         .collect())
 }
 
-/// HTTP status nginx answers for `host` (checks that a site really serves).
+/// HTTP status nginx answers for `host` (checks that a site really serves):
+/// the first web host's that is not its default server's 404.
 pub fn http_status(ctx: &Ctx, host: &str) -> Result<String> {
+    let mut last = String::new();
+    for h in web_hosts(ctx) {
+        last = http_status_on(ctx, &h, host)?;
+        if last != "404" {
+            break;
+        }
+    }
+    Ok(last)
+}
+
+fn http_status_on(ctx: &Ctx, web: &WebHost, host: &str) -> Result<String> {
     let out = Command::new("curl")
         .args([
             "-s",
@@ -220,7 +259,7 @@ pub fn http_status(ctx: &Ctx, host: &str) -> Result<String> {
         .arg(format!("Host: {host}"))
         .arg(format!(
             "http://127.0.0.1:{}/",
-            ctx.var("HW_WEB_HTTP_PORT")?
+            ctx.var(&web.var("WEB", "HTTP_PORT"))?
         ))
         .output()?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -291,16 +330,19 @@ echo "users=$users vhosts=$vhosts zones=$nzones ftp_logins=$logins"
 
 /// Removes every bench leftover (see [`SWEEP`]); returns its summary line.
 pub fn sweep_all(ctx: &Ctx) -> Result<String> {
-    let root = ctx.var("HW_WEB_ROOT")?;
-    let args = vec![
-        root,
-        ctx.var("HW_WEB_NGINX_CONF")?,
-        ctx.var("HW_FTP_PASSWD")?,
-        ctx.var("HW_FTP_PDB")?,
-        ctx.var("HW_DNS_RNDC_HOST")?,
-        ctx.var("HW_DNS_RNDC_PORT")?,
-        ctx.var("HW_DNS_RNDC_KEY")?,
-        ctx.var("HW_DNS_ZONE_DIR")?,
-    ];
-    Ok(local_script(SWEEP, &args)?.trim().to_string())
+    let mut said = Vec::new();
+    for host in web_hosts(ctx) {
+        let args = vec![
+            ctx.var(&host.var("WEB", "ROOT"))?,
+            ctx.var(&host.var("WEB", "NGINX_CONF"))?,
+            ctx.var(&host.var("FTP", "PASSWD"))?,
+            ctx.var(&host.var("FTP", "PDB"))?,
+            ctx.var("HW_DNS_RNDC_HOST")?,
+            ctx.var("HW_DNS_RNDC_PORT")?,
+            ctx.var("HW_DNS_RNDC_KEY")?,
+            ctx.var("HW_DNS_ZONE_DIR")?,
+        ];
+        said.push(local_script(SWEEP, &args)?.trim().to_string());
+    }
+    Ok(said.join("; "))
 }

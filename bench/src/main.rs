@@ -35,6 +35,11 @@ struct Args {
     /// Part 1: numbers of WWW contracts.
     #[arg(long, value_delimiter = ',')]
     n: Option<Vec<usize>>,
+    /// Part 1: also run each N on a `[fleet]` of this many loopback web
+    /// hosts (`--fleet 1,2`: one host, then two), and report the two-host
+    /// to one-host throughput ratio (issue #13).
+    #[arg(long, value_delimiter = ',')]
+    fleet: Vec<u8>,
     /// Part 1: largest N whose contracts are terminated through hostwright
     /// (timed); larger runs are removed directly.
     #[arg(long, default_value_t = 100)]
@@ -136,6 +141,7 @@ async fn main() -> Result<()> {
                     concurrency: args.workers,
                     in_flight: args.in_flight,
                     terminate_max: args.terminate_max,
+                    fleet: args.fleet.clone(),
                 };
                 let r = provision::run(&ctx, &opts, &out_dir.join("part1.json"), &mut figs).await;
                 record("part1", r, &mut figs);

@@ -36,6 +36,21 @@ pub fn real_adapters(all: bool) -> Result<String> {
     .map_err(anyhow::Error::msg)
 }
 
+/// `[fleet]` of `hosts` loopback web hosts (least used first) and the
+/// other real adapters (issue #13's two-host figure).
+pub fn fleet_adapters(hosts: u8) -> Result<String> {
+    hostwright_adapter::testenv::fleet_toml(
+        &hostwright_adapter::testenv::Sections {
+            uids: (70000, 74999),
+            ftp_and_dns: true,
+            securemx: true,
+        },
+        hosts,
+        "least_used",
+    )
+    .map_err(anyhow::Error::msg)
+}
+
 /// Writes keys, token and `hostwright.toml` into `dir`; returns the config path.
 /// No `[billing]`: reports stay in the outbox (they are written in the job's
 /// end transaction, so the engine's share of that work is measured; only the
@@ -303,6 +318,23 @@ impl Serve {
             .await?
             .error_for_status()?;
         Ok(())
+    }
+
+    /// Accounts placed per web host (`GET /v1/hosts`), for a fleet run.
+    pub async fn placed(&self) -> Result<Value> {
+        let v: Value = self.ops_get("/v1/hosts").await?;
+        Ok(v["hosts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| {
+                (
+                    h["name"].as_str().unwrap_or("?").to_string(),
+                    h["accounts"].clone(),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into())
     }
 
     async fn ops_get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {

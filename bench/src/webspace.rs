@@ -208,7 +208,7 @@ async fn hostwright(ctx: &Ctx, tag: &str, n: usize, opts: &Opts) -> Result<Value
     }
     .await;
     let _ = serve.stop();
-    common::clean_web(ctx, &sites)?;
+    common::clean_web(ctx, &common::WebHost::first(), &sites)?;
     res
 }
 
@@ -277,7 +277,7 @@ fn floor(ctx: &Ctx, tag: &str, n: usize) -> Result<f64> {
     let res = ssh_script(ctx, &script);
     let seconds = clock.elapsed().as_secs_f64();
     let checked = res.and_then(|_| check_sites(ctx, &sites));
-    common::clean_web(ctx, &sites)?;
+    common::clean_web(ctx, &common::WebHost::first(), &sites)?;
     checked.map(|_| seconds)
 }
 
@@ -380,7 +380,7 @@ fn ansible(ctx: &Ctx, opts: &Opts, tag: &str, n: usize, pipelining: bool) -> Res
             dir.join("ansible.log").display()
         ))
     };
-    common::clean_web(ctx, &sites)?;
+    common::clean_web(ctx, &common::WebHost::first(), &sites)?;
     checked.map(|_| seconds)
 }
 

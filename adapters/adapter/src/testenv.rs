@@ -70,14 +70,63 @@ pub struct Sections {
 /// real backends of the test environment, so every test and benchmark drives
 /// them the same way. Errs with the name of a missing variable.
 pub fn adapters_toml(s: &Sections) -> Result<String, String> {
-    let v = |name: &str| {
-        try_var(name).ok_or_else(|| {
-            format!(
-                "{name} is not set: run `scripts/testenv/up.sh` so the real backends are started"
-            )
-        })
+    let mut out = web_sections(1, "adapters.webhost", "adapters.ftp", s.uids, s.ftp_and_dns)?;
+    out.push_str(&other_sections(s)?);
+    Ok(out)
+}
+
+/// A `[fleet]` of the test environment's web hosts (`hosts`: 1 or 2; the
+/// second is `webhost2.sh`'s nginx and pure-ftpd behind the same sshd),
+/// named `web1`, `web2`, each with its own half of `s.uids`, and the other
+/// adapters as [`adapters_toml`] writes them. Capacity is not what is
+/// measured here: each host takes 100,000 accounts.
+pub fn fleet_toml(s: &Sections, hosts: u8, policy: &str) -> Result<String, String> {
+    let mut out = format!("[fleet]\npolicy = \"{policy}\"\n\n");
+    let span = (s.uids.1 - s.uids.0 + 1) / u32::from(hosts.max(1));
+    for n in 1..=hosts {
+        let lo = s.uids.0 + span * u32::from(n - 1);
+        out.push_str(&format!(
+            "[[fleet.hosts]]\nname = \"web{n}\"\nipv4 = \"192.0.2.{}\"\n\
+             capacity_accounts = 100000\ncapacity_disk_gb = 100000000\n\n",
+            80 + n
+        ));
+        out.push_str(&web_sections(
+            n,
+            "fleet.hosts.webhost",
+            "fleet.hosts.ftp",
+            (lo, lo + span - 1),
+            true,
+        )?);
+    }
+    out.push_str(&other_sections(s)?);
+    Ok(out)
+}
+
+fn env_var(name: &str) -> Result<String, String> {
+    try_var(name).ok_or_else(|| {
+        format!("{name} is not set: run `scripts/testenv/up.sh` so the real backends are started")
+    })
+}
+
+/// Test web host `n`'s web host section under `[web]` (and its FTP section
+/// under `[ftp]` with `ftp`).
+fn web_sections(
+    n: u8,
+    web: &str,
+    ftp_header: &str,
+    uids: (u32, u32),
+    ftp: bool,
+) -> Result<String, String> {
+    let v = env_var;
+    // Host 1's variables are HW_WEB_* / HW_FTP_*; host 2's HW_WEB2_* / HW_FTP2_*.
+    let k = |base: &str, name: &str| {
+        if n == 1 {
+            format!("HW_{base}_{name}")
+        } else {
+            format!("HW_{base}{n}_{name}")
+        }
     };
-    let root = v("HW_WEB_ROOT")?;
+    let root = v(&k("WEB", "ROOT"))?;
     let ssh = format!(
         "host = \"{}\"\nport = {}\nuser = \"{}\"\nprivate_key_file = \"{}\"\nknown_hosts_file = \"{}\"\n",
         v("HW_WEB_SSH_HOST")?,
@@ -87,7 +136,7 @@ pub fn adapters_toml(s: &Sections) -> Result<String, String> {
         v("HW_WEB_KNOWN_HOSTS")?,
     );
     let mut out = format!(
-        r#"[adapters.webhost]
+        r#"[{web}]
 home_root = "{root}/home"
 sites_dir = "{root}/sites"
 tls_dir = "{root}/tls"
@@ -102,27 +151,41 @@ uid_max = {uid_max}
 tls_ca_cert = "{ca_cert}"
 tls_ca_key = "{ca_key}"
 
-[adapters.webhost.ssh]
+[{web}.ssh]
 {ssh}
 "#,
-        nginx_conf = v("HW_WEB_NGINX_CONF")?,
-        http_port = v("HW_WEB_HTTP_PORT")?,
-        https_port = v("HW_WEB_HTTPS_PORT")?,
-        uid_min = s.uids.0,
-        uid_max = s.uids.1,
+        nginx_conf = v(&k("WEB", "NGINX_CONF"))?,
+        http_port = v(&k("WEB", "HTTP_PORT"))?,
+        https_port = v(&k("WEB", "HTTPS_PORT"))?,
+        uid_min = uids.0,
+        uid_max = uids.1,
         ca_cert = v("HW_TLS_CA_CERT")?,
         ca_key = v("HW_TLS_CA_KEY")?,
     );
-    if s.ftp_and_dns {
+    if ftp {
         out.push_str(&format!(
-            r#"[adapters.ftp]
+            r#"[{ftp_header}]
 home_root = "{root}/home"
 passwd_file = "{ftp_passwd}"
 pdb_file = "{ftp_pdb}"
 
-[adapters.ftp.ssh]
+[{ftp_header}.ssh]
 {ssh}
-[adapters.dns]
+"#,
+            ftp_passwd = v(&k("FTP", "PASSWD"))?,
+            ftp_pdb = v(&k("FTP", "PDB"))?,
+        ));
+    }
+    Ok(out)
+}
+
+/// The DNS and Secure MX sections, as `s` asks.
+fn other_sections(s: &Sections) -> Result<String, String> {
+    let v = env_var;
+    let mut out = String::new();
+    if s.ftp_and_dns {
+        out.push_str(&format!(
+            r#"[adapters.dns]
 server = "{dns_server}"
 rndc_host = "{rndc_host}"
 rndc_port = {rndc_port}
@@ -134,8 +197,6 @@ initial_file = "{initial_file}"
 zone_file_dir = "{zone_dir}"
 
 "#,
-            ftp_passwd = v("HW_FTP_PASSWD")?,
-            ftp_pdb = v("HW_FTP_PDB")?,
             dns_server = v("HW_DNS_SERVER")?,
             rndc_host = v("HW_DNS_RNDC_HOST")?,
             rndc_port = v("HW_DNS_RNDC_PORT")?,
