@@ -2,8 +2,11 @@
 //!
 //! Everything is driven and checked from outside the stack with real
 //! clients: hostwright's HTTP API and CLI, curl (HTTP, HTTPS, FTP), dig, the
-//! Secure MX mock's and the billing sink's APIs, `docker compose exec` for
-//! counting on the backends, and docker itself for the faults.
+//! Secure MX mock's and the billing sink's APIs, `docker exec` for counting
+//! on the backends, and docker itself for the faults. The stack has two web
+//! hosts and two name servers: every test ends with the exact census of
+//! each (`census::assert_exact`), its contracts on the hosts they were
+//! placed on.
 //!
 //! The tests share one stack and must run one at a time:
 //! `scripts/compose-test.sh` brings the stack up, runs
