@@ -20,6 +20,7 @@ mod clients;
 mod contracts;
 mod e2e;
 mod faults;
+mod fleet;
 mod guard;
 mod ownership;
 mod stack;
@@ -63,4 +64,16 @@ compose_test!(
 compose_test!(
     t12_two_contracts_race_for_one_domain,
     ownership::race_for_a_domain
+);
+compose_test!(
+    t13_placement_follows_the_policy,
+    fleet::placement_follows_the_policy
+);
+compose_test!(
+    t14_web_host_stopped_mid_batch,
+    fleet::web_host_stopped_mid_batch
+);
+compose_test!(
+    t15_secondary_follows_the_primary,
+    fleet::secondary_follows_the_primary
 );
