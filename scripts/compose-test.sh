@@ -21,8 +21,8 @@ started=$(date +%s)
 finish() {
   local rc=$?
   if [ "$rc" -ne 0 ]; then
-    echo "compose-test: failed; the last log lines of hostwright, the web host and dns:" >&2
-    scripts/compose.sh logs --no-color --tail 40 hostwright webhost dns >&2 2>&1 || true
+    echo "compose-test: failed; the last log lines of hostwright, the web hosts and the name servers:" >&2
+    scripts/compose.sh logs --no-color --tail 40 hostwright webhost webhost2 dns dns2 >&2 2>&1 || true
   fi
   scripts/compose-down.sh || echo "compose-test: compose-down.sh failed" >&2
   echo "compose-test: compose part took $(($(date +%s) - started))s (up, tests, down)"

@@ -174,3 +174,54 @@ fn the_fleet_example_loads_and_every_key_is_documented() {
         "docs/config.md does not name {missing:?}"
     );
 }
+
+/// The compose stack's config (deploy/hostwright/.../hostwright.toml.in,
+/// with the password the entrypoint fills in) loads: its fleet of two web
+/// hosts, each host's sections parse with the adapters' own types, the
+/// first host is the stack's first web host, and the DNS adapter names both
+/// name servers and the catalog the secondary follows. Caught here, a
+/// mistake does not wait for the compose suite.
+#[test]
+fn the_compose_config_loads_with_its_fleet_and_dns_group() {
+    let text = std::fs::read_to_string(
+        common::repo().join("deploy/hostwright/rootfs/etc/hostwright/hostwright.toml.in"),
+    )
+    .unwrap()
+    .replace("@PG_PASSWORD@", "not-a-secret");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hostwright.toml");
+    std::fs::write(&path, text).unwrap();
+    let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let fleet = cfg.fleet.as_ref().expect("a fleet");
+    let hosts: Vec<(&str, String)> = fleet
+        .hosts
+        .iter()
+        .map(|h| (h.name.as_str(), h.ipv4.to_string()))
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            ("web1", "172.28.0.20".to_string()),
+            ("web2", "172.28.0.21".to_string())
+        ]
+    );
+    for h in &fleet.hosts {
+        h.webhost
+            .clone()
+            .try_into::<hostwright_webhost::WebhostConfig>()
+            .unwrap_or_else(|e| panic!("{}: webhost: {e}", h.name));
+        h.ftp
+            .clone()
+            .try_into::<hostwright_ftp::FtpConfig>()
+            .unwrap_or_else(|e| panic!("{}: ftp: {e}", h.name));
+        // Both adapters of a host reach the same machine, the one its
+        // sites' A records name.
+        let ssh = |v: &toml::Value| v["ssh"]["host"].as_str().unwrap().to_string();
+        assert_eq!(ssh(&h.webhost), h.ipv4.to_string());
+        assert_eq!(ssh(&h.ftp), h.ipv4.to_string());
+    }
+    assert!(cfg.provisioning.web_ipv4.is_none());
+    let dns: hostwright_dns::DnsConfig = cfg.adapters["dns"].clone().try_into().unwrap();
+    assert_eq!(dns.nameservers.len(), 2);
+    assert_eq!(dns.catalog_zone.as_deref(), Some("catalog.hostwright.test"));
+}

@@ -1,6 +1,7 @@
 //! Real clients from the host: hostwright's HTTP API (as the contract system
-//! and ops call it), curl for HTTP, HTTPS and FTP, dig for DNS, and the
-//! Secure MX mock's and the billing sink's own APIs.
+//! and ops call it), curl for HTTP, HTTPS and FTP (to the web host a site's
+//! DNS names, or to a given one), dig for DNS (to the primary, or to any
+//! name server), and the Secure MX mock's and the billing sink's own APIs.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use hostwright::engine::store::{JobDetail, JobState, JobSummary};
 use serde_json::Value;
 
-use crate::stack::{Out, run, stack};
+use crate::stack::{NameServer, Out, WebHost, run, stack};
 
 fn http() -> reqwest::Client {
     hostwright_tls::client_builder(None)
@@ -81,6 +82,92 @@ impl Api {
             .unwrap_or_else(|e| panic!("GET {}{path}: {e}", self.base));
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET /v1/contracts/{id}`: (status, answer).
+    pub async fn contract(&self, id: &str) -> (u16, Value) {
+        self.get(&format!("/v1/contracts/{id}")).await
+    }
+
+    /// The fleet host contract `id` is placed on (its `placement`), `None`
+    /// before its first job was planned or when it has no web space.
+    pub async fn placement(&self, id: &str) -> Option<String> {
+        let (status, body) = self.contract(id).await;
+        assert_eq!(status, 200, "contract {id}: {body}");
+        body["placement"]["host"].as_str().map(str::to_string)
+    }
+
+    /// The web host contract `id` lives on: it must be placed.
+    pub async fn placed(&self, id: &str) -> &'static WebHost {
+        let host = self
+            .placement(id)
+            .await
+            .unwrap_or_else(|| panic!("contract {id} is not placed on any web host"));
+        stack().web_host(&host)
+    }
+
+    /// Waits until contract `id` is placed (its first job planned); the host.
+    pub async fn wait_placed(&self, id: &str, secs: u64) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(h) = self.placement(id).await {
+                return h;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "contract {id} not placed after {secs}s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `GET /v1/hosts`: the fleet (policy, and per host state, health,
+    /// accounts and disk placed).
+    pub async fn hosts(&self) -> Value {
+        let (status, body) = self.get("/v1/hosts").await;
+        assert_eq!(status, 200, "/v1/hosts: {body}");
+        body
+    }
+
+    /// One host of `GET /v1/hosts`.
+    pub async fn host(&self, name: &str) -> Value {
+        self.hosts().await["hosts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|h| h["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("/v1/hosts has no {name}"))
+    }
+
+    /// Waits until hostwright's health check says `name` is `healthy`.
+    pub async fn wait_host_health(&self, name: &str, healthy: bool, secs: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let h = self.host(name).await;
+            if h["healthy"].as_bool() == Some(healthy) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "hostwright does not see {name} as healthy={healthy} after {secs}s: {h}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// `POST /v1/hosts/{name}/drain` or `.../activate` (operate scope).
+    pub async fn set_host(&self, name: &str, action: &str) {
+        let resp = self
+            .client
+            .post(format!("{}/v1/hosts/{name}/{action}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{action} {name}: {e}"));
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 200, "{action} {name}: {body}");
     }
 
     pub async fn job(&self, id: &str) -> JobDetail {
@@ -249,18 +336,56 @@ impl Api {
     }
 }
 
-/// A site's answer through the published HTTP port: (status, body).
+/// The web host a domain's A record (on the primary) points at: where a
+/// visitor's browser or FTP client would go. `None` without an A record or
+/// for an address that is no web host of the stack.
+pub fn site_host(domain: &str) -> Option<&'static WebHost> {
+    let (_, a) = dig(domain, "A");
+    match a.as_slice() {
+        [ip] => stack().web_host_by_ip(ip),
+        _ => None,
+    }
+}
+
+/// Like [`site_host`], for a site that must resolve to a web host.
+pub fn site(domain: &str) -> &'static WebHost {
+    site_host(domain).unwrap_or_else(|| {
+        panic!(
+            "{domain} does not resolve to a web host of the stack: A {:?}",
+            dig(domain, "A")
+        )
+    })
+}
+
+/// A site's answer over HTTP from the web host its DNS points at:
+/// (status, body). Without an A record the status says so.
 pub fn http_get(domain: &str, path: &str) -> (String, String) {
-    web_get("http", "HW_COMPOSE_WEB_HTTP", domain, path)
+    match site_host(domain) {
+        Some(h) => http_get_on(h, domain, path),
+        None => (format!("no A record for {domain}"), String::new()),
+    }
 }
 
-/// Over HTTPS, verifying the certificate against the stack's test CA.
+/// Over HTTPS from the web host its DNS points at, verifying the
+/// certificate against the stack's test CA.
 pub fn https_get(domain: &str, path: &str) -> (String, String) {
-    web_get("https", "HW_COMPOSE_WEB_HTTPS", domain, path)
+    match site_host(domain) {
+        Some(h) => https_get_on(h, domain, path),
+        None => (format!("no A record for {domain}"), String::new()),
+    }
 }
 
-fn web_get(scheme: &str, var: &str, domain: &str, path: &str) -> (String, String) {
-    let addr = stack().var(var);
+/// A site's answer from web host `host` (its published HTTP port).
+pub fn http_get_on(host: &WebHost, domain: &str, path: &str) -> (String, String) {
+    web_get("http", &host.http, domain, path)
+}
+
+/// Over HTTPS from web host `host`, with the stack's test CA.
+pub fn https_get_on(host: &WebHost, domain: &str, path: &str) -> (String, String) {
+    web_get("https", &host.https, domain, path)
+}
+
+fn web_get(scheme: &str, addr: &str, domain: &str, path: &str) -> (String, String) {
     let (ip, port) = addr.rsplit_once(':').expect("host:port");
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "-m", "10", "-w", "\n%{http_code}", "--resolve"])
@@ -279,62 +404,162 @@ fn web_get(scheme: &str, var: &str, domain: &str, path: &str) -> (String, String
     (code, body.to_string())
 }
 
-fn ftp_url(path: &str) -> String {
-    format!("ftp://{}/{path}", stack().var("HW_COMPOSE_FTP"))
+fn ftp_url(host: &WebHost, path: &str) -> String {
+    format!("ftp://{}/{path}", host.ftp)
 }
 
-/// curl over FTP as `login`: a listing of the FTP root. Exit 0 is a
-/// successful login; 67 is a refused one.
-pub fn ftp_list(login: &str, password: &str) -> Out {
+/// curl over FTP to web host `host` as `login`: a listing of the FTP root.
+/// Exit 0 is a successful login; 67 is a refused one.
+pub fn ftp_list(host: &WebHost, login: &str, password: &str) -> Out {
     run(Command::new("curl")
         .args(["-sS", "-m", "20", "--list-only", "-u"])
         .arg(format!("{login}:{password}"))
-        .arg(ftp_url("")))
+        .arg(ftp_url(host, "")))
 }
 
-/// Uploads `local` to `remote` (relative to the FTP root).
-pub fn ftp_upload(login: &str, password: &str, local: &std::path::Path, remote: &str) -> Out {
+/// Uploads `local` to `remote` (relative to the FTP root) on web host `host`.
+pub fn ftp_upload(
+    host: &WebHost,
+    login: &str,
+    password: &str,
+    local: &std::path::Path,
+    remote: &str,
+) -> Out {
     run(Command::new("curl")
         .args(["-sS", "-m", "60", "-u"])
         .arg(format!("{login}:{password}"))
         .arg("-T")
         .arg(local)
-        .arg(ftp_url(remote)))
+        .arg(ftp_url(host, remote)))
 }
 
-/// What the stack's BIND serves authoritatively: (status, short answers).
+/// What the stack's BIND primary serves authoritatively: (status, short
+/// answers).
 pub fn dig(name: &str, rtype: &str) -> (String, Vec<String>) {
-    let addr = stack().var("HW_COMPOSE_DNS");
-    let (ip, port) = addr.rsplit_once(':').expect("host:port");
-    let out = run(Command::new("dig")
-        .args(["+norec", "+time=2", "+tries=2", "-p", port])
-        .arg(format!("@{ip}"))
-        .args([name, rtype]));
-    let status = out
-        .stdout
-        .lines()
-        .find_map(|l| l.split("status: ").nth(1))
-        .map(|s| s.split(',').next().unwrap_or("").to_string())
-        .unwrap_or_else(|| format!("no answer: {}", out.stdout.trim()));
-    let answers = out
-        .stdout
-        .lines()
-        .skip_while(|l| !l.starts_with(";; ANSWER SECTION"))
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .filter_map(|l| {
-            // name ttl class type data...
-            let parts: Vec<&str> = l.split_whitespace().collect();
-            (parts.len() >= 5 && parts[3].eq_ignore_ascii_case(rtype)).then(|| parts[4..].join(" "))
-        })
-        .collect();
-    (status, answers)
+    dig_at(stack().primary(), name, rtype)
 }
 
-/// Whether BIND answers authoritatively for `zone` (its SOA).
+/// What name server `server` answers for `name`/`rtype`, recursion not
+/// desired: (status, short answers).
+pub fn dig_at(server: &NameServer, name: &str, rtype: &str) -> (String, Vec<String>) {
+    let a = dig_many(server, &[(name.to_string(), rtype.to_string())]);
+    let a = a.into_iter().next().expect("one query, one answer");
+    (a.status, a.answers)
+}
+
+/// One answer of [`dig_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigAnswer {
+    pub name: String,
+    pub rtype: String,
+    /// `NOERROR`, `REFUSED`...; `no answer` when the query timed out.
+    pub status: String,
+    /// The authoritative-answer bit.
+    pub aa: bool,
+    /// The answer section's data of the queried type.
+    pub answers: Vec<String>,
+}
+
+/// Many queries to one name server in one `dig` run (one process, each
+/// query in turn, recursion not desired): one answer per query, in order.
+pub fn dig_many(server: &NameServer, queries: &[(String, String)]) -> Vec<DigAnswer> {
+    let mut answers = Vec::with_capacity(queries.len());
+    // A few hundred queries per run keep the command line short.
+    for chunk in queries.chunks(200) {
+        answers.extend(dig_chunk(server, chunk));
+    }
+    answers
+}
+
+fn dig_chunk(server: &NameServer, queries: &[(String, String)]) -> Vec<DigAnswer> {
+    let (ip, port) = server.addr.rsplit_once(':').expect("host:port");
+    let mut cmd = Command::new("dig");
+    cmd.args(["+norec", "+time=2", "+tries=2", "-p", port])
+        .arg(format!("@{ip}"));
+    for (name, rtype) in queries {
+        cmd.args([name.as_str(), rtype.as_str()]);
+    }
+    let out = run(&mut cmd);
+    // Each answer starts with its header line; its question names it.
+    let mut parsed: BTreeMap<(String, String), DigAnswer> = BTreeMap::new();
+    for block in out.stdout.split(";; ->>HEADER<<-").skip(1) {
+        let status = block
+            .split("status: ")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .unwrap_or("")
+            .to_string();
+        let aa = block
+            .lines()
+            .find_map(|l| l.strip_prefix(";; flags: "))
+            .and_then(|f| f.split(';').next())
+            .is_some_and(|f| f.split_whitespace().any(|x| x == "aa"));
+        let Some(question) = block
+            .lines()
+            .skip_while(|l| !l.starts_with(";; QUESTION SECTION"))
+            .nth(1)
+        else {
+            continue;
+        };
+        let q: Vec<&str> = question
+            .trim_start_matches(';')
+            .split_whitespace()
+            .collect();
+        if q.len() < 3 {
+            continue;
+        }
+        let name = q[0].trim_end_matches('.').to_ascii_lowercase();
+        let rtype = q[2].to_ascii_uppercase();
+        let answers = block
+            .lines()
+            .skip_while(|l| !l.starts_with(";; ANSWER SECTION"))
+            .skip(1)
+            .take_while(|l| !l.trim().is_empty())
+            .filter_map(|l| {
+                // name ttl class type data...
+                let parts: Vec<&str> = l.split_whitespace().collect();
+                (parts.len() >= 5 && parts[3].eq_ignore_ascii_case(&rtype))
+                    .then(|| parts[4..].join(" "))
+            })
+            .collect();
+        parsed.insert(
+            (name.clone(), rtype.clone()),
+            DigAnswer {
+                name,
+                rtype,
+                status,
+                aa,
+                answers,
+            },
+        );
+    }
+    queries
+        .iter()
+        .map(|(name, rtype)| {
+            let key = (
+                name.trim_end_matches('.').to_ascii_lowercase(),
+                rtype.to_ascii_uppercase(),
+            );
+            parsed.get(&key).cloned().unwrap_or_else(|| DigAnswer {
+                name: key.0.clone(),
+                rtype: key.1.clone(),
+                status: format!("no answer from {} ({})", server.service, out.stderr.trim()),
+                aa: false,
+                answers: Vec::new(),
+            })
+        })
+        .collect()
+}
+
+/// Whether the primary answers authoritatively for `zone` (its SOA).
 pub fn zone_exists(zone: &str) -> bool {
-    let (status, soa) = dig(zone, "SOA");
-    status == "NOERROR" && soa.len() == 1
+    zone_exists_at(stack().primary(), zone)
+}
+
+/// Whether `server` answers authoritatively for `zone` (its SOA).
+pub fn zone_exists_at(server: &NameServer, zone: &str) -> bool {
+    let a = dig_many(server, &[(zone.to_string(), "SOA".to_string())]);
+    a[0].status == "NOERROR" && a[0].aa && a[0].answers.len() == 1
 }
 
 fn mx_key() -> String {

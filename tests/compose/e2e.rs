@@ -9,10 +9,11 @@ use serde_json::{Value, json};
 
 use crate::census::{self, Expect, assert_exact, shadow_locked, snapshot, unix_accounts};
 use crate::clients::{
-    Api, dig, ftp_list, ftp_upload, http_get, https_get, mailboxes, tenant, zone_exists,
+    Api, dig, ftp_list, ftp_upload, http_get, http_get_on, https_get, mailboxes, tenant,
+    zone_exists,
 };
 use crate::contracts::{Names, names, pack, renamed, revised, securemx, sign, www_ssl};
-use crate::stack::stack;
+use crate::stack::{WebHost, stack};
 
 /// The billable items of a report: row → (quantity, unit price).
 fn items(report: &Value) -> BTreeMap<String, (u64, Option<String>)> {
@@ -105,20 +106,21 @@ fn want_spf() -> Vec<String> {
     vec![format!("\"{}\"", stack().layout.spf)]
 }
 
-fn ip() -> Vec<String> {
-    vec![stack().layout.web_ipv4.clone()]
+/// The A record of a site on web host `host`.
+fn ip(host: &WebHost) -> Vec<String> {
+    vec![host.ipv4.clone()]
 }
 
-/// The FTP root and quota of `login` from pure-ftpd's passwd file.
-fn ftp_entry(login: &str) -> census::FtpUser {
-    census::ftp_users()
+/// The FTP root and quota of `login` from pure-ftpd's passwd file on `host`.
+fn ftp_entry(host: &WebHost, login: &str) -> census::FtpUser {
+    census::ftp_users_on(host)
         .into_iter()
         .find(|u| u.login == login)
-        .unwrap_or_else(|| panic!("FTP user {login} not in the passwd file"))
+        .unwrap_or_else(|| panic!("FTP user {login} not in {}'s passwd file", host.name))
 }
 
-fn webhost_file_exists(path: &str) -> bool {
-    stack().exec("webhost", &["test", "-e", path]).ok
+fn file_exists_on(host: &WebHost, path: &str) -> bool {
+    stack().exec(&host.service, &["test", "-e", path]).ok
 }
 
 /// An upload that would take the account over its quota is refused, and the
@@ -128,14 +130,14 @@ fn webhost_file_exists(path: &str) -> bool {
 /// brought close to its quota with a sparse file, and pure-ftpd's own
 /// `pure-quotacheck` records the usage, as an administrator would after
 /// files arrived other than over FTP.
-fn check_quota_refusal(login: &str, password: &str, user: &str) {
-    let entry = ftp_entry(login);
+fn check_quota_refusal(host: &WebHost, login: &str, password: &str, user: &str) {
+    let entry = ftp_entry(host, login);
     let quota = entry.quota_bytes.expect("the FTP account has a size quota");
     let dir = entry.dir.clone();
     let filler = format!("{dir}/.e2e-filler");
     let quotacheck = r#"pure-quotacheck -u "$1" -d "$2""#;
     stack().exec_ok(
-        "webhost",
+        &host.service,
         &[
             "sh",
             "-c",
@@ -150,10 +152,10 @@ fn check_quota_refusal(login: &str, password: &str, user: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let local = tmp.path().join("big.bin");
     std::fs::write(&local, vec![b'q'; 256 * 1024]).unwrap();
-    let refused = ftp_upload(login, password, &local, "public_html/over-quota.bin");
-    let landed = webhost_file_exists(&format!("{dir}/public_html/over-quota.bin"));
+    let refused = ftp_upload(host, login, password, &local, "public_html/over-quota.bin");
+    let landed = file_exists_on(host, &format!("{dir}/public_html/over-quota.bin"));
     stack().exec_ok(
-        "webhost",
+        &host.service,
         &[
             "sh",
             "-c",
@@ -176,7 +178,7 @@ fn check_quota_refusal(login: &str, password: &str, user: &str) {
         refused.stderr
     );
     assert!(!landed, "the refused upload was left on the web host");
-    let again = ftp_upload(login, password, &local, "public_html/over-quota.bin");
+    let again = ftp_upload(host, login, password, &local, "public_html/over-quota.bin");
     assert!(
         again.ok,
         "the same upload within the quota failed: {}",
@@ -204,6 +206,9 @@ pub async fn provision() {
     )
     .await;
     api.wait_succeeded(&jobs, 240).await;
+    // Each site lives on the web host it was placed on; its DNS says so.
+    let (wh, ph) = (api.placed(&w.id).await, api.placed(&p.id).await);
+    eprintln!("placed: {} on {}, {} on {}", w.id, wh.name, p.id, ph.name);
 
     // Web: both sites over HTTP, the SSL one over HTTPS with the test CA.
     for n in [&w, &p] {
@@ -227,11 +232,11 @@ pub async fn provision() {
         "FTP passwords handed back: {secrets:?}"
     );
     for (login, password) in &pw {
-        let out = ftp_list(login, password);
+        let out = ftp_list(wh, login, password);
         assert!(out.ok, "FTP login {login}: {}", out.stderr);
         assert!(out.stdout.contains("public_html"), "{}", out.stdout);
     }
-    assert_eq!(ftp_list(&w.user, "wrong-password").code, 67);
+    assert_eq!(ftp_list(wh, &w.user, "wrong-password").code, 67);
     assert!(
         api.secrets(&jobs[0]).await.is_empty(),
         "secrets are handed back once"
@@ -240,28 +245,54 @@ pub async fn provision() {
     let page = tmp.path().join("hello.html");
     let marker = format!("<p>uploaded over FTP to {}</p>\n", w.id);
     std::fs::write(&page, &marker).unwrap();
-    let up = ftp_upload(&w.user, &pw[&w.user], &page, "public_html/hello.html");
+    let up = ftp_upload(wh, &w.user, &pw[&w.user], &page, "public_html/hello.html");
     assert!(up.ok, "FTP upload: {}", up.stderr);
     assert_eq!(
         http_get(&w.domain, "/hello.html"),
         ("200".into(), marker.clone())
     );
+    // On the web host the file belongs to the web space's account.
+    let home = &unix_accounts()
+        .into_iter()
+        .find(|a| a.contract == w.id)
+        .expect("the web space's account")
+        .home;
+    let manifest = census::tree_manifest(wh, home);
+    let line = manifest
+        .iter()
+        .find(|l| l.starts_with("public_html/hello.html "))
+        .unwrap_or_else(|| panic!("hello.html not in {}'s home: {manifest:#?}", w.user));
+    let sha = {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(marker.as_bytes()))
+    };
+    let f: Vec<&str> = line.split(' ').collect();
+    assert_eq!(
+        (f[2], f[3], f[4]),
+        (
+            format!("{0}:{0}", w.user).as_str(),
+            marker.len().to_string().as_str(),
+            sha.as_str()
+        ),
+        "{line}"
+    );
     assert_eq!(https_get(&w.domain, "/hello.html"), ("200".into(), marker));
     check_quota_refusal(
+        wh,
         &format!("{}_2", w.user),
         &pw[&format!("{}_2", w.user)],
         &w.user,
     );
 
     // DNS: web records for the sites, mail records where mail is hosted.
-    assert_eq!(dig(&w.domain, "A"), ("NOERROR".into(), ip()));
-    assert_eq!(dig(&format!("www.{}", w.domain), "A").1, ip());
+    assert_eq!(dig(&w.domain, "A"), ("NOERROR".into(), ip(wh)));
+    assert_eq!(dig(&format!("www.{}", w.domain), "A").1, ip(wh));
     assert_eq!(dig(&w.domain, "MX"), ("NOERROR".into(), vec![]));
     assert_eq!(dig(&m.domain, "A"), ("NOERROR".into(), vec![]));
     assert_eq!(sorted(dig(&m.domain, "MX").1), want_mx());
     assert_eq!(dig(&m.domain, "TXT").1, want_spf());
-    assert_eq!(dig(&p.domain, "A").1, ip());
-    assert_eq!(dig(&format!("www.{}", p.domain), "A").1, ip());
+    assert_eq!(dig(&p.domain, "A").1, ip(ph));
+    assert_eq!(dig(&format!("www.{}", p.domain), "A").1, ip(ph));
     assert_eq!(sorted(dig(&p.domain, "MX").1), want_mx());
     assert_eq!(dig(&p.domain, "TXT").1, want_spf());
 
@@ -375,15 +406,16 @@ pub async fn option_change() {
     // FTP: 1 + 3 extra; only the two new accounts get (new) passwords, the
     // old ones keep theirs; every account has the larger quota.
     let pw2 = ftp_passwords(&api.secrets(&job2).await);
+    let host = api.placed(&p.id).await;
     assert_eq!(
         pw2.keys().cloned().collect::<Vec<_>>(),
         sorted(logins(&p, 4)[2..].to_vec())
     );
     let all: BTreeMap<String, String> = pw1.into_iter().chain(pw2).collect();
     for (login, password) in &all {
-        let out = ftp_list(login, password);
+        let out = ftp_list(host, login, password);
         assert!(out.ok, "FTP login {login} after the change: {}", out.stderr);
-        let quota = ftp_entry(login).quota_bytes;
+        let quota = ftp_entry(host, login).quota_bytes;
         assert_eq!(
             quota,
             Some(11 * 1024 * 1024 * 1024),
@@ -397,7 +429,10 @@ pub async fn option_change() {
         .find(|a| a.contract == p.id)
         .expect("the web space's account")
         .home;
-    let quota = stack().exec_ok("webhost", &["cat", &format!("{home}/.hostwright/quota")]);
+    let quota = stack().exec_ok(
+        &host.service,
+        &["cat", &format!("{home}/.hostwright/quota")],
+    );
     assert_eq!(quota.trim(), (11 * 1024).to_string());
 
     // Mail: a larger account limit and the two new mailboxes.
@@ -439,8 +474,13 @@ pub async fn suspend_resume() {
     api.wait_succeeded(std::slice::from_ref(&job1), 120).await;
     let pw = ftp_passwords(&api.secrets(&job1).await);
     assert_eq!(pw.len(), 2);
+    let host = api.placed(&p.id).await;
     assert_eq!(http_get(&p.domain, "/").0, "200");
-    assert_eq!(shadow_locked(&p.user), (true, false), "active: not expired");
+    assert_eq!(
+        shadow_locked(host, &p.user),
+        (true, false),
+        "active: not expired"
+    );
 
     let job2 = api.submit(&sign(&pack("pack-dns-suspend.json", &p))).await;
     api.wait_succeeded(std::slice::from_ref(&job2), 120).await;
@@ -453,21 +493,25 @@ pub async fn suspend_resume() {
     assert_eq!(http_get(&format!("www.{}", p.domain), "/").0, "503");
     for (login, password) in &pw {
         assert_eq!(
-            ftp_list(login, password).code,
+            ftp_list(host, login, password).code,
             67,
             "FTP login {login} must be refused while suspended"
         );
     }
     assert!(
-        census::ftp_users()
+        census::ftp_users_on(host)
             .iter()
             .filter(|u| pw.contains_key(&u.login))
             .all(|u| u.locked)
     );
-    assert_eq!(shadow_locked(&p.user), (true, true), "suspended: expired");
+    assert_eq!(
+        shadow_locked(host, &p.user),
+        (true, true),
+        "suspended: expired"
+    );
     let (_, t) = tenant(&p.id).await;
     assert_eq!(t["suspended"], true, "{t:#}");
-    assert_eq!(dig(&p.domain, "A").1, ip(), "the zone keeps answering");
+    assert_eq!(dig(&p.domain, "A").1, ip(host), "the zone keeps answering");
     assert_eq!(mailboxes(&p.id).await.1.len(), 2, "mailboxes are kept");
 
     let job3 = api.submit(&sign(&pack("pack-dns-resume.json", &p))).await;
@@ -478,7 +522,7 @@ pub async fn suspend_resume() {
     );
     assert_eq!(http_get(&p.domain, "/").0, "200");
     for (login, password) in &pw {
-        let out = ftp_list(login, password);
+        let out = ftp_list(host, login, password);
         assert!(
             out.ok,
             "FTP {login} with its old password after resume: {}",
@@ -486,7 +530,7 @@ pub async fn suspend_resume() {
         );
     }
     assert_eq!(
-        shadow_locked(&p.user),
+        shadow_locked(host, &p.user),
         (true, false),
         "resumed: not expired"
     );
@@ -513,10 +557,10 @@ pub async fn terminate() {
     let jobs = submit_all(&api, &[www.clone(), pack("pack-dns.json", &p)]).await;
     api.wait_succeeded(&jobs, 180).await;
     assert_exact(&[Expect::www(&w, 4), Expect::pack(&p, 2, 2)]).await;
-    let tls = stack().layout.tls_dir.clone();
-    let cert = format!("{tls}/{}.crt", w.domain);
-    assert!(webhost_file_exists(&cert), "the site's certificate {cert}");
-    let archives_before = archives();
+    let (wh, ph) = (api.placed(&w.id).await, api.placed(&p.id).await);
+    let cert = format!("{}/{}.crt", wh.tls_dir, w.domain);
+    assert!(file_exists_on(wh, &cert), "the site's certificate {cert}");
+    let archives_before = [archives(wh), archives(ph)];
 
     let mut www_end = revised(www, 2, "2027-02-26");
     www_end["status"] =
@@ -527,15 +571,21 @@ pub async fn terminate() {
     api.wait_succeeded(&ends, 180).await;
 
     assert_exact(&[Expect::nothing(&w), Expect::nothing(&p)]).await;
-    assert!(!webhost_file_exists(&cert), "certificate {cert} removed");
-    assert!(!webhost_file_exists(&format!("{tls}/{}.key", w.domain)));
+    assert!(!file_exists_on(wh, &cert), "certificate {cert} removed");
+    assert!(!file_exists_on(
+        wh,
+        &format!("{}/{}.key", wh.tls_dir, w.domain)
+    ));
     for n in [&w, &p] {
-        assert_ne!(
-            http_get(&n.domain, "/").0,
-            "200",
-            "{} still served",
-            n.domain
-        );
+        for h in stack().web_hosts() {
+            assert_ne!(
+                http_get_on(h, &n.domain, "/").0,
+                "200",
+                "{} still served by {}",
+                n.domain,
+                h.name
+            );
+        }
         assert!(!zone_exists(&n.domain));
         assert_eq!(
             dig(&n.domain, "A").0,
@@ -544,19 +594,21 @@ pub async fn terminate() {
             n.domain
         );
     }
-    // The homes were archived before removal (one archive each, new).
-    let new: Vec<String> = archives()
-        .into_iter()
-        .filter(|a| !archives_before.contains(a))
-        .collect();
-    for n in [&w, &p] {
+    // The homes were archived before removal (one archive each, new), on
+    // the host each lived on.
+    for (n, h, before) in [(&w, wh, &archives_before[0]), (&p, ph, &archives_before[1])] {
+        let new: Vec<String> = archives(h)
+            .into_iter()
+            .filter(|a| !before.contains(a))
+            .collect();
         assert_eq!(
             new.iter()
                 .filter(|a| a.starts_with(&format!("{}-", n.user)))
                 .count(),
             1,
-            "one archive of {}'s home: {new:?}",
-            n.user
+            "one archive of {}'s home on {}: {new:?}",
+            n.user,
+            h.name
         );
     }
     let by_job: BTreeMap<String, String> = jobs
@@ -572,10 +624,9 @@ pub async fn terminate() {
     }
 }
 
-fn archives() -> BTreeSet<String> {
-    let dir = &stack().layout.archive_dir;
+fn archives(host: &WebHost) -> BTreeSet<String> {
     stack()
-        .exec_ok("webhost", &["ls", "-1", "-A", dir])
+        .exec_ok(&host.service, &["ls", "-1", "-A", &host.archive_dir])
         .lines()
         .map(str::to_string)
         .collect()

@@ -2,8 +2,11 @@
 //!
 //! Everything is driven and checked from outside the stack with real
 //! clients: hostwright's HTTP API and CLI, curl (HTTP, HTTPS, FTP), dig, the
-//! Secure MX mock's and the billing sink's APIs, `docker compose exec` for
-//! counting on the backends, and docker itself for the faults.
+//! Secure MX mock's and the billing sink's APIs, `docker exec` for counting
+//! on the backends, and docker itself for the faults. The stack has two web
+//! hosts and two name servers: every test ends with the exact census of
+//! each (`census::assert_exact`), its contracts on the hosts they were
+//! placed on.
 //!
 //! The tests share one stack and must run one at a time:
 //! `scripts/compose-test.sh` brings the stack up, runs
@@ -17,6 +20,7 @@ mod clients;
 mod contracts;
 mod e2e;
 mod faults;
+mod fleet;
 mod guard;
 mod ownership;
 mod stack;
@@ -60,4 +64,16 @@ compose_test!(
 compose_test!(
     t12_two_contracts_race_for_one_domain,
     ownership::race_for_a_domain
+);
+compose_test!(
+    t13_placement_follows_the_policy,
+    fleet::placement_follows_the_policy
+);
+compose_test!(
+    t14_web_host_stopped_mid_batch,
+    fleet::web_host_stopped_mid_batch
+);
+compose_test!(
+    t15_secondary_follows_the_primary,
+    fleet::secondary_follows_the_primary
 );

@@ -66,14 +66,16 @@ pub async fn race_for_a_domain() {
             .any(|u| u.login == loser.user || u.login.starts_with(&format!("{}_", loser.user))),
         "no FTP login of the loser"
     );
-    // The vhost file and the zone name the winner.
+    // The vhost file (on the winner's web host) and the zone name the
+    // winner.
+    let host = api.placed(&winner.id).await;
     let conf = stack().exec_ok(
-        "webhost",
+        &host.service,
         &[
             "head",
             "-n",
             "1",
-            &format!("{}/{}.conf", stack().layout.sites_dir, winner.domain),
+            &format!("{}/{}.conf", host.sites_dir, winner.domain),
         ],
     );
     assert!(

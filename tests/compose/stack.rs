@@ -32,16 +32,47 @@ pub fn run(cmd: &mut Command) -> Out {
     }
 }
 
-/// Paths and settings of hostwright's config inside the stack.
+/// One web host of hostwright's fleet as the tests reach it: its fleet
+/// name (placements and adapter names say `web2`), its compose service,
+/// the address its sites' A records carry, its ports published on the
+/// docker host, and the paths of its adapters' config.
 #[derive(Debug, Clone)]
-pub struct Layout {
+pub struct WebHost {
+    pub name: String,
+    pub service: String,
+    pub ipv4: String,
+    /// `127.0.0.1:PORT` on the docker host.
+    pub http: String,
+    pub https: String,
+    pub ftp: String,
     pub sites_dir: String,
     pub tls_dir: String,
     pub archive_dir: String,
     pub ftp_passwd: String,
-    /// Zone files on the BIND host.
+}
+
+/// One name server of the stack: the primary hostwright updates (`dns`)
+/// or a secondary that follows its catalog (`dns2`).
+#[derive(Debug, Clone)]
+pub struct NameServer {
+    pub service: String,
+    /// `127.0.0.1:PORT` on the docker host (UDP and TCP).
+    pub addr: String,
+}
+
+/// Paths and settings of hostwright's config inside the stack.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The fleet, in config order (the first is the stack's first web host).
+    pub web_hosts: Vec<WebHost>,
+    /// The primary first.
+    pub name_servers: Vec<NameServer>,
+    /// Zone files on the BIND primary.
     pub zone_file_dir: String,
-    pub web_ipv4: String,
+    /// The DNS adapter's catalog zone, which the secondary follows.
+    pub catalog_zone: String,
+    /// Every zone's apex NS rrset (the DNS adapter's `nameservers`).
+    pub nameservers: Vec<String>,
     pub mx: Vec<String>,
     pub spf: String,
     pub max_attempts: u64,
@@ -75,12 +106,11 @@ pub fn stack() -> &'static Stack {
         let mut s = Stack {
             vars,
             layout: Layout {
-                sites_dir: String::new(),
-                tls_dir: String::new(),
-                archive_dir: String::new(),
-                ftp_passwd: String::new(),
+                web_hosts: Vec::new(),
+                name_servers: Vec::new(),
                 zone_file_dir: String::new(),
-                web_ipv4: String::new(),
+                catalog_zone: String::new(),
+                nameservers: Vec::new(),
                 mx: Vec::new(),
                 spf: String::new(),
                 max_attempts: 0,
@@ -96,6 +126,38 @@ impl Stack {
         self.vars.get(name).map(String::as_str).unwrap_or_else(|| {
             panic!("{name} missing from .hostwright/compose/env (scripts/compose-up.sh writes it)")
         })
+    }
+
+    /// The fleet's web hosts, in config order.
+    pub fn web_hosts(&self) -> &[WebHost] {
+        &self.layout.web_hosts
+    }
+
+    /// The web host named `name` in the fleet (`web1`).
+    pub fn web_host(&self, name: &str) -> &WebHost {
+        self.web_hosts()
+            .iter()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| panic!("no web host {name} in hostwright's fleet"))
+    }
+
+    /// The web host whose sites' address is `ip`.
+    pub fn web_host_by_ip(&self, ip: &str) -> Option<&WebHost> {
+        self.web_hosts().iter().find(|h| h.ipv4 == ip)
+    }
+
+    /// The name servers, the primary first.
+    pub fn name_servers(&self) -> &[NameServer] {
+        &self.layout.name_servers
+    }
+
+    pub fn primary(&self) -> &NameServer {
+        &self.layout.name_servers[0]
+    }
+
+    /// The first secondary.
+    pub fn secondary(&self) -> &NameServer {
+        &self.layout.name_servers[1]
     }
 
     pub fn url(&self) -> &str {
@@ -262,8 +324,8 @@ impl Stack {
                 panic!("hostwright config {config_path} has no {}", path.join("."))
             })
         };
-        let prov = cfg.get("provisioning");
-        let mx = prov
+        let mx = cfg
+            .get("provisioning")
             .and_then(|p| p.get("mx"))
             .and_then(|m| m.as_array())
             .map(|a| {
@@ -285,16 +347,92 @@ impl Stack {
             .and_then(|r| r.get("max_attempts"))
             .and_then(|m| m.as_integer())
             .unwrap_or(5) as u64;
+        let hosts = cfg
+            .get("fleet")
+            .and_then(|f| f.get("hosts"))
+            .and_then(|h| h.as_array())
+            .unwrap_or_else(|| panic!("hostwright config {config_path} has no [[fleet.hosts]]"));
+        let web_hosts = hosts
+            .iter()
+            .map(|h| self.web_host_from(&config_path, h))
+            .collect::<Vec<_>>();
+        let listed: Vec<&str> = self
+            .var("HW_COMPOSE_WEB_HOSTS")
+            .split_whitespace()
+            .collect();
+        let names: Vec<&str> = web_hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(
+            names, listed,
+            "hostwright's fleet and HW_COMPOSE_WEB_HOSTS (scripts/compose-up.sh) disagree"
+        );
+        let dns = cfg
+            .get("adapters")
+            .and_then(|a| a.get("dns"))
+            .unwrap_or_else(|| panic!("hostwright config {config_path} has no [adapters.dns]"));
+        let nameservers = dns
+            .get("nameservers")
+            .and_then(|n| n.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![need(&["adapters", "dns", "nameserver"])]);
         Layout {
-            sites_dir: need(&["adapters", "webhost", "sites_dir"]),
-            tls_dir: need(&["adapters", "webhost", "tls_dir"]),
-            archive_dir: need(&["adapters", "webhost", "archive_dir"]),
-            ftp_passwd: need(&["adapters", "ftp", "passwd_file"]),
+            web_hosts,
+            name_servers: vec![
+                NameServer {
+                    service: "dns".into(),
+                    addr: self.var("HW_COMPOSE_DNS").to_string(),
+                },
+                NameServer {
+                    service: "dns2".into(),
+                    addr: self.var("HW_COMPOSE_DNS2").to_string(),
+                },
+            ],
             zone_file_dir: need(&["adapters", "dns", "zone_file_dir"]),
-            web_ipv4: need(&["provisioning", "web_ipv4"]),
+            catalog_zone: need(&["adapters", "dns", "catalog_zone"]),
+            nameservers,
             mx,
             spf,
             max_attempts,
+        }
+    }
+
+    /// One `[[fleet.hosts]]` entry with its published ports
+    /// (`HW_COMPOSE_<NAME>_HTTP`... from compose-up.sh).
+    fn web_host_from(&self, config_path: &str, h: &toml::Value) -> WebHost {
+        let get = |path: &[&str]| -> String {
+            let mut v = h;
+            for p in path {
+                v = v.get(p).unwrap_or_else(|| {
+                    panic!(
+                        "hostwright config {config_path}: a fleet host has no {}",
+                        path.join(".")
+                    )
+                });
+            }
+            v.as_str()
+                .unwrap_or_else(|| panic!("{config_path}: {} is not a string", path.join(".")))
+                .to_string()
+        };
+        let name = get(&["name"]);
+        let prefix = format!(
+            "HW_COMPOSE_{}_",
+            name.to_ascii_uppercase().replace('-', "_")
+        );
+        let port = |what: &str| self.var(&format!("{prefix}{what}")).to_string();
+        WebHost {
+            service: port("SERVICE"),
+            http: port("HTTP"),
+            https: port("HTTPS"),
+            ftp: port("FTP"),
+            ipv4: get(&["ipv4"]),
+            sites_dir: get(&["webhost", "sites_dir"]),
+            tls_dir: get(&["webhost", "tls_dir"]),
+            archive_dir: get(&["webhost", "archive_dir"]),
+            ftp_passwd: get(&["ftp", "passwd_file"]),
+            name,
         }
     }
 }
