@@ -799,3 +799,71 @@ async fn a_move_takes_over_switches_the_zone_then_retires_and_a_rerun_finishes_i
         );
     }
 }
+
+/// A single-host installation that becomes a fleet (its host listed
+/// first): its contracts' resources, recorded under the plain adapter
+/// names, are the first host's. The next revision relocates nothing (a
+/// relocation onto the same host would copy a home onto itself); a move
+/// to the second host takes them over from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn adopted_resources_stay_put_and_move_from_the_first_host() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_store_url(backend, dir.path()).await;
+        let script = Script::new();
+        let keys = keys();
+        {
+            let single = engine(&url, &script, fast_settings()).await;
+            provision(&single, &keys, &www_contract("AD-A", 1)).await;
+            let rec = single.store.resources("AD-A").await.unwrap();
+            assert!(rec.iter().any(|r| r.adapter == "webhost"), "{rec:?}");
+        }
+        let (_l1, a1) = port().await;
+        let (_l2, a2) = port().await;
+        let f = fleet(
+            "least_used",
+            &[("web1", 10, 100, &a1), ("web2", 10, 100, &a2)],
+        );
+        let engine = fleet_engine(&url, &script, f).await;
+        let job = provision(&engine, &keys, &www_contract("AD-A", 2)).await;
+        let j = engine.store.job(&job).await.unwrap().unwrap();
+        assert_eq!(j.summary.state, JobState::Succeeded, "{backend:?}");
+        assert!(
+            j.steps
+                .iter()
+                .all(|s| !s.step.action.removes() && s.step.action.as_str() != "relocate"),
+            "{backend:?}: {:?}",
+            j.steps.iter().map(|s| &s.step.id).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            engine.store.placement("AD-A").await.unwrap().unwrap().host,
+            "web1"
+        );
+
+        let m = engine
+            .queue_move("AD-A", "web2", "token:ops")
+            .await
+            .unwrap();
+        let w = start_workers(&engine, "w", 2);
+        assert_eq!(
+            wait_final(&engine, &m.job_id, 30).await,
+            JobState::Succeeded
+        );
+        w.stop(Duration::from_secs(2)).await;
+        let j = engine.store.job(&m.job_id).await.unwrap().unwrap();
+        let from: Vec<&str> = j
+            .steps
+            .iter()
+            .filter_map(|s| s.step.from.as_deref())
+            .collect();
+        assert!(
+            !from.is_empty() && from.iter().all(|f| f.ends_with("@web1")),
+            "{from:?}"
+        );
+        assert_eq!(
+            hosts_of(&census(&engine, &["AD-A"]).await),
+            BTreeMap::from([("web2".into(), 1)]),
+            "{backend:?}"
+        );
+    }
+}

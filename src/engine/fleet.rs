@@ -369,6 +369,16 @@ impl Fleet {
         self.config.hosts.iter().find(|h| h.name == name)
     }
 
+    /// The instance name of a recorded adapter: a plain `webhost` / `ftp`
+    /// (recorded before the installation had a fleet) is the first host's
+    /// `webhost@FIRST`; any other name is itself.
+    pub fn canonical_adapter(&self, adapter: &str) -> String {
+        match host_of_adapter(adapter, &self.first().name) {
+            Some(host) if !adapter.contains('@') => host_adapter(adapter, host),
+            _ => adapter.to_string(),
+        }
+    }
+
     pub fn first(&self) -> &HostConfig {
         &self.config.hosts[0]
     }

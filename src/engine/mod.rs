@@ -145,7 +145,26 @@ impl Engine {
         // A terminated contract removes everything recorded, whatever the
         // playbook of its (possibly changed) service type lists.
         let (playbook, desired) = self.desired_placed(contract, &recorded, place).await?;
-        let steps = plan::diff(contract.contract_id.as_str(), playbook, &desired, &recorded);
+        // Diffed by instance: a plain `webhost` recorded by a single-host
+        // installation is the fleet's first host, not another one to
+        // relocate from.
+        let canonical: Vec<RecordedResource> = match &self.fleet {
+            Some(f) => recorded
+                .iter()
+                .cloned()
+                .map(|mut r| {
+                    r.adapter = f.canonical_adapter(&r.adapter);
+                    r
+                })
+                .collect(),
+            None => recorded.clone(),
+        };
+        let steps = plan::diff(
+            contract.contract_id.as_str(),
+            playbook,
+            &desired,
+            &canonical,
+        );
         Ok((steps, recorded))
     }
 

@@ -71,7 +71,7 @@ fn check_statement(s: &Value) {
 }
 
 /// FTP passwords a job handed back, by login.
-fn ftp_passwords(secrets: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub fn ftp_passwords(secrets: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     secrets
         .iter()
         .filter_map(|(k, v)| {
@@ -112,7 +112,7 @@ fn ip(host: &WebHost) -> Vec<String> {
 }
 
 /// The FTP root and quota of `login` from pure-ftpd's passwd file on `host`.
-fn ftp_entry(host: &WebHost, login: &str) -> census::FtpUser {
+pub fn ftp_entry(host: &WebHost, login: &str) -> census::FtpUser {
     census::ftp_users_on(host)
         .into_iter()
         .find(|u| u.login == login)

@@ -193,7 +193,7 @@ async fn store_states(ids: &[String]) -> BTreeMap<String, usize> {
 }
 
 /// Each step of a job succeeded in exactly one attempt.
-fn assert_steps_once(d: &hostwright::engine::store::JobDetail) {
+pub fn assert_steps_once(d: &hostwright::engine::store::JobDetail) {
     for s in &d.steps {
         assert_eq!(
             s.state,

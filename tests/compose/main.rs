@@ -22,6 +22,7 @@ mod e2e;
 mod faults;
 mod fleet;
 mod guard;
+mod moves;
 mod ownership;
 mod stack;
 mod tls;
@@ -77,3 +78,8 @@ compose_test!(
     t15_secondary_follows_the_primary,
     fleet::secondary_follows_the_primary
 );
+compose_test!(
+    t16_drain_then_move_with_ftp_files,
+    moves::drain_then_move_with_ftp_files
+);
+compose_test!(t17_hostwright_killed_mid_move, moves::killed_mid_move);
