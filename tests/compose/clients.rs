@@ -426,7 +426,7 @@ pub fn ftp_upload(
     remote: &str,
 ) -> Out {
     run(Command::new("curl")
-        .args(["-sS", "-m", "60", "-u"])
+        .args(["-sS", "-m", "60", "--ftp-create-dirs", "-u"])
         .arg(format!("{login}:{password}"))
         .arg("-T")
         .arg(local)

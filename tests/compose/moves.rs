@@ -95,7 +95,7 @@ async fn assert_moved(m: &Moving, to: &WebHost, before: &[String]) {
         "the home on {} differs from the one that left {}",
         to.name, m.from.name
     );
-    let (body, status) = https_get_on(to, &m.n.domain, "/page.html");
+    let (status, body) = https_get_on(to, &m.n.domain, "/page.html");
     assert_eq!(status, "200", "{body}");
     assert!(body.contains("moved"), "{body}");
     for (login, password) in &m.passwords {
