@@ -607,97 +607,6 @@ impl SshPool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn command_lines_are_quoted_words() {
-        let c = Command::new("useradd", ["-c", "hostwright x; rm -rf /", "u1"]);
-        assert_eq!(c.line(), "'useradd' '-c' 'hostwright x; rm -rf /' 'u1'");
-        let s = Command::script("printf %s \"$1\"", ["$(id)"]);
-        assert_eq!(s.line(), "'sh' '-c' 'printf %s \"$1\"' 'sh' '$(id)'");
-    }
-
-    #[test]
-    fn debug_never_prints_the_payload() {
-        let c = Command::new("cat", Vec::<String>::new()).stdin("-----BEGIN PRIVATE KEY-----");
-        let d = format!("{c:?}");
-        assert!(!d.contains("PRIVATE"), "{d}");
-        assert!(d.contains("stdin_bytes"));
-    }
-
-    #[test]
-    fn errors_map_to_the_right_class() {
-        let t: AdapterError = SshError::Connect {
-            host: "h".into(),
-            message: "refused".into(),
-        }
-        .into();
-        assert!(t.is_transient());
-        let t: AdapterError = SshError::Timeout {
-            host: "h".into(),
-            secs: 1,
-        }
-        .into();
-        assert!(t.is_transient());
-        for e in [
-            SshError::Auth {
-                host: "h".into(),
-                user: "u".into(),
-                message: "denied".into(),
-            },
-            SshError::HostKeyMismatch {
-                host: "h".into(),
-                known_hosts: "k".into(),
-            },
-            SshError::HostKeyUnknown {
-                host: "h".into(),
-                known_hosts: "k".into(),
-            },
-            SshError::Exit {
-                what: "x".into(),
-                status: 1,
-                stderr: "no".into(),
-            },
-        ] {
-            let a: AdapterError = e.into();
-            assert!(!a.is_transient());
-        }
-    }
-
-    #[test]
-    fn excerpts_are_bounded() {
-        let long = "é".repeat(5000);
-        let e = excerpt(long.as_bytes());
-        assert!(e.len() <= STDERR_EXCERPT + 4);
-        let out = Output {
-            status: 3,
-            stdout: vec![],
-            stderr: b"  boom \n".to_vec(),
-        };
-        match out.check("thing") {
-            Err(SshError::Exit { status, stderr, .. }) => {
-                assert_eq!(status, 3);
-                assert_eq!(stderr, "boom");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn config_defaults() {
-        let c: SshConfig = serde_json::from_value(serde_json::json!({
-            "host": "web1", "user": "root",
-            "private_key_file": "/k", "known_hosts_file": "/kh"
-        }))
-        .unwrap();
-        assert_eq!(c.port, 22);
-        assert_eq!(c.pool_size, 8);
-        assert!(!c.accept_unknown_host_key);
-    }
-}
-
 /// A remote command's stdout as a byte stream, read on an SSH session of
 /// its own (a move's tar stream: long and large, it must not hold one of
 /// the pool's sessions). Reading past its end checks the command's exit
@@ -820,5 +729,96 @@ impl SshPool {
         .await;
         self.created.fetch_add(1, Ordering::Relaxed);
         joined.map_err(|e| self.session_err(&format!("ssh task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_are_quoted_words() {
+        let c = Command::new("useradd", ["-c", "hostwright x; rm -rf /", "u1"]);
+        assert_eq!(c.line(), "'useradd' '-c' 'hostwright x; rm -rf /' 'u1'");
+        let s = Command::script("printf %s \"$1\"", ["$(id)"]);
+        assert_eq!(s.line(), "'sh' '-c' 'printf %s \"$1\"' 'sh' '$(id)'");
+    }
+
+    #[test]
+    fn debug_never_prints_the_payload() {
+        let c = Command::new("cat", Vec::<String>::new()).stdin("-----BEGIN PRIVATE KEY-----");
+        let d = format!("{c:?}");
+        assert!(!d.contains("PRIVATE"), "{d}");
+        assert!(d.contains("stdin_bytes"));
+    }
+
+    #[test]
+    fn errors_map_to_the_right_class() {
+        let t: AdapterError = SshError::Connect {
+            host: "h".into(),
+            message: "refused".into(),
+        }
+        .into();
+        assert!(t.is_transient());
+        let t: AdapterError = SshError::Timeout {
+            host: "h".into(),
+            secs: 1,
+        }
+        .into();
+        assert!(t.is_transient());
+        for e in [
+            SshError::Auth {
+                host: "h".into(),
+                user: "u".into(),
+                message: "denied".into(),
+            },
+            SshError::HostKeyMismatch {
+                host: "h".into(),
+                known_hosts: "k".into(),
+            },
+            SshError::HostKeyUnknown {
+                host: "h".into(),
+                known_hosts: "k".into(),
+            },
+            SshError::Exit {
+                what: "x".into(),
+                status: 1,
+                stderr: "no".into(),
+            },
+        ] {
+            let a: AdapterError = e.into();
+            assert!(!a.is_transient());
+        }
+    }
+
+    #[test]
+    fn excerpts_are_bounded() {
+        let long = "é".repeat(5000);
+        let e = excerpt(long.as_bytes());
+        assert!(e.len() <= STDERR_EXCERPT + 4);
+        let out = Output {
+            status: 3,
+            stdout: vec![],
+            stderr: b"  boom \n".to_vec(),
+        };
+        match out.check("thing") {
+            Err(SshError::Exit { status, stderr, .. }) => {
+                assert_eq!(status, 3);
+                assert_eq!(stderr, "boom");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn config_defaults() {
+        let c: SshConfig = serde_json::from_value(serde_json::json!({
+            "host": "web1", "user": "root",
+            "private_key_file": "/k", "known_hosts_file": "/kh"
+        }))
+        .unwrap();
+        assert_eq!(c.port, 22);
+        assert_eq!(c.pool_size, 8);
+        assert!(!c.accept_unknown_host_key);
     }
 }
