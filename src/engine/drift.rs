@@ -865,10 +865,12 @@ impl Engine {
                     .map(|o| format!("orphan {} {} {}", o.host, o.kind, o.key)),
             )
             .collect();
+        let mut announce = Vec::new();
         {
             let mut logged = self.reconciler.logged.lock().expect("drift log lock");
             for f in &report.findings {
                 if !logged.contains(&f.identity()) {
+                    announce.push(f);
                     tracing::warn!(
                         contract_id = %f.contract_id,
                         kind = %f.kind,
@@ -889,6 +891,10 @@ impl Engine {
                 tracing::info!("drift: no longer found: {gone}");
             }
             *logged = now;
+        }
+        for f in announce {
+            self.notify(drift_found(&self.notifier, f, report.scanned_at))
+                .await;
         }
         for e in &report.errors {
             tracing::warn!(adapter = %e.adapter, error = %e.error, "drift: could not read");
@@ -929,6 +935,30 @@ impl Engine {
         }
         self.reconcile(false).await
     }
+}
+
+/// The `drift_found` event of a finding first seen by the scan of
+/// `scanned_at`: its idempotency key is the finding's identity and that
+/// scan's time, so each appearance of a finding is announced once (one
+/// that goes and comes back is new again; after a restart of `serve`,
+/// whose memory of what it logged starts empty, the findings then present
+/// are announced once more, as they are logged once more).
+pub fn drift_found(
+    notifier: &super::notify::Notifier,
+    f: &Finding,
+    scanned_at: DateTime<Utc>,
+) -> Option<super::store::NewNotification> {
+    use sha2::Digest;
+    let identity = hex::encode(sha2::Sha256::digest(f.identity().as_bytes()));
+    let mut data = serde_json::to_value(f).expect("a finding serializes");
+    if let Some(o) = data.as_object_mut() {
+        o.insert("scanned_at".into(), serde_json::json!(scanned_at));
+    }
+    notifier.event(
+        super::notify::Event::DriftFound,
+        &format!("{}:{}", &identity[..16], scanned_at.timestamp_millis()),
+        data,
+    )
 }
 
 /// `serve`'s schedule: a full scan every `interval_minutes` (the first
