@@ -593,6 +593,55 @@ impl Engine {
         Ok((queued, already))
     }
 
+    /// `POST /v1/drift/repair`: a scan now (of `contracts`, or of every
+    /// contract), a repair queued for each finding as `actor` (audited as
+    /// `drift queue_repairs` does), and every queued repair run in the
+    /// background (as `drift --repair` runs them; one whose contract has a
+    /// job with work stays queued for the next run). Answers at once with
+    /// what was queued.
+    pub async fn repair_findings(
+        self: &Arc<Self>,
+        contracts: &[String],
+        actor: &str,
+    ) -> Result<RepairsQueued, DriftError> {
+        let report = self.drift(contracts).await?;
+        let (ids, already_queued) = self.queue_repairs(&report.findings, actor).await?;
+        let mut queued = Vec::with_capacity(ids.len());
+        for id in &ids {
+            if let Some(r) = self.store.repair(id).await? {
+                queued.push(QueuedRepair {
+                    id: r.id,
+                    contract_id: r.contract_id,
+                    revision: r.revision,
+                    kind: r.kind,
+                    key: r.key,
+                    adapter: r.adapter,
+                    reason: r.reason,
+                });
+            }
+        }
+        let engine = self.clone();
+        tokio::spawn(async move {
+            match engine.run_repairs("api").await {
+                Ok((ran, deferred)) => {
+                    for r in ran {
+                        tracing::info!(repair = %r.id, contract_id = %r.contract_id, kind = %r.kind, key = %r.key, state = r.state.as_str(), "drift repair");
+                    }
+                    for id in deferred {
+                        tracing::info!(repair = %id, "drift repair stays queued: its contract has a job with work");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "running drift repairs failed"),
+            }
+        });
+        Ok(RepairsQueued {
+            scanned_at: report.scanned_at,
+            findings: report.findings.len(),
+            queued,
+            already_queued,
+        })
+    }
+
     /// Runs every queued repair through its adapter's `ensure`, attempts
     /// spaced by the one retry policy, each attempt journaled. A repair of a
     /// contract with a queued, running or failed job stays queued.
@@ -833,6 +882,34 @@ impl Engine {
         }
         Err(not("no backend holds it with hostwright's marker"))
     }
+}
+
+/// What `POST /v1/drift/repair` queued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RepairsQueued {
+    /// When the scan the repairs come from ran.
+    pub scanned_at: DateTime<Utc>,
+    /// Its findings (orphans are never repaired).
+    pub findings: usize,
+    /// A repair per finding that had none queued or running; they run now.
+    pub queued: Vec<QueuedRepair>,
+    /// `CONTRACT KIND KEY` of findings not queued: a repair of it is queued
+    /// or running already, or its contract has a job with work.
+    pub already_queued: Vec<String>,
+}
+
+/// One queued repair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QueuedRepair {
+    /// `rep-...`: its journal and audit entries name it.
+    pub id: String,
+    pub contract_id: String,
+    pub revision: u32,
+    pub kind: String,
+    pub key: String,
+    pub adapter: String,
+    /// The finding, in words.
+    pub reason: String,
 }
 
 /// What `serve` keeps between scans: the last full report (`GET
