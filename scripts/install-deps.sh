@@ -13,6 +13,8 @@ PACKAGES=(
   sqlite3
   curl ftp
   debootstrap
+  # the ACME test server and its mock DNS (scripts/testenv/services/pebble.sh)
+  pebble
   openssl ca-certificates
   libssl-dev pkg-config libsqlite3-dev
   quota

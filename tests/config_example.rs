@@ -26,7 +26,7 @@ fn keys(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
 fn the_example_config_loads_and_every_key_is_documented() {
     let path = common::repo().join("examples/hostwright.toml");
     let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(cfg.notify.len(), 3);
+    assert_eq!(cfg.notify.len(), 4);
     assert!(cfg.api.tls.is_some() && cfg.billing.is_some() && cfg.close.enabled);
 
     let section = |name: &str| {
@@ -71,7 +71,8 @@ fn the_example_config_loads_and_every_key_is_documented() {
             let table = table
                 .replace("notify.job_failed", "notify.<event>")
                 .replace("notify.job_recovered", "notify.<event>")
-                .replace("notify.contract_refused", "notify.<event>");
+                .replace("notify.contract_refused", "notify.<event>")
+                .replace("notify.drift_found", "notify.<event>");
             assert!(
                 doc.contains(&format!("[{table}]")),
                 "docs/config.md has no [{table}]"

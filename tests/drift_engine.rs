@@ -229,3 +229,158 @@ async fn a_scan_while_a_job_runs_leaves_the_job_alone() {
         );
     }
 }
+
+/// `POST /v1/drift/repair` over real HTTP: operate scope only, a scan now,
+/// a repair queued per finding (audited with the token's name as who
+/// asked), run in the background until the backends match; named contracts
+/// limit it to theirs; an unknown contract or a bad body is refused.
+#[tokio::test]
+async fn repairs_are_queued_through_the_api_on_both_back_ends() {
+    use hostwright::engine::auth::{self, Authenticator, FailureLimit, Scope};
+    use std::num::NonZeroU32;
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_store_url(backend, dir.path()).await;
+        let script = hostwright::engine::scripted::Script::new();
+        let engine = engine(&url, &script, fast_settings()).await;
+        provision(&engine, "C-DA1").await;
+        provision(&engine, "C-DA2").await;
+        let (_, reader) = auth::create_token(&*engine.store, "reader", &[Scope::Read], None, "t")
+            .await
+            .unwrap();
+        let (_, operator) = auth::create_token(
+            &*engine.store,
+            "tanaka",
+            &[Scope::Read, Scope::Operate],
+            None,
+            "t",
+        )
+        .await
+        .unwrap();
+        let authn = Authenticator::new(
+            None,
+            None,
+            FailureLimit {
+                per_minute: NonZeroU32::new(60).unwrap(),
+                burst: NonZeroU32::new(60).unwrap(),
+            },
+        );
+        let app = hostwright::engine::api::router(engine.clone(), authn);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(hostwright_tls::server::serve(
+            listener,
+            app,
+            None,
+            std::future::pending(),
+        ));
+        let http = hostwright_tls::client();
+        let post = |token: &str, body: &'static str| {
+            http.post(format!("{base}/v1/drift/repair"))
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+        };
+
+        // Both contracts lose their vhost behind the engine's back.
+        let vhosts: Vec<(String, String)> = script
+            .resources()
+            .keys()
+            .filter(|(k, _)| k == "vhost")
+            .cloned()
+            .collect();
+        assert_eq!(vhosts.len(), 2);
+        for (k, key) in &vhosts {
+            script.tamper(k, key, None);
+        }
+
+        assert_eq!(post(&reader, "").await.unwrap().status(), 403);
+        let bad = post(&operator, "{\"contract\": \"C-DA1\"}").await.unwrap();
+        assert_eq!(bad.status(), 400);
+        let unknown = post(&operator, "{\"contracts\": [\"C-NOPE\"]}")
+            .await
+            .unwrap();
+        assert_eq!(unknown.status(), 404);
+        let p: serde_json::Value = unknown.json().await.unwrap();
+        assert!(
+            p["type"].as_str().unwrap().ends_with("contract-not-found"),
+            "{p}"
+        );
+
+        // One contract named: its repair alone.
+        let resp = post(&operator, "{\"contracts\": [\"C-DA1\"]}")
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202, "{backend:?}");
+        let q: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(q["findings"], 1, "{q:#}");
+        let queued = q["queued"].as_array().unwrap();
+        assert_eq!(queued.len(), 1, "{q:#}");
+        assert_eq!(queued[0]["contract_id"], "C-DA1");
+        assert_eq!(queued[0]["kind"], "vhost");
+        let first = queued[0]["id"].as_str().unwrap().to_string();
+        assert!(first.starts_with("rep-"), "{first}");
+
+        // It runs in the background.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while engine.store.repair(&first).await.unwrap().unwrap().state != RepairState::Succeeded {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{backend:?}: {first} did not run"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // No body: every contract. The repairs run until the backends match.
+        let resp = post(&operator, "").await.unwrap();
+        assert_eq!(resp.status(), 202);
+        let all: serde_json::Value = resp.json().await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let report = engine.drift(&[]).await.unwrap();
+            if report.is_clean() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{backend:?}: repairs did not bring the backends back: {report:#?} after {all:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let repairs = engine
+            .store
+            .repairs(Some(RepairState::Succeeded), None, 100)
+            .await
+            .unwrap();
+        assert_eq!(repairs.len(), 2, "{backend:?}: {repairs:#?}");
+        assert!(repairs.iter().all(|r| r.requested_by == "token:tanaka"));
+        assert!(repairs.iter().any(|r| r.id == first));
+        let audit = engine
+            .store
+            .audit(&AuditFilter {
+                actor: Some("token:tanaka".into()),
+                limit: 50,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            audit
+                .iter()
+                .filter(|a| a.action == "drift repair" && a.outcome == "ok")
+                .count(),
+            2,
+            "{audit:#?}"
+        );
+        assert!(
+            audit.iter().any(|a| a.action == "POST /v1/drift/repair"),
+            "{audit:#?}"
+        );
+        // Nothing left: a repair request now queues nothing.
+        let resp = post(&operator, "{}").await.unwrap();
+        let none: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(none["findings"], 0);
+        assert_eq!(none["queued"], serde_json::json!([]));
+    }
+}

@@ -8,7 +8,9 @@
 //!   outbox and is delivered once it is back;
 //! - a receiver that took an event but failed to answer gets it again with
 //!   the same idempotency key (at least once);
-//! - the metrics count what happened.
+//! - the metrics count what happened;
+//! - `serve`'s drift scan announces each new finding once (`drift_found`,
+//!   with the finding's fields), not on every scan.
 
 mod common;
 
@@ -265,6 +267,113 @@ async fn each_event_reaches_the_receiver_once_signed_and_again_after_it_was_down
         let _ = notifier.await;
         server.abort();
         workers.stop(Duration::from_secs(2)).await;
+    }
+}
+
+/// `drift_found`: each finding a scan sees for the first time is announced
+/// once, signed, with the finding's fields; the same finding on the next
+/// scans is not announced again, a new one is, and one that went away and
+/// came back is new again.
+#[tokio::test]
+async fn each_new_drift_finding_is_announced_once() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_store_url(backend, dir.path()).await;
+        let secret_file = dir.path().join("hook.secret");
+        std::fs::write(&secret_file, SECRET).unwrap();
+        let addr: SocketAddr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let receiver = Receiver::default();
+        let server = serve_receiver(addr, receiver.clone()).await;
+        let endpoints = BTreeMap::from([(
+            Event::DriftFound,
+            EndpointConfig {
+                url: format!("http://{addr}/hook"),
+                ca_file: None,
+                secret_file: secret_file.clone(),
+                timeout_seconds: 5,
+            },
+        )]);
+        let hooks = Arc::new(Webhooks::new(&endpoints).unwrap());
+        let script = hostwright::engine::scripted::Script::new();
+        let engine = engine_notifying(
+            &url,
+            &script,
+            fast_settings(),
+            Notifier::new([Event::DriftFound]),
+        )
+        .await;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let notifier = tokio::spawn(hostwright::engine::outbox::run_notifier(
+            engine.clone(),
+            hooks,
+            stop_rx,
+        ));
+        let job = accepted(&engine, &sign(&keys(), &www_contract("C-7101", 1))).await;
+        let workers = start_workers(&engine, "w", 2);
+        assert_eq!(wait_final(&engine, &job, 20).await, JobState::Succeeded);
+        workers.stop(Duration::from_secs(2)).await;
+        assert!(engine.reconcile(false).await.unwrap().is_clean());
+
+        // A vhost disappears behind the engine's back: two scans, one event.
+        let all = script.resources();
+        let vhost = all.keys().find(|(k, _)| k == "vhost").cloned().unwrap();
+        let (ws_key, ws_spec) = all
+            .iter()
+            .find(|((k, _), _)| k == "webspace")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .unwrap();
+        script.tamper(&vhost.0, &vhost.1, None);
+        let first = engine.reconcile(false).await.unwrap();
+        assert_eq!(first.findings.len(), 1, "{backend:?}");
+        engine.reconcile(false).await.unwrap();
+        let got = receiver.wait_for("drift_found", 1, 10).await;
+        let d = &got[0];
+        assert!(d.signature_ok, "{backend:?}: {d:?}");
+        assert_eq!(d.body["event"], "drift_found");
+        assert_eq!(d.body["id"], d.key.as_str());
+        assert!(d.key.starts_with("drift_found:"), "{}", d.key);
+        let data = &d.body["data"];
+        assert_eq!(data["contract_id"], "C-7101");
+        assert_eq!(data["revision"], 1);
+        assert_eq!(data["kind"], "vhost");
+        assert_eq!(data["key"], vhost.1.as_str());
+        assert_eq!(data["state"], "missing");
+        assert_eq!(data["adapter"], first.findings[0].adapter.as_str());
+        assert_eq!(data["host"], first.findings[0].host.as_str());
+        assert_eq!(data["says"], first.findings[0].says.as_str());
+        assert!(data["differences"].as_array().unwrap().is_empty());
+        assert_eq!(
+            data["scanned_at"],
+            serde_json::to_value(first.scanned_at).unwrap()
+        );
+
+        // A second finding joins: only it is announced, with its differences.
+        let mut changed = ws_spec.clone();
+        changed["quota_mb"] = 1.into();
+        script.tamper(&ws_key.0, &ws_key.1, Some(changed));
+        assert_eq!(engine.reconcile(false).await.unwrap().findings.len(), 2);
+        let got = receiver.wait_for("drift_found", 2, 10).await;
+        assert_eq!(got[1].body["data"]["kind"], "webspace");
+        assert_eq!(got[1].body["data"]["state"], "changed");
+        assert_eq!(got[1].body["data"]["differences"][0]["field"], "quota_mb");
+
+        // Both repaired: nothing announced; the vhost goes again: new again.
+        engine.reconcile(true).await.unwrap();
+        assert!(engine.reconcile(false).await.unwrap().is_clean());
+        script.tamper(&vhost.0, &vhost.1, None);
+        engine.reconcile(false).await.unwrap();
+        let got = receiver.wait_for("drift_found", 3, 10).await;
+        assert_eq!(got[2].body["data"]["key"], vhost.1.as_str());
+        assert_ne!(got[2].key, got[0].key, "a new appearance, a new event");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(receiver.of("drift_found").len(), 3, "{backend:?}");
+
+        let _ = stop_tx.send(true);
+        let _ = notifier.await;
+        server.abort();
     }
 }
 

@@ -255,6 +255,7 @@ fn floor(ctx: &Ctx, tag: &str, n: usize) -> Result<f64> {
             &[d.clone(), format!("www.{d}")],
             &listen,
             None,
+            None,
             &render::Serve::Site {
                 root: format!("{home}/public_html"),
             },

@@ -104,6 +104,8 @@ pub const ADAPTERS: &[AdapterKind] = &[
             "ssh.known_hosts_file",
             "tls_ca_cert",
             "tls_ca_key",
+            "acme.account_file",
+            "acme.ca_file",
         ],
         build: |v| {
             build("webhost", v, |c: hostwright_webhost::WebhostConfig| {

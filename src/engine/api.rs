@@ -61,6 +61,7 @@ fn described() -> OpenApiRouter<AppState> {
         .routes(routes!(drain_host))
         .routes(routes!(move_contract))
         .routes(routes!(activate_host))
+        .routes(routes!(repair_drift))
         .route_layer(gate(Scope::Operate));
     let secrets = OpenApiRouter::new()
         .routes(routes!(take_secrets))
@@ -1413,6 +1414,67 @@ async fn drift(State(st): State<AppState>) -> Response {
     match st.engine.last_drift().await {
         Ok(r) => axum::Json(r.as_ref().clone()).into_response(),
         Err(super::drift::DriftError::Store(e)) => store_error(e),
+        Err(e) => {
+            Problem::new(Kind::Unavailable, format!("drift scan failed: {e}")).into_response()
+        }
+    }
+}
+
+/// Which contracts' drift to repair.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepairRequest {
+    /// Only these contracts (no orphan search); absent or empty: every one.
+    #[serde(default)]
+    pub contracts: Vec<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/drift/repair",
+    tag = "drift",
+    request_body(content = Option<RepairRequest>, description = "Optional: `{\"contracts\": [\"C-1001\"]}`; no body repairs every contract's drift"),
+    security(("ops_token" = ["operate"])),
+    responses(
+        (status = 202, description = "A scan ran now; a repair is queued for each finding and the queued repairs run (docs/drift.md)", body = super::drift::RepairsQueued),
+        (status = 400, description = "The body is not a repair request (`invalid-request`)"),
+        (status = 404, description = "A named contract is not recorded (`contract-not-found`)"),
+        (status = 503, description = "The store does not answer, or the scan failed"),
+    )
+)]
+/// Repairs drift: scans now (the named contracts, or all), queues a repair
+/// per finding (each audited with the caller as who asked, as `hostwright
+/// drift --repair` does) and runs the queued repairs in the background
+/// through each adapter's `ensure`. Orphans are never touched.
+async fn repair_drift(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Response {
+    let req: RepairRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RepairRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return Problem::new(
+                    Kind::InvalidRequest,
+                    format!("the body must be {{\"contracts\": [\"ID\", ...]}} or empty: {e}"),
+                )
+                .into_response();
+            }
+        }
+    };
+    match st
+        .engine
+        .repair_findings(&req.contracts, &caller.actor)
+        .await
+    {
+        Ok(q) => (StatusCode::ACCEPTED, axum::Json(q)).into_response(),
+        Err(super::drift::DriftError::Store(e)) => store_error(e),
+        Err(e @ super::drift::DriftError::UnknownContract(_)) => {
+            Problem::new(Kind::ContractNotFound, e.to_string()).into_response()
+        }
         Err(e) => {
             Problem::new(Kind::Unavailable, format!("drift scan failed: {e}")).into_response()
         }

@@ -58,7 +58,7 @@ pub struct Config {
     #[serde(default)]
     pub log: LogConfig,
     /// Webhooks per event (`[notify.job_failed]`, `[notify.job_recovered]`,
-    /// `[notify.contract_refused]`); none when absent.
+    /// `[notify.contract_refused]`, `[notify.drift_found]`); none when absent.
     #[serde(default)]
     pub notify: BTreeMap<super::notify::Event, super::notify::EndpointConfig>,
     /// The file and its text, kept so an `[adapters.*]` error found when

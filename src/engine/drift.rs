@@ -593,6 +593,55 @@ impl Engine {
         Ok((queued, already))
     }
 
+    /// `POST /v1/drift/repair`: a scan now (of `contracts`, or of every
+    /// contract), a repair queued for each finding as `actor` (audited as
+    /// `drift queue_repairs` does), and every queued repair run in the
+    /// background (as `drift --repair` runs them; one whose contract has a
+    /// job with work stays queued for the next run). Answers at once with
+    /// what was queued.
+    pub async fn repair_findings(
+        self: &Arc<Self>,
+        contracts: &[String],
+        actor: &str,
+    ) -> Result<RepairsQueued, DriftError> {
+        let report = self.drift(contracts).await?;
+        let (ids, already_queued) = self.queue_repairs(&report.findings, actor).await?;
+        let mut queued = Vec::with_capacity(ids.len());
+        for id in &ids {
+            if let Some(r) = self.store.repair(id).await? {
+                queued.push(QueuedRepair {
+                    id: r.id,
+                    contract_id: r.contract_id,
+                    revision: r.revision,
+                    kind: r.kind,
+                    key: r.key,
+                    adapter: r.adapter,
+                    reason: r.reason,
+                });
+            }
+        }
+        let engine = self.clone();
+        tokio::spawn(async move {
+            match engine.run_repairs("api").await {
+                Ok((ran, deferred)) => {
+                    for r in ran {
+                        tracing::info!(repair = %r.id, contract_id = %r.contract_id, kind = %r.kind, key = %r.key, state = r.state.as_str(), "drift repair");
+                    }
+                    for id in deferred {
+                        tracing::info!(repair = %id, "drift repair stays queued: its contract has a job with work");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "running drift repairs failed"),
+            }
+        });
+        Ok(RepairsQueued {
+            scanned_at: report.scanned_at,
+            findings: report.findings.len(),
+            queued,
+            already_queued,
+        })
+    }
+
     /// Runs every queued repair through its adapter's `ensure`, attempts
     /// spaced by the one retry policy, each attempt journaled. A repair of a
     /// contract with a queued, running or failed job stays queued.
@@ -835,6 +884,34 @@ impl Engine {
     }
 }
 
+/// What `POST /v1/drift/repair` queued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RepairsQueued {
+    /// When the scan the repairs come from ran.
+    pub scanned_at: DateTime<Utc>,
+    /// Its findings (orphans are never repaired).
+    pub findings: usize,
+    /// A repair per finding that had none queued or running; they run now.
+    pub queued: Vec<QueuedRepair>,
+    /// `CONTRACT KIND KEY` of findings not queued: a repair of it is queued
+    /// or running already, or its contract has a job with work.
+    pub already_queued: Vec<String>,
+}
+
+/// One queued repair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QueuedRepair {
+    /// `rep-...`: its journal and audit entries name it.
+    pub id: String,
+    pub contract_id: String,
+    pub revision: u32,
+    pub kind: String,
+    pub key: String,
+    pub adapter: String,
+    /// The finding, in words.
+    pub reason: String,
+}
+
 /// What `serve` keeps between scans: the last full report (`GET
 /// /v1/drift`), the findings already logged (each new one is logged once,
 /// not on every scan), and a lock so that one scan runs at a time.
@@ -865,10 +942,12 @@ impl Engine {
                     .map(|o| format!("orphan {} {} {}", o.host, o.kind, o.key)),
             )
             .collect();
+        let mut announce = Vec::new();
         {
             let mut logged = self.reconciler.logged.lock().expect("drift log lock");
             for f in &report.findings {
                 if !logged.contains(&f.identity()) {
+                    announce.push(f);
                     tracing::warn!(
                         contract_id = %f.contract_id,
                         kind = %f.kind,
@@ -889,6 +968,10 @@ impl Engine {
                 tracing::info!("drift: no longer found: {gone}");
             }
             *logged = now;
+        }
+        for f in announce {
+            self.notify(drift_found(&self.notifier, f, report.scanned_at))
+                .await;
         }
         for e in &report.errors {
             tracing::warn!(adapter = %e.adapter, error = %e.error, "drift: could not read");
@@ -929,6 +1012,30 @@ impl Engine {
         }
         self.reconcile(false).await
     }
+}
+
+/// The `drift_found` event of a finding first seen by the scan of
+/// `scanned_at`: its idempotency key is the finding's identity and that
+/// scan's time, so each appearance of a finding is announced once (one
+/// that goes and comes back is new again; after a restart of `serve`,
+/// whose memory of what it logged starts empty, the findings then present
+/// are announced once more, as they are logged once more).
+pub fn drift_found(
+    notifier: &super::notify::Notifier,
+    f: &Finding,
+    scanned_at: DateTime<Utc>,
+) -> Option<super::store::NewNotification> {
+    use sha2::Digest;
+    let identity = hex::encode(sha2::Sha256::digest(f.identity().as_bytes()));
+    let mut data = serde_json::to_value(f).expect("a finding serializes");
+    if let Some(o) = data.as_object_mut() {
+        o.insert("scanned_at".into(), serde_json::json!(scanned_at));
+    }
+    notifier.event(
+        super::notify::Event::DriftFound,
+        &format!("{}:{}", &identity[..16], scanned_at.timestamp_millis()),
+        data,
+    )
 }
 
 /// `serve`'s schedule: a full scan every `interval_minutes` (the first

@@ -14,9 +14,10 @@
 //! seconds) in `X-Hostwright-Timestamp`, so a receiver can refuse replays
 //! older than it likes. docs/notifications.md has a verification example.
 //!
-//! A new kind of event ("drift found", #14) is a new [`Event`] variant and
-//! a call to [`Notifier::event`] where it is found; config, queue, delivery
-//! and signing stay as they are.
+//! A new kind of event is a new [`Event`] variant and a call to
+//! [`Notifier::event`] where it happens (as `drift_found`, #14, in
+//! `Engine::reconcile`); config, queue, delivery and signing stay as they
+//! are.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,13 +47,17 @@ pub enum Event {
     /// Intake refused a contract against the terms (the findings) or
     /// because what it needs belongs to someone else.
     ContractRefused,
+    /// `serve`'s drift scan found something it had not found before (once
+    /// per new finding, where it is logged).
+    DriftFound,
 }
 
 impl Event {
-    pub const ALL: [Event; 3] = [
+    pub const ALL: [Event; 4] = [
         Event::JobFailed,
         Event::JobRecovered,
         Event::ContractRefused,
+        Event::DriftFound,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +65,7 @@ impl Event {
             Event::JobFailed => "job_failed",
             Event::JobRecovered => "job_recovered",
             Event::ContractRefused => "contract_refused",
+            Event::DriftFound => "drift_found",
         }
     }
 

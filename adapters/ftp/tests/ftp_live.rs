@@ -58,6 +58,7 @@ fn web_adapter() -> WebhostAdapter {
         uid_max: 61999,
         tls_ca_cert: None,
         tls_ca_key: None,
+        acme: None,
         reload_coalesce_ms: 100,
     })
     .unwrap()

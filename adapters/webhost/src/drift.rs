@@ -226,18 +226,18 @@ impl WebhostAdapter {
             );
         }
         if spec.tls {
-            let ca = self.ca.as_ref().ok_or_else(|| {
-                perm("vhost wants tls but no tls_ca_cert/tls_ca_key is configured")
-            })?;
+            let certs = self.certs.as_ref().ok_or_else(|| perm(crate::NO_ISSUER))?;
             match unb64(f.get("meta")) {
                 None => d.push(
                     Difference::of("certificate", names.join(","), None::<String>)
                         .says("no certificate is installed"),
                 ),
-                Some(meta) if !ca.meta_is_current(&meta, &names, now) => d.push(
-                    Difference::of("certificate", names.join(","), meta.trim()).says(
-                        "the certificate names other names, comes from another CA or expires within the renewal window",
-                    ),
+                Some(meta) if !certs.is_current(&meta, &names, now) => d.push(
+                    Difference::of("certificate", names.join(","), meta.trim()).says(format!(
+                        "the certificate names other names, comes from another issuer than {} or expires within the renewal window ({} days)",
+                        certs.source(),
+                        certs.renew_days()
+                    )),
                 ),
                 Some(_) => {}
             }

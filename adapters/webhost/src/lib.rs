@@ -1,6 +1,7 @@
 //! The web host adapter: `webspace` (a Unix account with a web root) and
 //! `vhost` (an nginx server block, optionally with a certificate from the
-//! internal CA) on one Linux host reached over SSH ([`hostwright_ssh`]).
+//! internal CA or, with `[acme]`, an ACME directory: [`acme`]) on one Linux
+//! host reached over SSH ([`hostwright_ssh`]).
 //!
 //! * Every contract value is checked with `hostwright_adapter::validate`
 //!   before anything is sent; commands are quoted words or constant scripts
@@ -18,6 +19,7 @@
 //! Errors: SSH transport trouble is transient; invalid specs, refusals and
 //! nginx rejections are permanent. See `docs/webhost.md`.
 
+pub mod acme;
 mod drift;
 pub mod reload;
 pub mod render;
@@ -88,6 +90,10 @@ pub struct WebhostConfig {
     pub tls_ca_cert: Option<PathBuf>,
     #[serde(default)]
     pub tls_ca_key: Option<PathBuf>,
+    /// Certificates from an ACME directory instead of the internal CA
+    /// (`[adapters.webhost.acme]`; exclusive with `tls_ca_*`).
+    #[serde(default)]
+    pub acme: Option<acme::AcmeConfig>,
     /// How long the reload coordinator waits for more changes.
     #[serde(default = "default_coalesce")]
     pub reload_coalesce_ms: u64,
@@ -125,7 +131,54 @@ pub enum ConfigError {
     CaPair,
     #[error("webhost config: {0}")]
     Ca(#[from] tls::TlsError),
+    #[error("webhost config: {0}")]
+    Acme(#[from] acme::AcmeConfigError),
+    #[error(
+        "webhost config: [acme] and tls_ca_cert/tls_ca_key both issue vhost certificates: keep one"
+    )]
+    AcmeAndCa,
 }
+
+/// Who issues this adapter's vhost certificates.
+#[derive(Debug)]
+enum Certs {
+    Internal(Ca),
+    Acme(acme::Acme),
+}
+
+impl Certs {
+    /// What a `.meta` file names as the issuer (`ca=`).
+    fn source(&self) -> String {
+        match self {
+            Certs::Internal(ca) => ca.fingerprint.clone(),
+            Certs::Acme(a) => a.source(),
+        }
+    }
+
+    /// A certificate with fewer days left is renewed, and is drift.
+    fn renew_days(&self) -> i64 {
+        match self {
+            Certs::Internal(_) => tls::RENEW_DAYS,
+            Certs::Acme(a) => i64::from(a.config().renew_days),
+        }
+    }
+
+    /// Whether the certificate `meta` describes is kept for `names`.
+    fn is_current(&self, meta: &str, names: &[String], now: chrono::DateTime<chrono::Utc>) -> bool {
+        tls::meta_fits(meta, names, &self.source(), self.renew_days(), now)
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Certs::Internal(_) => "internal",
+            Certs::Acme(_) => "acme",
+        }
+    }
+}
+
+/// A vhost that wants TLS on a host with no issuer configured.
+const NO_ISSUER: &str =
+    "vhost wants tls but neither tls_ca_cert/tls_ca_key nor [acme] is configured";
 
 /// Checks a host path from the config: it is interpolated into nginx files.
 pub fn check_path(field: &'static str, value: &str) -> Result<(), ConfigError> {
@@ -185,7 +238,7 @@ pub struct WebhostAdapter {
     reloader: Arc<Reloader>,
     /// Groups web space changes into one remote script per batch.
     spaces: Arc<spaces::Spaces>,
-    ca: Option<Ca>,
+    certs: Option<Certs>,
     /// Domains whose file was written but whose reload failed: the next
     /// ensure reloads even if the file is unchanged.
     dirty: Mutex<HashSet<String>>,
@@ -405,6 +458,15 @@ impl WebhostAdapter {
             (None, None) => None,
             _ => return Err(ConfigError::CaPair),
         };
+        let certs = match (ca, &cfg.acme) {
+            (Some(_), Some(_)) => return Err(ConfigError::AcmeAndCa),
+            (Some(ca), None) => Some(Certs::Internal(ca)),
+            (None, Some(a)) => {
+                check_path("acme.challenge_dir", &a.challenge_dir)?;
+                Some(Certs::Acme(acme::Acme::new(a.clone())?))
+            }
+            (None, None) => None,
+        };
         let pool = Arc::new(SshPool::new(cfg.ssh.clone()));
         let cmds = NginxCommands {
             test: vec![
@@ -444,7 +506,7 @@ impl WebhostAdapter {
             pool,
             reloader,
             spaces,
-            ca,
+            certs,
             dirty: Mutex::new(HashSet::new()),
         })
     }
@@ -521,8 +583,17 @@ impl WebhostAdapter {
             names,
             &self.listen(),
             tls.as_ref(),
+            self.acme_challenge_dir(),
             &self.serve_of(spec, &self.home(user)),
         )
+    }
+
+    /// The host directory answering ACME challenges, when ACME is configured.
+    fn acme_challenge_dir(&self) -> Option<&str> {
+        match &self.certs {
+            Some(Certs::Acme(a)) => Some(a.config().challenge_dir.as_str()),
+            _ => None,
+        }
     }
 
     // ---- webspace ---------------------------------------------------------
@@ -622,12 +693,10 @@ impl WebhostAdapter {
         let (domain, names) = Self::vhost_names(r, &spec)?;
         let user = spec.user.as_str();
         let cid = contract_id(&r.contract_id)?;
-        if spec.tls && self.ca.is_none() {
-            return Err(perm(
-                "vhost wants tls but no tls_ca_cert/tls_ca_key is configured",
-            ));
+        if spec.tls && self.certs.is_none() {
+            return Err(perm(NO_ISSUER));
         }
-        let in_flight = self.reloader.begin();
+        let mut in_flight = Some(self.reloader.begin());
 
         // The web space must exist, with the home we expect. The plain case
         // checks that in the same remote command that installs the file
@@ -646,17 +715,22 @@ impl WebhostAdapter {
                 _ => return Err(out.check("looking up the web space").unwrap_err().into()),
             }
         }
+        let owner = SiteOwner {
+            contract_id: cid,
+            user,
+            home: &home,
+        };
 
         let mut cert_changed = false;
         let mut not_after = None;
         let tls_files = if spec.tls {
             let (files, meta_path) = self.tls_files(&domain);
-            let ca = self.ca.as_ref().expect("checked above");
+            let certs = self.certs.as_ref().expect("checked above");
             let now = chrono::Utc::now();
             let meta = self.pool.read_file(&meta_path).await?;
             let current = meta
                 .as_deref()
-                .map(|m| ca.meta_is_current(&String::from_utf8_lossy(m), &names, now))
+                .map(|m| certs.is_current(&String::from_utf8_lossy(m), &names, now))
                 .unwrap_or(false);
             if !current {
                 // The certificate is written before the batch checks the
@@ -665,23 +739,38 @@ impl WebhostAdapter {
                 if let Some(existing) = self.pool.read_file(&site).await? {
                     render::check_owner(&site, &existing, cid).map_err(perm)?;
                 }
-                let issued = ca.issue(&names, now).map_err(perm)?;
+                let (chain_pem, key_pem, expires) = match certs {
+                    Certs::Internal(ca) => {
+                        let issued = ca.issue(&names, now).map_err(perm)?;
+                        (issued.cert_pem, issued.key_pem, issued.not_after)
+                    }
+                    Certs::Acme(acme) => {
+                        // An order takes seconds: other vhosts' batches do
+                        // not wait for it.
+                        drop(in_flight.take());
+                        let issued = self
+                            .acme_issue(acme, &domain, &names, &spec, owner, meta.is_some())
+                            .await?;
+                        in_flight = Some(self.reloader.begin());
+                        (issued.chain_pem, issued.key_pem, issued.not_after)
+                    }
+                };
                 self.pool
-                    .write_file(&files.key, issued.key_pem.as_bytes(), "0600", "root:root")
+                    .write_file(&files.key, key_pem.as_bytes(), "0600", "root:root")
                     .await?;
                 self.pool
-                    .write_file(&files.cert, issued.cert_pem.as_bytes(), "0644", "root:root")
+                    .write_file(&files.cert, chain_pem.as_bytes(), "0644", "root:root")
                     .await?;
                 self.pool
                     .write_file(
                         &meta_path,
-                        ca.meta(&names, issued.not_after).as_bytes(),
+                        tls::meta_text(&names, expires, &certs.source()).as_bytes(),
                         "0644",
                         "root:root",
                     )
                     .await?;
                 cert_changed = true;
-                not_after = Some(issued.not_after.to_rfc3339());
+                not_after = Some(expires.to_rfc3339());
             }
             Some(files)
         } else {
@@ -703,6 +792,7 @@ impl WebhostAdapter {
             &names,
             &self.listen(),
             tls_files.as_ref(),
+            self.acme_challenge_dir(),
             &serve,
         );
         let (files, meta) = self.tls_files(&domain);
@@ -716,12 +806,8 @@ impl WebhostAdapter {
                 &domain,
                 &conf,
                 cert_changed,
-                Some(in_flight),
-                Some(SiteOwner {
-                    contract_id: cid,
-                    user,
-                    home: &home,
-                }),
+                in_flight,
+                Some(owner),
                 &unused_cert,
             )
             .await?;
@@ -745,10 +831,89 @@ impl WebhostAdapter {
             "root": match &serve { Serve::Site { root } | Serve::Suspended { root } => root },
             "tls": spec.tls,
             "cert_issued": cert_changed,
+            "cert_issuer": self.certs.as_ref().filter(|_| spec.tls).map(Certs::kind),
             "cert_not_after": not_after,
             "suspended": spec.suspended,
             "reloaded": reloaded,
         })))
+    }
+
+    /// A certificate for `names` from the ACME directory, its HTTP-01
+    /// challenges answered by this vhost: its file is put in place first
+    /// (with the installed certificate when there is one, else without TLS,
+    /// which nginx could not load), so nginx serves the challenge
+    /// directory for every name; the tokens are written there, and deleted
+    /// once the order is over.
+    async fn acme_issue(
+        &self,
+        acme: &acme::Acme,
+        domain: &str,
+        names: &[String],
+        spec: &VhostSpec,
+        owner: SiteOwner<'_>,
+        had_meta: bool,
+    ) -> Result<acme::AcmeIssued, AdapterError> {
+        let (files, _) = self.tls_files(domain);
+        let have_cert = had_meta
+            && self
+                .pool
+                .run(Command::script(
+                    scripts::FILES_EXIST,
+                    [&files.cert, &files.key],
+                ))
+                .await?
+                .success();
+        let conf = render::vhost_conf(
+            owner.contract_id,
+            owner.user,
+            names,
+            &self.listen(),
+            have_cert.then_some(&files),
+            self.acme_challenge_dir(),
+            &self.serve_of(spec, owner.home),
+        );
+        self.install_site_inner(
+            domain,
+            &conf,
+            false,
+            Some(self.reloader.begin()),
+            Some(owner),
+            &[],
+        )
+        .await?;
+        let dir = acme.config().challenge_dir.as_str();
+        acme.issue(
+            names,
+            |token, key_authorization| {
+                async move {
+                    self.pool
+                        .run_ok(
+                            "writing an ACME challenge token",
+                            Command::script(scripts::ACME_TOKEN, [dir, &token])
+                                .stdin(key_authorization.into_bytes()),
+                        )
+                        .await
+                        .map(drop)
+                        .map_err(AdapterError::from)
+                }
+            },
+            |tokens| async move {
+                let paths: Vec<String> = tokens.iter().map(|t| format!("{dir}/{t}")).collect();
+                if let Err(e) = self
+                    .pool
+                    .run_ok(
+                        "removing ACME challenge tokens",
+                        Command::script(scripts::REMOVE_FILES, &paths),
+                    )
+                    .await
+                {
+                    // Harmless leftovers (a token answers nothing once its
+                    // order is over): logged, not failed.
+                    tracing::warn!(host = %self.cfg.ssh.host, error = %e, "ACME challenge tokens left behind");
+                }
+            },
+        )
+        .await
     }
 
     /// Puts `conf` in place as the vhost file of `domain` (validated here)

@@ -87,13 +87,20 @@ pub fn check_owner(file: &str, existing: &[u8], contract_id: &str) -> Result<(),
     }
 }
 
-/// The nginx server block(s) of one vhost.
+/// The URL path ACME's HTTP-01 challenges are fetched under (RFC 8555 §8.3).
+pub const ACME_CHALLENGE_PATH: &str = "/.well-known/acme-challenge/";
+
+/// The nginx server block(s) of one vhost. `acme_challenge`: the directory
+/// on the host whose files answer `/.well-known/acme-challenge/` (with
+/// `[acme]`), served before the site or the suspended page so a suspended
+/// site's certificate is renewed too.
 pub fn vhost_conf(
     contract_id: &str,
     user: &str,
     names: &[String],
     listen: &Listen,
     tls: Option<&TlsFiles>,
+    acme_challenge: Option<&str>,
     serve: &Serve,
 ) -> String {
     let mut c = String::new();
@@ -107,6 +114,12 @@ pub fn vhost_conf(
         let _ = writeln!(c, "    ssl_protocols TLSv1.2 TLSv1.3;");
     }
     let _ = writeln!(c, "    server_name {};", names.join(" "));
+    if let Some(dir) = acme_challenge {
+        let _ = writeln!(c, "    location ^~ {ACME_CHALLENGE_PATH} {{");
+        let _ = writeln!(c, "        alias {dir}/;");
+        let _ = writeln!(c, "        default_type text/plain;");
+        let _ = writeln!(c, "    }}");
+    }
     match serve {
         Serve::Site { root } => {
             let _ = writeln!(c, "    root {root};");
@@ -151,6 +164,7 @@ mod tests {
             &["example.jp".into(), "www.example.jp".into()],
             &listen(),
             None,
+            None,
             &Serve::Site {
                 root: "/srv/home/c1001/public_html".into(),
             },
@@ -159,6 +173,34 @@ mod tests {
         assert!(!c.contains("ssl"));
         assert!(c.contains("server_name example.jp www.example.jp;"));
         assert!(c.contains("root /srv/home/c1001/public_html;"));
+        assert!(!c.contains("acme-challenge"));
+    }
+
+    #[test]
+    fn with_acme_the_challenge_location_comes_before_the_site_and_the_503() {
+        for serve in [
+            Serve::Site {
+                root: "/srv/home/c1001/public_html".into(),
+            },
+            Serve::Suspended {
+                root: "/srv/suspended".into(),
+            },
+        ] {
+            let c = vhost_conf(
+                "k-1",
+                "c1001",
+                &["example.jp".into()],
+                &listen(),
+                None,
+                Some("/srv/acme"),
+                &serve,
+            );
+            let at = c
+                .find("location ^~ /.well-known/acme-challenge/ {")
+                .unwrap();
+            assert!(at < c.find("location / {").unwrap(), "{c}");
+            assert!(c.contains("        alias /srv/acme/;\n"), "{c}");
+        }
     }
 
     #[test]
@@ -176,6 +218,7 @@ mod tests {
                 cert: "/tls/example.jp.crt".into(),
                 key: "/tls/example.jp.key".into(),
             }),
+            None,
             &Serve::Suspended {
                 root: "/srv/suspended".into(),
             },

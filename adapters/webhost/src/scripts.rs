@@ -42,6 +42,22 @@ for f in "$@"; do
 done
 echo "existed=$n""#;
 
+/// $@ files: exit 0 when every one exists and is not empty, else 3.
+pub const FILES_EXIST: &str = r#"for f in "$@"; do [ -s "$f" ] || exit 3; done"#;
+
+/// An ACME HTTP-01 answer: $1 the challenge directory (made 0755 so nginx's
+/// workers can read it), $2 the token (base64url, checked by the adapter),
+/// stdin the key authorization; written atomically, mode 0644.
+pub const ACME_TOKEN: &str = r#"set -e
+mkdir -p -- "$1"
+chmod 0755 -- "$1"
+t=$(mktemp "$1/.hw-tmp.XXXXXX")
+trap 'rm -f -- "$t"' EXIT
+cat >"$t"
+chmod 0644 "$t"
+mv -f -- "$t" "$1/$2"
+trap - EXIT"#;
+
 /// The drift scan of a batch of web spaces and vhosts, in one command:
 /// $1 home root, $2 sites dir, $3 TLS dir, then items `u:USER` (a web
 /// space) and `d:DOMAIN` (a vhost). Prints a `[u USER]` or `[d DOMAIN]`

@@ -197,6 +197,7 @@ fn a_vhost_file_is_only_ours_to_change_with_our_contracts_marker() {
         &["c7.example.jp".into()],
         &listen,
         None,
+        None,
         &render::Serve::Site { root: "/r".into() },
     );
     assert!(render::check_owner("/s/c7.conf", conf.as_bytes(), "C-7").is_ok());

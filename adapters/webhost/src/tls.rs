@@ -1,5 +1,6 @@
 //! Certificates for vhosts, issued on the hostwright side by the configured
-//! internal CA (`tls_ca_cert` + `tls_ca_key`) with `rcgen`.
+//! internal CA (`tls_ca_cert` + `tls_ca_key`) with `rcgen` (or, with
+//! `[acme]`, by an ACME directory: [`crate::acme`], same `.meta` files).
 //!
 //! Only the issued certificate and its fresh key travel to the host. A small
 //! metadata file next to them (`<domain>.meta`) records the names, the expiry
@@ -110,32 +111,51 @@ impl Ca {
 
     /// The `.meta` contents describing a certificate for `names`.
     pub fn meta(&self, names: &[String], not_after: DateTime<Utc>) -> String {
-        format!(
-            "names={}\nnot_after={}\nca={}\n",
-            names.join(","),
-            not_after.timestamp(),
-            self.fingerprint
-        )
+        meta_text(names, not_after, &self.fingerprint)
     }
 
     /// Whether an installed certificate described by `meta` still serves
     /// `names`, comes from this CA and has more than [`RENEW_DAYS`] left.
     pub fn meta_is_current(&self, meta: &str, names: &[String], now: DateTime<Utc>) -> bool {
-        let mut got_names = None;
-        let mut not_after = None;
-        let mut ca = None;
-        for line in meta.lines() {
-            match line.split_once('=') {
-                Some(("names", v)) => got_names = Some(v.to_string()),
-                Some(("not_after", v)) => not_after = v.parse::<i64>().ok(),
-                Some(("ca", v)) => ca = Some(v.to_string()),
-                _ => {}
-            }
-        }
-        got_names.as_deref() == Some(names.join(",").as_str())
-            && ca.as_deref() == Some(self.fingerprint.as_str())
-            && not_after.is_some_and(|t| t - now.timestamp() > RENEW_DAYS * 86_400)
+        meta_fits(meta, names, &self.fingerprint, RENEW_DAYS, now)
     }
+}
+
+/// The `.meta` contents describing a certificate for `names` that expires
+/// at `not_after`, issued by `source` (the internal CA's fingerprint, or
+/// `acme:<directory URL>`).
+pub fn meta_text(names: &[String], not_after: DateTime<Utc>, source: &str) -> String {
+    format!(
+        "names={}\nnot_after={}\nca={}\n",
+        names.join(","),
+        not_after.timestamp(),
+        source
+    )
+}
+
+/// Whether the certificate `meta` describes serves exactly `names`, comes
+/// from `source` and has more than `renew_days` days left at `now`.
+pub fn meta_fits(
+    meta: &str,
+    names: &[String],
+    source: &str,
+    renew_days: i64,
+    now: DateTime<Utc>,
+) -> bool {
+    let mut got_names = None;
+    let mut not_after = None;
+    let mut ca = None;
+    for line in meta.lines() {
+        match line.split_once('=') {
+            Some(("names", v)) => got_names = Some(v.to_string()),
+            Some(("not_after", v)) => not_after = v.parse::<i64>().ok(),
+            Some(("ca", v)) => ca = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    got_names.as_deref() == Some(names.join(",").as_str())
+        && ca.as_deref() == Some(source)
+        && not_after.is_some_and(|t| t - now.timestamp() > renew_days * 86_400)
 }
 
 #[cfg(test)]
@@ -171,6 +191,24 @@ mod tests {
         assert!(!ca.meta_is_current(&meta, &names[..1], now));
         assert!(!ca.meta_is_current(&meta, &names, now + Duration::days(VALID_DAYS - 10)));
         assert!(!ca.meta_is_current("garbage", &names, now));
+        // Another source (an ACME directory) is not this CA's; a wider
+        // renewal window takes the same certificate in.
+        let acme = meta_text(&names, issued.not_after, "acme:https://acme.example/dir");
+        assert!(!ca.meta_is_current(&acme, &names, now));
+        assert!(meta_fits(
+            &acme,
+            &names,
+            "acme:https://acme.example/dir",
+            30,
+            now
+        ));
+        assert!(!meta_fits(
+            &acme,
+            &names,
+            "acme:https://acme.example/dir",
+            VALID_DAYS,
+            now
+        ));
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub fn config() -> WebhostConfig {
         uid_max: 61999,
         tls_ca_cert: Some(var("HW_TLS_CA_CERT").into()),
         tls_ca_key: Some(var("HW_TLS_CA_KEY").into()),
+        acme: None,
         reload_coalesce_ms: 100,
     }
 }
