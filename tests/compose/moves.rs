@@ -160,6 +160,28 @@ pub async fn drain_then_move_with_ftp_files() {
     });
     let drained = stack().cli(&["hosts", "drain", &m.from.name]);
     assert!(drained.ok, "{}", drained.stderr);
+    // The site, as a visitor reaches it (the A record the primary answers,
+    // then that host), polled all through the move: it must keep answering.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (stop, domain) = (stop.clone(), m.n.domain.clone());
+        std::thread::spawn(move || {
+            let (mut ok, mut bad) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (_, a) = dig_at(stack().primary(), &domain, "A");
+                let host = stack()
+                    .web_hosts()
+                    .iter()
+                    .find(|h| a == vec![h.ipv4.clone()]);
+                match host.map(|h| (h.name.clone(), https_get_on(h, &domain, "/page.html"))) {
+                    Some((_, (status, _))) if status == "200" => ok += 1,
+                    other => bad.push(format!("{a:?}: {other:?}")),
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (ok, bad)
+        })
+    };
     let clock = Instant::now();
     let moved = stack().cli(&[
         "contracts",
@@ -172,6 +194,16 @@ pub async fn drain_then_move_with_ftp_files() {
         "300",
     ]);
     let took = clock.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (answered, failed) = poller.join().unwrap();
+    eprintln!(
+        "the site answered {answered} times during the move, failed {}",
+        failed.len()
+    );
+    assert!(
+        answered > 0 && failed.is_empty(),
+        "the site stopped answering during the move: {failed:?}"
+    );
     assert!(
         moved.ok,
         "the move failed: {}\n{}",
