@@ -137,7 +137,8 @@ fn findings(v: &Value) -> Vec<String> {
 
 /// Drift of `id` reports exactly `want`; `--repair` fixes it; a second
 /// drift reports nothing.
-fn expect_then_repair(config: &Path, id: &str, want: &str) {
+/// Returns the repair as `drift --repair` reported it.
+fn expect_then_repair(config: &Path, id: &str, want: &str) -> Value {
     let (code, v) = drift(config, &[id]);
     assert_eq!(findings(&v), vec![want.to_string()], "{v:#}");
     assert_eq!(code, 2, "drift found exits 2");
@@ -164,9 +165,11 @@ fn expect_then_repair(config: &Path, id: &str, want: &str) {
         "{r:#}"
     );
 
+    let repair = ran[0].clone();
     let (code, v) = drift(config, &[id]);
     assert_eq!(findings(&v), Vec::<String>::new(), "{v:#}");
     assert_eq!(code, 0, "{v:#}");
+    repair
 }
 
 fn nginx_reload() {
@@ -334,9 +337,40 @@ async fn drift_of_each_kind_is_found_repaired_and_gone() {
         &var("HW_FTP_PDB"),
         "-m",
     ]));
-    expect_then_repair(&config, &id, &format!("ftp_account {login} missing []"));
+    let repair = expect_then_repair(&config, &id, &format!("ftp_account {login} missing []"));
     let passwd = std::fs::read_to_string(var("HW_FTP_PASSWD")).unwrap();
     assert!(passwd.lines().any(|l| l.starts_with(&format!("{login}:"))));
+    // Its new password is kept for ops to hand out once, and logs in.
+    let name = format!("ftp_account/{login}/password");
+    assert_eq!(
+        repair["facts"]["new_secrets"],
+        serde_json::json!(["password"]),
+        "{repair:#}"
+    );
+    let rid = repair["id"].as_str().unwrap();
+    let take = || {
+        client
+            .post(format!("{base}/v1/jobs/{rid}/secrets"))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    let secrets: Value = take().await.unwrap().json().await.unwrap();
+    let password = secrets[&name]
+        .as_str()
+        .unwrap_or_else(|| panic!("{secrets:#}"));
+    let ls = Command::new("curl")
+        .args(["-sS", "-m", "10", "--list-only", "-u"])
+        .arg(format!("{login}:{password}"))
+        .arg(format!("ftp://127.0.0.1:{}/", var("HW_FTP_PORT")))
+        .output()
+        .unwrap();
+    assert!(
+        ls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
+    let again: Value = take().await.unwrap().json().await.unwrap();
+    assert!(again.get(&name).is_none(), "handed out once: {again:#}");
 
     // 5. A record changed with nsupdate and the TSIG key.
     let server = var("HW_DNS_SERVER");

@@ -867,3 +867,73 @@ async fn adopted_resources_stay_put_and_move_from_the_first_host() {
         );
     }
 }
+
+/// `hosts drain NAME --move-all` (issue #13): every contract on the drained
+/// host is moved to the host the policy chooses among the others, counting
+/// the moves it queued before; what no host has room for is listed with
+/// the reason and stays, and a second drain once room appears moves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drain_move_all_moves_what_fits_and_names_what_does_not() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_store_url(backend, dir.path()).await;
+        let (_l1, a1) = port().await;
+        let (_l2, a2) = port().await;
+        let script = Script::new();
+        let f = fleet(
+            "fill_in_order",
+            &[("web1", 10, 100, &a1), ("web2", 2, 100, &a2)],
+        );
+        let engine = fleet_engine(&url, &script, f).await;
+        let keys = keys();
+        let ids = ["DR-A", "DR-B", "DR-C"];
+        for id in ids {
+            provision(&engine, &keys, &www_contract(id, 1)).await;
+        }
+        assert_eq!(
+            hosts_of(&census(&engine, &ids).await),
+            BTreeMap::from([("web1".into(), 3)])
+        );
+        engine
+            .store
+            .set_host_state("web1", HostState::Draining, "token:ops")
+            .await
+            .unwrap();
+        let ev = engine.evacuate("web1", "token:ops").await.unwrap();
+        let moved: Vec<(&str, &str)> = ev
+            .moved
+            .iter()
+            .map(|m| (m.contract_id.as_str(), m.to.as_str()))
+            .collect();
+        assert_eq!(
+            moved,
+            vec![("DR-A", "web2"), ("DR-B", "web2")],
+            "{backend:?}"
+        );
+        assert_eq!(ev.not_moved.len(), 1, "{backend:?}");
+        assert_eq!(ev.not_moved[0].contract_id, "DR-C");
+        assert!(
+            ev.not_moved[0].reason.contains("web2 has 2/2 accounts")
+                && !ev.not_moved[0].reason.contains("web1 is"),
+            "{}",
+            ev.not_moved[0].reason
+        );
+        let w = start_workers(&engine, "w", 2);
+        for m in &ev.moved {
+            assert_eq!(
+                wait_final(&engine, &m.job_id, 30).await,
+                JobState::Succeeded,
+                "{backend:?}"
+            );
+        }
+        w.stop(Duration::from_secs(2)).await;
+        assert_eq!(
+            hosts_of(&census(&engine, &ids).await),
+            BTreeMap::from([("web1".into(), 1), ("web2".into(), 2)]),
+            "{backend:?}"
+        );
+        // Nothing more fits: a second drain moves nothing and says why again.
+        let again = engine.evacuate("web1", "token:ops").await.unwrap();
+        assert!(again.moved.is_empty() && again.not_moved.len() == 1);
+    }
+}

@@ -723,19 +723,26 @@ impl Engine {
                 },
                 _ => None,
             };
+            // Credentials a re-created resource got (an FTP login's new
+            // password) are sealed under the repair's id for ops to hand
+            // out once (`jobs secrets REPAIR_ID`); the facts name them.
+            let mut secrets = std::collections::BTreeMap::new();
             let outcome = result
                 .map(|o| {
-                    // Credentials a re-created resource got (an FTP
-                    // password) are not kept: named, never recorded.
                     let mut facts = o.facts;
                     if !o.secrets.is_empty()
                         && let Some(obj) = facts.as_object_mut()
                     {
                         obj.insert(
-                            "new_secrets_discarded".into(),
+                            "new_secrets".into(),
                             serde_json::json!(o.secrets.keys().collect::<Vec<_>>()),
                         );
                     }
+                    secrets = o
+                        .secrets
+                        .into_iter()
+                        .map(|(name, s)| (format!("{}/{}/{name}", r.kind, r.key), s))
+                        .collect();
                     facts
                 })
                 .map_err(|e| e.to_string());
@@ -746,6 +753,7 @@ impl Engine {
                     worker: worker.to_string(),
                     started_at,
                     outcome,
+                    secrets,
                 })
                 .await?;
             match retry {

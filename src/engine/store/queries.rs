@@ -153,6 +153,10 @@ pub const CONTRACT_OF_JOB: &str = "SELECT contract_id FROM jobs WHERE id = $1";
 
 pub const JOB_STATE: &str = "SELECT state FROM jobs WHERE id = $1";
 
+/// `$1`: a job or a repair (both keep secrets under their id).
+pub const SECRETS_OWNER: &str =
+    "SELECT 1 FROM jobs WHERE id = $1 UNION ALL SELECT 1 FROM repairs WHERE id = $1";
+
 /// The plan's steps in one statement: `rows` rows of (`job`, index, step).
 /// `$1` is the job id; row i binds `$(2i+2)` index and `$(2i+3)` step JSON.
 pub fn insert_steps(rows: usize) -> String {

@@ -84,6 +84,10 @@ pub struct RepairEnd {
     pub started_at: DateTime<Utc>,
     /// `Ok(facts)` or `Err(error)`.
     pub outcome: std::result::Result<serde_json::Value, String>,
+    /// Credentials the repair made (an FTP login re-created with a new
+    /// password), by name: sealed and kept under the repair's id until ops
+    /// take them once (`jobs secrets REPAIR_ID`), as a job's are.
+    pub secrets: std::collections::BTreeMap<String, hostwright_adapter::Secret>,
 }
 
 #[async_trait::async_trait]

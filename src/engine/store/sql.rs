@@ -1355,7 +1355,15 @@ impl Store for SqlStore {
 
     async fn take_secrets(&self, job_id: &str, actor: &str) -> Result<BTreeMap<String, Secret>> {
         let mut tx = self.begin().await?;
-        job_state(&mut tx, job_id).await?;
+        if sqlx::query(pg(q::SECRETS_OWNER))
+            .bind(job_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .is_none()
+        {
+            return Err(StoreError::JobNotFound(job_id.to_string()));
+        }
         let rows = sqlx::query(pg(q::SECRETS_OF))
             .bind(job_id)
             .fetch_all(&mut *tx)

@@ -1545,7 +1545,9 @@ impl Store for SqliteStore {
         let (job_id, actor) = (job_id.to_string(), actor.to_string());
         let keys = self.keys.clone();
         self.write_wiping(move |conn| {
-            job_state(conn, &job_id)?;
+            if rows(conn, q::SECRETS_OWNER, [&job_id], |_| Ok(()))?.is_empty() {
+                return Err(StoreError::JobNotFound(job_id.clone()));
+            }
             let secrets = rows(conn, q::SECRETS_OF, [&job_id], |r| {
                 let (name, key_id, sealed) = (
                     get::<String>(r, 0)?,

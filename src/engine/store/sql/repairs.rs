@@ -92,6 +92,17 @@ impl RepairStore for SqlStore {
             Err(m) => (RepairState::Failed, Some(m.clone()), None),
         };
         let mut tx = self.pool.begin().await.map_err(db)?;
+        for (name, secret) in &e.secrets {
+            let (key_id, sealed) = self.keys.seal(&e.id, name, secret);
+            sqlx::query(pg(q::UPSERT_SECRET))
+                .bind(&e.id)
+                .bind(name)
+                .bind(key_id)
+                .bind(sealed)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
         sqlx::query(pg(q::END_REPAIR))
             .bind(&e.id)
             .bind(state.as_str())

@@ -100,7 +100,18 @@ impl RepairStore for SqliteStore {
     }
 
     async fn end_repair(&self, e: RepairEnd) -> Result<()> {
+        let sealed: Vec<(String, String, Vec<u8>)> = e
+            .secrets
+            .iter()
+            .map(|(name, secret)| {
+                let (key_id, sealed) = self.keys.seal(&e.id, name, secret);
+                (name.clone(), key_id, sealed)
+            })
+            .collect();
         self.write(move |conn| {
+            for (name, key_id, value) in &sealed {
+                exec(conn, q::UPSERT_SECRET, params![e.id, name, key_id, value])?;
+            }
             let (state, error, facts) = match &e.outcome {
                 Ok(f) => (RepairState::Succeeded, None, Some(json_text(f))),
                 Err(m) => (RepairState::Failed, Some(m.clone()), None),
