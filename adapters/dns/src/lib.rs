@@ -303,6 +303,14 @@ impl DnsAdapter {
             RndcError::Unreachable(m) => {
                 AdapterError::transient(format!("zone {zone}: rndc {what}: {m}"))
             }
+            // Retried: a named going down under the call closes the
+            // channel just as a refused key does; a key that stays refused
+            // fails once the retries are spent, with this message.
+            RndcError::Closed(m) => AdapterError::transient(format!(
+                "zone {zone}: rndc {what}: the control channel closed the connection: \
+                 named is shutting down, or it refused the rndc key ({}): {m}",
+                self.cfg.rndc_key_file.display()
+            )),
             RndcError::AuthFailed(m) => AdapterError::permanent(format!(
                 "zone {zone}: rndc {what}: the control channel refused the rndc key ({}): {m}",
                 self.cfg.rndc_key_file.display()

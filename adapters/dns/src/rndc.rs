@@ -31,8 +31,12 @@ pub enum RndcError {
     NotFound,
     /// The control channel could not be reached or did not answer in time.
     Unreachable(String),
-    /// The server closed the connection: wrong key, or this host is not allowed.
+    /// The server refused the key.
     AuthFailed(String),
+    /// The server closed the control connection without an answer: rndc
+    /// prints the same for a key it refuses and for a named that is shutting
+    /// down (a stop or restart under the call), so it cannot say which.
+    Closed(String),
     /// Anything else rndc or named reported.
     Failed(String),
 }
@@ -108,10 +112,9 @@ pub fn classify(output: &str) -> RndcError {
         || text.contains("host unreachable")
     {
         RndcError::Unreachable(short)
-    } else if text.contains("connection to remote host closed")
-        || text.contains("bad auth")
-        || text.contains("key is invalid")
-    {
+    } else if text.contains("connection to remote host closed") {
+        RndcError::Closed(short)
+    } else if text.contains("bad auth") || text.contains("key is invalid") {
         RndcError::AuthFailed(short)
     } else {
         RndcError::Failed(short)
@@ -150,7 +153,7 @@ mod tests {
             classify(
                 "rndc: connection to remote host closed.\n* This may indicate that the\n* or the key is invalid."
             ),
-            RndcError::AuthFailed(_)
+            RndcError::Closed(_)
         ));
         assert!(matches!(
             classify("rndc: neither /etc/bind/rndc.conf nor /nonexistent was found"),
