@@ -413,7 +413,7 @@ pub fn diff(
         let Some(r) = rec.get(&(d.kind.as_str(), d.key.as_str())) else {
             continue;
         };
-        if r.adapter != d.adapter && adapter_base(&r.adapter) == adapter_base(&d.adapter) {
+        if relocated(r, d) {
             let mut take = step(
                 Action::Relocate,
                 &d.adapter,
@@ -434,12 +434,7 @@ pub fn diff(
     for d in desired {
         let action = match rec.get(&(d.kind.as_str(), d.key.as_str())) {
             None => Some(Action::Create),
-            Some(r)
-                if r.adapter != d.adapter
-                    && adapter_base(&r.adapter) == adapter_base(&d.adapter) =>
-            {
-                None
-            }
+            Some(r) if relocated(r, d) => None,
             Some(r) => {
                 let was = normalized(&r.kind, &r.spec);
                 (was != d.spec).then(|| change_action(&was, &d.spec))
@@ -452,6 +447,12 @@ pub fn diff(
     steps.extend(retirements);
     link(playbook, &mut steps);
     steps
+}
+
+/// Whether `r` is recorded on another instance of the adapter `d` wants
+/// it on (another host): a relocation, not a change.
+fn relocated(r: &RecordedResource, d: &Desired) -> bool {
+    r.adapter != d.adapter && adapter_base(&r.adapter) == adapter_base(&d.adapter)
 }
 
 /// An adapter's name without its instance (`webhost@web2` → `webhost`).

@@ -13,16 +13,8 @@ HTTPS_PORT=55443
 FTP_PORT=55021
 DIR="$TESTENV/webhost"
 
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-
-wait_port() {
-  for _ in $(seq 1 50); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "webhost: port $1 did not open" >&2
-  return 1
-}
+# shellcheck source=scripts/testenv/web-daemons.sh
+. "$(dirname "$0")/../web-daemons.sh"
 
 case "${1:-}" in
 up)
@@ -75,45 +67,9 @@ EOF
     chmod 600 "$DIR/ca.key"
   fi
 
-  # --- nginx ----------------------------------------------------------------
-  cat >"$DIR/nginx/nginx.conf" <<EOF
-user nobody nogroup;
-worker_processes 1;
-pid $DIR/nginx/nginx.pid;
-error_log $DIR/nginx/error.log;
-events { worker_connections 256; }
-http {
-  access_log $DIR/nginx/access.log;
-  client_body_temp_path $DIR/nginx/client_body;
-  proxy_temp_path $DIR/nginx/proxy;
-  fastcgi_temp_path $DIR/nginx/fastcgi;
-  uwsgi_temp_path $DIR/nginx/uwsgi;
-  scgi_temp_path $DIR/nginx/scgi;
-  types { text/html html htm; text/plain txt; }
-  default_type application/octet-stream;
-  server_names_hash_bucket_size 128;
-  server {
-    listen 127.0.0.1:$HTTP_PORT default_server;
-    server_name _;
-    return 404;
-  }
-  include $DIR/sites/*.conf;
-}
-EOF
-  if ! alive "$DIR/nginx/nginx.pid"; then
-    nginx -c "$DIR/nginx/nginx.conf" -e "$DIR/nginx/error.log"
-  fi
-  wait_port "$HTTP_PORT"
-
-  # --- pure-ftpd ------------------------------------------------------------
-  touch "$DIR/ftp/pureftpd.passwd"
-  chmod 600 "$DIR/ftp/pureftpd.passwd"
-  [ -s "$DIR/ftp/pureftpd.pdb" ] || pure-pw mkdb "$DIR/ftp/pureftpd.pdb" -f "$DIR/ftp/pureftpd.passwd"
-  if ! alive "$DIR/ftp/pure-ftpd.pid"; then
-    pure-ftpd -l "puredb:$DIR/ftp/pureftpd.pdb" -S "127.0.0.1,$FTP_PORT" -p 55100:55199 \
-      -P 127.0.0.1 -E -A -H -B -g "$DIR/ftp/pure-ftpd.pid" >/dev/null
-  fi
-  wait_port "$FTP_PORT"
+  # --- nginx and pure-ftpd (web-daemons.sh) ----------------------------------
+  nginx_up "$HTTP_PORT"
+  ftpd_up "$FTP_PORT" 55100:55199
 
   cat >>"$TESTENV/env.new" <<EOF
 HW_WEB_SSH_HOST=127.0.0.1
@@ -133,17 +89,9 @@ HW_TLS_CA_KEY=$DIR/ca.key
 EOF
   ;;
 down)
-  for pidfile in "$DIR/ftp/pure-ftpd.pid" "$DIR/nginx/nginx.pid" "$DIR/sshd/sshd.pid"; do
-    if alive "$pidfile"; then
-      kill "$(cat "$pidfile")" 2>/dev/null || true
-    fi
-    rm -f "$pidfile"
-  done
-  # Leftover test accounts: only those hostwright created (GECOS marker) and
-  # whose home is under this test root.
-  getent passwd | awk -F: -v root="$DIR/home/" \
-    '$5 ~ /^hostwright/ && index($6, root) == 1 { print $1 }' |
-    while read -r u; do userdel -r "$u" 2>/dev/null || userdel "$u" 2>/dev/null || true; done
+  # Leftover test accounts: only those hostwright created (GECOS marker)
+  # and whose home is under this test root.
+  web_down "$DIR/ftp/pure-ftpd.pid" "$DIR/nginx/nginx.pid" "$DIR/sshd/sshd.pid"
   ;;
 *)
   echo "usage: $0 up|down" >&2

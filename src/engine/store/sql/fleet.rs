@@ -24,6 +24,24 @@ fn placement(r: &PgRow) -> Placement {
     }
 }
 
+impl SqlStore {
+    /// Runs a placement change under the placement lock, in one
+    /// transaction; whether it changed a row.
+    async fn under_placement_lock(
+        &self,
+        change: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(pg(q::PLACEMENT_LOCK))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let done = change.execute(&mut *tx).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
 #[async_trait::async_trait]
 impl FleetStore for SqlStore {
     async fn placement(&self, contract_id: &str) -> Result<Option<Placement>> {
@@ -71,23 +89,16 @@ impl FleetStore for SqlStore {
         limit: Option<(u32, u64)>,
     ) -> Result<bool> {
         let (guarded, accounts, mb) = limit_params(limit);
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query(pg(q::PLACEMENT_LOCK))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        let done = sqlx::query(pg(&q::place()))
-            .bind(contract_id)
-            .bind(host)
-            .bind(disk_mb as i64)
-            .bind(guarded)
-            .bind(accounts)
-            .bind(mb)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        self.under_placement_lock(
+            sqlx::query(pg(&q::place()))
+                .bind(contract_id)
+                .bind(host)
+                .bind(disk_mb as i64)
+                .bind(guarded)
+                .bind(accounts)
+                .bind(mb),
+        )
+        .await
     }
 
     async fn resize_placement(
@@ -96,20 +107,13 @@ impl FleetStore for SqlStore {
         disk_mb: u64,
         capacity_mb: u64,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query(pg(q::PLACEMENT_LOCK))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        let done = sqlx::query(pg(&q::resize_placement()))
-            .bind(contract_id)
-            .bind(disk_mb as i64)
-            .bind(capacity_mb as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        self.under_placement_lock(
+            sqlx::query(pg(&q::resize_placement()))
+                .bind(contract_id)
+                .bind(disk_mb as i64)
+                .bind(capacity_mb as i64),
+        )
+        .await
     }
 
     async fn move_placement(
@@ -119,22 +123,15 @@ impl FleetStore for SqlStore {
         disk_mb: u64,
         limit: (u32, u64),
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query(pg(q::PLACEMENT_LOCK))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        let done = sqlx::query(pg(&q::move_placement()))
-            .bind(contract_id)
-            .bind(host)
-            .bind(disk_mb as i64)
-            .bind(i64::from(limit.0))
-            .bind(limit.1 as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        self.under_placement_lock(
+            sqlx::query(pg(&q::move_placement()))
+                .bind(contract_id)
+                .bind(host)
+                .bind(disk_mb as i64)
+                .bind(i64::from(limit.0))
+                .bind(limit.1 as i64),
+        )
+        .await
     }
 
     async fn queue_move(&self, contract_id: &str, host: &str, actor: &str) -> Result<MoveQueued> {
